@@ -1,0 +1,174 @@
+"""Typed configuration: one dataclass per component, YAML files load into them.
+
+Unknown keys are errors (a typo must not silently fall back to a default).
+
+>>> cfg = from_dict(TrainConfig, {"lr": 0.01, "epochs": 3})
+>>> cfg.lr, cfg.epochs
+(0.01, 3)
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from genrecsys.errors import GenrecsysError
+
+T = TypeVar("T")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ml-100k"
+    path: str | None = None  # a user-given directory or file for the dataset
+    split: str = "loo"  # loo | ratio | random_ratio
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    implicit_threshold: float | None = None  # keep ratings >= threshold; None keeps all
+    min_user_interactions: int = 0  # k-core on users (0 = off)
+    min_item_interactions: int = 0
+    max_seq_len: int = 50
+
+    def __post_init__(self) -> None:
+        if self.split not in ("loo", "ratio", "random_ratio"):
+            raise GenrecsysError(f"data.split must be loo, ratio or random_ratio, got {self.split!r}")
+        if len(self.ratios) != 3 or abs(sum(self.ratios) - 1.0) > 1e-6 or min(self.ratios) < 0:
+            raise GenrecsysError(f"data.ratios must be three non-negative numbers summing to 1, got {self.ratios}")
+        if self.max_seq_len < 1:
+            raise GenrecsysError("data.max_seq_len must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int | None = None  # None: the model's own default
+    lr: float | None = None  # None: the model's own default
+    weight_decay: float | None = None
+    patience: int = 10  # validations without improvement before stopping
+    eval_every: int = 1
+    metric: str = "ndcg@10"  # model selection metric on validation
+    seed: int = 2020
+    device: str = "cpu"
+    threads: int | None = None  # torch threads; None leaves torch's default
+    max_seconds: float | None = None  # wall-clock guard on training
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.patience < 1 or self.eval_every < 1:
+            raise GenrecsysError("train.epochs >= 0, train.patience >= 1 and train.eval_every >= 1 are required")
+
+
+@dataclass
+class EvalConfig:
+    ks: tuple[int, ...] = (1, 5, 10, 20)
+    mask_seen: bool = True  # mask training (and, at test time, validation) items
+    batch_users: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.ks or min(self.ks) < 1:
+            raise GenrecsysError("eval.ks must be a non-empty list of positive integers")
+
+
+@dataclass
+class ExperimentConfig:
+    model: str = "sasrec"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise GenrecsysError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except GenrecsysError as exc:
+                errors.append(str(exc))
+        raise GenrecsysError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise GenrecsysError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, where) for v in value)
+        if len(args) != len(value):
+            raise GenrecsysError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, where) for a, v in zip(args, value))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise GenrecsysError(f"{where}: expected a list, got {value!r}")
+        (arg,) = typing.get_args(tp)
+        return [_convert(arg, v, where) for v in value]
+    if origin is dict or tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise GenrecsysError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GenrecsysError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GenrecsysError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise GenrecsysError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise GenrecsysError(
+            f"{prefix}unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required field
+        raise GenrecsysError(f"{where or cls.__name__}: {exc}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise GenrecsysError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise GenrecsysError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise GenrecsysError(f"{p}: top level must be a mapping")
+    return data
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    return from_dict(ExperimentConfig, load_yaml(path), str(path))
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)

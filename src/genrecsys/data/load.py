@@ -1,0 +1,44 @@
+"""Resolve a dataset name or path to a `Dataset`, and apply the configured filters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from genrecsys.config import DataConfig
+from genrecsys.data.schema import Dataset
+from genrecsys.errors import GenrecsysError
+
+
+def load_dataset(name_or_path: str, path: str | None = None, cache_dir: str | Path | None = None) -> Dataset:
+    """A registered name (`ml-100k`) or a directory: a saved genrecsys dataset
+    (interactions.parquet) or a RecBole atomic directory (<name>.inter)."""
+    from genrecsys.registry import DATASETS
+
+    if name_or_path in DATASETS:
+        loader = DATASETS.get(name_or_path)
+        return loader(path=path, cache_dir=cache_dir)
+    p = Path(path or name_or_path)
+    if p.is_dir() and (p / "interactions.parquet").is_file():
+        return Dataset.load(p)
+    if p.is_dir() and any(p.glob("*.inter")):
+        from genrecsys.data.atomic import load_atomic
+
+        return load_atomic(p, next(p.glob("*.inter")).stem)
+    if p.exists():
+        raise GenrecsysError(f"{p}: not a dataset directory (no interactions.parquet, no *.inter file)")
+    raise GenrecsysError(f"unknown dataset {name_or_path!r}: not one of {', '.join(DATASETS.names())} and no such directory")
+
+
+def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> Dataset:
+    """Load + implicit conversion + k-core, as the config says."""
+    ds = load_dataset(cfg.dataset, cfg.path, cache_dir)
+    if cfg.implicit_threshold is not None:
+        from genrecsys.data.filters import to_implicit
+
+        ds = to_implicit(ds, cfg.implicit_threshold)
+    if cfg.min_user_interactions or cfg.min_item_interactions:
+        from genrecsys.data.filters import k_core
+
+        ds = k_core(ds, cfg.min_user_interactions, cfg.min_item_interactions)
+    if len(ds.interactions) == 0:
+        raise GenrecsysError(f"{ds.name}: no interactions left after filtering")
+    return ds

@@ -1,0 +1,113 @@
+"""The canonical dataset: interactions + item table + user table, stored as Parquet.
+
+interactions: user (str), item (str), timestamp (int64, seconds), rating (float32)
+items:        item (str) + any text/categorical columns (e.g. title, genres)
+users:        user (str) + any columns
+
+Row order of `interactions` is meaningful: it is the file order, used to break
+timestamp ties deterministically (see `splits.py`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genrecsys.errors import GenrecsysError
+
+INTERACTION_COLUMNS = ("user", "item", "timestamp", "rating")
+
+
+@dataclass
+class Dataset:
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"item": pd.Series([], dtype=str)}))
+    users: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user": pd.Series([], dtype=str)}))
+
+    def __post_init__(self) -> None:
+        self.interactions = normalize_interactions(self.interactions, self.name)
+        if "item" not in self.items.columns:
+            raise GenrecsysError(f"{self.name}: item table has no 'item' column")
+        if "user" not in self.users.columns:
+            raise GenrecsysError(f"{self.name}: user table has no 'user' column")
+        self.items = self.items.assign(item=self.items["item"].astype(str)).reset_index(drop=True)
+        self.users = self.users.assign(user=self.users["user"].astype(str)).reset_index(drop=True)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.interactions["user"].nunique())
+
+    @property
+    def n_items(self) -> int:
+        return int(self.interactions["item"].nunique())
+
+    def titles(self) -> dict[str, str]:
+        if "title" not in self.items.columns:
+            return {}
+        return dict(zip(self.items["item"], self.items["title"].astype(str)))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write three Parquet files + meta.json atomically (a temp dir renamed into place)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
+            self.items.to_parquet(tmp / "items.parquet", index=False)
+            self.users.to_parquet(tmp / "users.parquet", index=False)
+            (tmp / "meta.json").write_text(json.dumps({"name": self.name}))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Dataset":
+        d = Path(directory)
+        if not (d / "interactions.parquet").is_file():
+            raise GenrecsysError(f"{d}: not a genrecsys dataset directory (no interactions.parquet)")
+        name = json.loads((d / "meta.json").read_text())["name"] if (d / "meta.json").is_file() else d.name
+        return cls(
+            name=name,
+            interactions=pd.read_parquet(d / "interactions.parquet"),
+            items=pd.read_parquet(d / "items.parquet"),
+            users=pd.read_parquet(d / "users.parquet"),
+        )
+
+
+def normalize_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check columns and types; return a frame with exactly the canonical columns."""
+    missing = [c for c in ("user", "item") if c not in df.columns]
+    if missing:
+        raise GenrecsysError(f"{source}: interactions lack column(s) {', '.join(missing)}")
+    out = pd.DataFrame({"user": df["user"].astype(str), "item": df["item"].astype(str)})
+    if "timestamp" in df.columns:
+        ts = pd.to_numeric(df["timestamp"], errors="coerce")
+        bad = ts.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise GenrecsysError(
+                f"{source}: non-numeric timestamp {df['timestamp'].iloc[row]!r} in interaction row {row + 1}"
+            )
+        out["timestamp"] = ts.astype("int64").to_numpy()
+    else:
+        out["timestamp"] = np.zeros(len(df), dtype="int64")
+    if "rating" in df.columns:
+        r = pd.to_numeric(df["rating"], errors="coerce")
+        if r.isna().any():
+            row = int(np.flatnonzero(r.isna().to_numpy())[0])
+            raise GenrecsysError(f"{source}: non-numeric rating {df['rating'].iloc[row]!r} in interaction row {row + 1}")
+        out["rating"] = r.astype("float32").to_numpy()
+    else:
+        out["rating"] = np.ones(len(df), dtype="float32")
+    return out.reset_index(drop=True)

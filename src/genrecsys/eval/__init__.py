@@ -1,0 +1,1 @@
+"""Evaluation: metrics as pure numpy functions, ranking protocols, significance, reports."""

@@ -1,0 +1,180 @@
+"""Run one experiment: data -> split -> model -> fit -> evaluate -> run directory.
+
+A run directory holds metrics.json, per_user.parquet (for paired tests), model.pt,
+config.yaml, log.jsonl, report.md and curve.png. It appears atomically: work happens in
+a hidden `.NAME.partial` sibling (which `resume=True` picks up after a crash) that is
+renamed into place at the end.
+
+>>> from genrecsys.config import ExperimentConfig, TrainConfig
+>>> cfg = ExperimentConfig(model="pop")
+>>> # metrics = run_experiment(cfg, "runs/pop")
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrecsys.config import ExperimentConfig, from_dict
+from genrecsys.data.splits import SplitData, make_split
+from genrecsys.errors import GenrecsysError
+
+
+def build_model(name: str, params: dict[str, Any], split: SplitData):
+    from genrecsys.registry import MODELS
+
+    cls = MODELS.get(name)
+    config = from_dict(cls.Config, dict(params), f"model_params ({name})")
+    return cls(split, config)
+
+
+def load_split(cfg: ExperimentConfig, cache_dir: str | Path | None = None) -> SplitData:
+    from genrecsys.data.load import prepare
+
+    ds = prepare(cfg.data, cache_dir)
+    return make_split(ds, cfg.data.split, cfg.data.ratios, seed=cfg.train.seed)
+
+
+def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: str | Path | None = None,
+                   resume: bool = False, split: SplitData | None = None) -> dict[str, Any]:
+    """Train and evaluate one model under one seed; returns the metrics dict."""
+    import torch
+
+    from genrecsys.eval.report import write_run_report
+    from genrecsys.train.loop import evaluate, fit
+
+    out = Path(output_dir)
+    work = out.parent / f".{out.name}.partial"
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    split = split if split is not None else load_split(cfg, cache_dir)
+    model = build_model(cfg.model, cfg.model_params, split)
+    max_len = cfg.data.max_seq_len
+    result = fit(model, split, cfg.train, cfg.eval, max_len=max_len, run_dir=work, resume=resume)
+    valid = evaluate(model, split, "valid", cfg.eval, max_len, cfg.train.device)
+    test = evaluate(model, split, "test", cfg.eval, max_len, cfg.train.device)
+    n_epochs = max(result.epochs_run, 1)
+    metrics = {
+        "model": cfg.model,
+        "dataset": split.dataset.name,
+        "protocol": {"split": split.protocol, "ranking": "full", "mask_seen": cfg.eval.mask_seen},
+        "seed": cfg.train.seed,
+        "test": test.metrics,
+        "valid": valid.metrics,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs_run,
+        "stopped_by": result.stopped_by,
+        "train_seconds": result.train_seconds,
+        "seconds_to_best": result.seconds_to_best,
+        "seconds_per_epoch": result.train_seconds / n_epochs,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "total_seconds": time.perf_counter() - t0,
+    }
+    _write_per_user(work / "per_user.parquet", split, {"valid": valid, "test": test})
+    torch.save({"model": cfg.model, "state_dict": model.state_dict()}, work / "model.pt")
+    (work / "config.yaml").write_text(_to_yaml(cfg))
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (work / "history.json").write_text(json.dumps(result.history))
+    write_run_report(work, metrics, result.history)
+    (work / "checkpoint.pt").unlink(missing_ok=True)
+    publish(work, out)
+    return metrics
+
+
+def publish(work: Path, out: Path) -> None:
+    """Move a finished work directory into place in one rename."""
+    if out.exists():
+        trash = out.parent / f".{out.name}.old"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(out, trash)
+        os.replace(work, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(work, out)
+
+
+def _write_per_user(path: Path, split: SplitData, results: dict) -> None:
+    import pandas as pd
+
+    frames = []
+    for stage, res in results.items():
+        frame = pd.DataFrame({k: v for k, v in res.per_user.items()})
+        frame.insert(0, "user", split.user_ids[res.users])
+        frame.insert(0, "stage", stage)
+        frames.append(frame)
+    pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
+
+
+def _to_yaml(cfg: ExperimentConfig) -> str:
+    import yaml
+
+    def plain(x):
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return yaml.safe_dump(plain(asdict(cfg)), sort_keys=False)
+
+
+def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cache_dir: str | Path | None = None,
+              resume: bool = False) -> dict[str, Any]:
+    """Run `seeds` seeds (cfg.train.seed, +1, ...) into output_dir/seed-N and aggregate
+    mean ± std into output_dir/metrics.json."""
+    from genrecsys.eval.report import aggregate_seeds
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    split = None
+    for i in range(seeds):
+        seed = cfg.train.seed + i
+        run_cfg = replace(cfg, train=replace(cfg.train, seed=seed))
+        if split is None or cfg.data.split == "random_ratio":
+            split = load_split(run_cfg, cache_dir)
+        run_dir = out / f"seed-{seed}"
+        if resume and (run_dir / "metrics.json").is_file():
+            runs.append(json.loads((run_dir / "metrics.json").read_text()))
+            continue
+        runs.append(run_experiment(run_cfg, run_dir, cache_dir=cache_dir, resume=resume, split=split))
+    agg = aggregate_seeds(runs)
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(agg, indent=2))
+    os.replace(tmp, out / "metrics.json")
+    return agg
+
+
+def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
+    """Rebuild (config, split, model) of a finished run directory."""
+    import torch
+    import yaml
+
+    from genrecsys.config import load_experiment
+
+    d = Path(run_dir)
+    if not (d / "model.pt").is_file():
+        if (d / "metrics.json").is_file() and any(d.glob("seed-*")):
+            d = sorted(d.glob("seed-*"))[0]
+        else:
+            raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
+    cfg = load_experiment(d / "config.yaml")
+    split = load_split(cfg, cache_dir)
+    model = build_model(cfg.model, cfg.model_params, split)
+    saved = torch.load(d / "model.pt", weights_only=False)
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return cfg, split, model
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

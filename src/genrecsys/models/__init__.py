@@ -1,0 +1,1 @@
+"""Recommenders, one per file. Look them up by name through `genrecsys.registry.MODELS`."""

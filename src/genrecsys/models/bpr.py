@@ -1,0 +1,50 @@
+"""BPR-MF (Rendle et al., 2009): user and item embeddings, pairwise BPR loss with one
+uniformly sampled unseen negative per training interaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrecsys.data.splits import SplitData
+from genrecsys.models.base import Recommender
+from genrecsys.train.batches import pair_batches
+
+
+@dataclass
+class BPRConfig:
+    embedding_size: int = 64
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(pos - neg), averaged."""
+    return -F.logsigmoid(pos - neg).mean()
+
+
+class BPR(Recommender):
+    Config = BPRConfig
+    default_lr = 1e-3
+    default_batch_size = 2048
+
+    def __init__(self, split: SplitData, config: BPRConfig | None = None) -> None:
+        super().__init__(split, config)
+        d = self.config.embedding_size
+        self.user_emb = nn.Embedding(self.n_users, d)
+        self.item_emb = nn.Embedding(self.n_items + 1, d)
+        nn.init.xavier_normal_(self.user_emb.weight)
+        nn.init.xavier_normal_(self.item_emb.weight)
+
+    def batches(self, split, batch_size, rng: np.random.Generator):
+        return pair_batches(split, batch_size, rng)
+
+    def loss(self, batch):
+        u = self.user_emb(batch["users"])  # (B, D)
+        pos = (u * self.item_emb(batch["pos"])).sum(-1)
+        neg = (u * self.item_emb(batch["neg"])).sum(-1)
+        return bpr_loss(pos, neg)
+
+    def score(self, users, seqs):
+        return self.user_emb(users) @ self.item_emb.weight.T  # (B, I+1)

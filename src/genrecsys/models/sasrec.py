@@ -1,0 +1,87 @@
+"""SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
+
+Trained with full-softmax cross-entropy at every position of sequence windows (each
+training transition is a target once per epoch), scored from the last position.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrecsys.data.splits import SplitData
+from genrecsys.models.base import Recommender
+from genrecsys.train.batches import sequence_windows, shuffled_batches
+
+
+@dataclass
+class SASRecConfig:
+    embedding_size: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    max_len: int = 50
+
+
+def attention_mask(pad: torch.Tensor, n_heads: int, causal: bool = True) -> torch.Tensor:
+    """(B, L) padding flags -> (B * n_heads, L, L) boolean mask, True = blocked.
+
+    Keys that are padding are blocked; every position may attend to itself, so a
+    padded query row never has all keys blocked (which would give NaN).
+    """
+    B, L = pad.shape
+    blocked = pad[:, None, :].expand(B, L, L)
+    if causal:
+        blocked = blocked | torch.triu(torch.ones(L, L, dtype=torch.bool, device=pad.device), diagonal=1)
+    blocked = blocked & ~torch.eye(L, dtype=torch.bool, device=pad.device)
+    return blocked.repeat_interleave(n_heads, dim=0)
+
+
+class SASRec(Recommender):
+    Config = SASRecConfig
+    default_lr = 1e-3
+    default_batch_size = 128
+
+    def __init__(self, split: SplitData, config: SASRecConfig | None = None) -> None:
+        super().__init__(split, config)
+        c = self.config
+        self.item_emb = nn.Embedding(self.n_items + 1, c.embedding_size, padding_idx=0)
+        self.pos_emb = nn.Embedding(c.max_len, c.embedding_size)
+        layer = nn.TransformerEncoderLayer(c.embedding_size, c.n_heads, dim_feedforward=c.embedding_size * 4,
+                                           dropout=c.dropout, activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, c.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(c.embedding_size)
+        self.drop = nn.Dropout(c.dropout)
+        nn.init.normal_(self.item_emb.weight, std=0.02)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        self._windows: tuple[np.ndarray, np.ndarray] | None = None
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        """(B, L) item ids, left-padded -> (B, L, D) hidden states."""
+        L = seqs.shape[1]
+        x = self.item_emb(seqs) * (self.config.embedding_size ** 0.5) + self.pos_emb.weight[-L:]
+        x = self.drop(x)
+        pad = seqs == 0
+        h = self.encoder(x, mask=attention_mask(pad, self.config.n_heads))
+        return self.norm(h) * (~pad).unsqueeze(-1)
+
+    def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
+        if self._windows is None:
+            x, y, _ = sequence_windows(split.train, self.config.max_len)
+            self._windows = (x, y)
+        x, y = self._windows
+        return shuffled_batches({"seqs": x, "targets": y}, batch_size, rng)
+
+    def loss(self, batch):
+        h = self.encode(batch["seqs"])  # (B, L, D)
+        mask = batch["targets"] > 0
+        logits = h[mask] @ self.item_emb.weight.T  # (N, I+1)
+        return F.cross_entropy(logits, batch["targets"][mask])
+
+    def score(self, users, seqs):
+        seqs = seqs[:, -self.config.max_len:]
+        h = self.encode(seqs)[:, -1]  # (B, D)
+        return h @ self.item_emb.weight.T

@@ -1,0 +1,55 @@
+"""One small name -> "module:Object" table per kind, imported lazily.
+
+Listing what exists costs nothing; the object is imported only when it is looked up.
+
+>>> from genrecsys.registry import MODELS
+>>> "sasrec" in MODELS.names()
+True
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from genrecsys.errors import GenrecsysError
+
+
+@dataclass
+class Registry:
+    kind: str
+    entries: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, target: str) -> None:
+        if name in self.entries:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self.entries[name] = target
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def get(self, name: str) -> Any:
+        key = name.lower()
+        if key not in self.entries:
+            raise GenrecsysError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            )
+        module, _, attr = self.entries[key].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+MODELS = Registry("model")
+MODELS.add("pop", "genrecsys.models.pop:Pop")
+MODELS.add("bpr", "genrecsys.models.bpr:BPR")
+MODELS.add("neumf", "genrecsys.models.neumf:NeuMF")
+MODELS.add("lightgcn", "genrecsys.models.lightgcn:LightGCN")
+MODELS.add("ngcf", "genrecsys.models.ngcf:NGCF")
+MODELS.add("gru4rec", "genrecsys.models.gru4rec:GRU4Rec")
+MODELS.add("sasrec", "genrecsys.models.sasrec:SASRec")
+MODELS.add("bert4rec", "genrecsys.models.bert4rec:BERT4Rec")
+
+DATASETS = Registry("dataset")
+DATASETS.add("ml-100k", "genrecsys.data.movielens:load_ml100k")

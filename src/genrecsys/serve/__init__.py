@@ -1,0 +1,1 @@
+"""Serving: top-K recommendation from a trained model."""

@@ -1,0 +1,1 @@
+"""One parameterised training loop for every model, plus batch builders."""

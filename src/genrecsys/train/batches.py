@@ -1,0 +1,95 @@
+"""Batch builders shared by the models: (user, positive, negative) triples and
+sequence windows. Plain functions over `SplitData`, so every model that trains
+the same way builds batches the same way."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from genrecsys.data.splits import Part, SplitData
+
+
+class NegativeSampler:
+    """Uniform items in 1..n_items that a user has not interacted with in `part`.
+
+    Rejection sampling, vectorised: draw, find draws that hit the user's items, redraw
+    only those. Membership is one searchsorted over keys `user * stride + item`, built once.
+    """
+
+    def __init__(self, part: Part, n_items: int) -> None:
+        self.n_items = n_items
+        self.stride = np.int64(n_items + 1)
+        self.keys = np.sort(part.users() * self.stride + part.items)
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if len(self.keys) == 0:
+            return np.zeros(items.shape, dtype=bool)
+        q = items + users.reshape(-1, *([1] * (items.ndim - 1))) * self.stride
+        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
+        return self.keys[pos] == q
+
+    def sample(self, users: np.ndarray, rng: np.random.Generator, n_neg: int = 1) -> np.ndarray:
+        neg = rng.integers(1, self.n_items + 1, size=(len(users), n_neg))
+        bad = np.ones_like(neg, dtype=bool)
+        for _ in range(100):  # a user who saw almost every item could loop forever
+            bad &= self.contains(users, neg)
+            if not bad.any():
+                break
+            neg[bad] = rng.integers(1, self.n_items + 1, size=int(bad.sum()))
+        return neg
+
+
+def pair_batches(split: SplitData, batch_size: int, rng: np.random.Generator, n_neg: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+    """One pass over all training interactions in random order, with fresh negatives."""
+    users = split.train.users()
+    items = split.train.items
+    sampler = NegativeSampler(split.train, split.n_items)
+    order = rng.permutation(len(users))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        u = users[idx]
+        neg = sampler.sample(u, rng, n_neg)
+        yield {
+            "users": torch.from_numpy(u),
+            "pos": torch.from_numpy(items[idx]),
+            "neg": torch.from_numpy(neg if n_neg > 1 else neg[:, 0]),
+        }
+
+
+def sequence_windows(part: Part, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut each user's sequence into windows of `max_len` next-item predictions.
+
+    Windows are taken from the end backwards with stride `max_len`, so every training
+    transition (prefix -> next item) is a target exactly once, and the newest window
+    carries the longest context. Returns inputs (W, L), targets (W, L) — both
+    left-padded with 0 — and the window's user (W,).
+    """
+    inputs, targets, owners = [], [], []
+    for u in range(len(part.indptr) - 1):
+        seq = part.of(u)
+        end = len(seq)
+        while end >= 2:
+            start = max(0, end - max_len - 1)
+            chunk = seq[start:end]
+            x, y = chunk[:-1], chunk[1:]
+            row_x = np.zeros(max_len, dtype=np.int64)
+            row_y = np.zeros(max_len, dtype=np.int64)
+            row_x[max_len - len(x):] = x
+            row_y[max_len - len(y):] = y
+            inputs.append(row_x)
+            targets.append(row_y)
+            owners.append(u)
+            end = start + 1  # the next window ends where this one's inputs began
+    if not inputs:
+        return np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64), np.zeros(0, np.int64)
+    return np.stack(inputs), np.stack(targets), np.asarray(owners, dtype=np.int64)
+
+
+def shuffled_batches(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+    n = len(next(iter(arrays.values())))
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield {k: torch.from_numpy(v[idx]) for k, v in arrays.items()}

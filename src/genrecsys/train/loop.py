@@ -1,0 +1,168 @@
+"""The training loop: early stopping on a validation metric, best-checkpoint restore,
+deterministic seeds, progress bar, JSON-lines log, resume from checkpoint.
+
+>>> # fit(model, split, TrainConfig(epochs=5), EvalConfig())   # see genrecsys.experiment
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrecsys.config import EvalConfig, TrainConfig
+from genrecsys.data.splits import SplitData
+from genrecsys.eval.ranking import RankingResult, evaluate_ranking
+from genrecsys.models.base import Recommender
+
+
+@dataclass
+class FitResult:
+    best_epoch: int  # 0-based epoch of the restored weights; -1 when never validated
+    epochs_run: int
+    best_valid: dict[str, float]
+    train_seconds: float  # wall time of the whole fit (training + validation)
+    seconds_to_best: float  # wall time when the best checkpoint was reached
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str = "epochs"  # epochs | early_stopping | max_seconds
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def score_fn(model: Recommender, device: str = "cpu"):
+    def fn(users: np.ndarray, seqs: np.ndarray) -> torch.Tensor:
+        u = torch.as_tensor(users, dtype=torch.long, device=device)
+        s = torch.as_tensor(seqs, dtype=torch.long, device=device)
+        return model.score(u, s).float().cpu()
+    return fn
+
+
+def evaluate(model: Recommender, split: SplitData, stage: str, eval_cfg: EvalConfig, max_len: int = 50,
+             device: str = "cpu") -> RankingResult:
+    model.eval()
+    model.on_eval_start()
+    return evaluate_ranking(score_fn(model, device), split, stage, tuple(eval_cfg.ks),
+                            mask_seen=eval_cfg.mask_seen, max_len=max_len, batch_users=eval_cfg.batch_users)
+
+
+def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: EvalConfig, *,
+        max_len: int = 50, run_dir: str | Path | None = None, resume: bool = False) -> FitResult:
+    """Train `model` in place and leave it holding its best-validation weights."""
+    seed_everything(train_cfg.seed)
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
+    device = train_cfg.device
+    model.to(device)
+    run_path = Path(run_dir) if run_dir else None
+    log = _JsonLog(run_path / "log.jsonl" if run_path else None)
+    start = time.perf_counter()
+
+    if not model.trainable or train_cfg.epochs == 0:
+        model.fit_closed_form(split)
+        valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
+        elapsed = time.perf_counter() - start
+        log.write({"epoch": 0, "valid": valid.metrics, "seconds": elapsed})
+        return FitResult(0, 1 if not model.trainable else 0, valid.metrics, elapsed, elapsed,
+                         [{"epoch": 0, "loss": None, "valid": valid.metrics}])
+
+    lr = train_cfg.lr if train_cfg.lr is not None else model.default_lr
+    wd = train_cfg.weight_decay if train_cfg.weight_decay is not None else model.default_weight_decay
+    batch_size = train_cfg.batch_size or model.default_batch_size
+    optim = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    rng = np.random.default_rng(train_cfg.seed)
+    state = {"epoch": 0, "best_score": -np.inf, "best_epoch": -1, "bad_rounds": 0, "history": [],
+             "best_state": None, "best_valid": {}, "elapsed_before": 0.0, "seconds_to_best": 0.0}
+    ckpt = run_path / "checkpoint.pt" if run_path else None
+    if resume and ckpt is not None and ckpt.is_file():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optim.load_state_dict(saved["optim"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        state = saved["state"]
+    stopped_by = "epochs"
+    bar = _progress(train_cfg, state["epoch"])
+    epoch = state["epoch"]
+    for epoch in range(state["epoch"], train_cfg.epochs):
+        model.train()
+        model.on_train_start()
+        t0 = time.perf_counter()
+        total, n = 0.0, 0
+        for batch in model.batches(split, batch_size, rng):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model.loss(batch)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            total += float(loss.detach())
+            n += 1
+        record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": time.perf_counter() - t0}
+        if (epoch + 1) % train_cfg.eval_every == 0 or epoch + 1 == train_cfg.epochs:
+            valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
+            record["valid"] = valid.metrics
+            score = valid.metrics[train_cfg.metric]
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch, bad_rounds=0, best_valid=valid.metrics,
+                             best_state=copy.deepcopy(model.state_dict()),
+                             seconds_to_best=state["elapsed_before"] + time.perf_counter() - start)
+            else:
+                state["bad_rounds"] += 1
+        elapsed = state["elapsed_before"] + time.perf_counter() - start
+        record["elapsed"] = elapsed
+        state["history"].append(record)
+        log.write(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", **({train_cfg.metric: f"{record['valid'][train_cfg.metric]:.4f}"} if "valid" in record else {}))
+        state["epoch"] = epoch + 1
+        if ckpt is not None:
+            _atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state(),
+                          "state": {**state, "elapsed_before": elapsed}}, ckpt)
+        if state["bad_rounds"] >= train_cfg.patience:
+            stopped_by = "early_stopping"
+            break
+        if train_cfg.max_seconds is not None and elapsed > train_cfg.max_seconds:
+            stopped_by = "max_seconds"
+            break
+    bar.close()
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    total_seconds = state["elapsed_before"] + time.perf_counter() - start
+    return FitResult(state["best_epoch"], state["epoch"], state["best_valid"], total_seconds,
+                     state["seconds_to_best"], state["history"], stopped_by)
+
+
+def _progress(cfg: TrainConfig, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.epochs, initial=initial, desc="train", unit="epoch", disable=not cfg.progress,
+                dynamic_ncols=True, leave=False)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class _JsonLog:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
