@@ -47,7 +47,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     import torch
 
     from genrecsys.eval.report import write_run_report
-    from genrecsys.train.loop import evaluate, fit
+    from genrecsys.train.loop import evaluate, fit, seed_everything
 
     out = Path(output_dir)
     work = out.parent / f".{out.name}.partial"
@@ -56,6 +56,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     split = split if split is not None else load_split(cfg, cache_dir)
+    seed_everything(cfg.train.seed)  # initial weights depend on the seed too
     model = build_model(cfg.model, cfg.model_params, split)
     max_len = cfg.data.max_seq_len
     result = fit(model, split, cfg.train, cfg.eval, max_len=max_len, run_dir=work, resume=resume)

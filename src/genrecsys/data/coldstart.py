@@ -56,7 +56,7 @@ def simulate_cold_start(split: SplitData, fraction: float, min_len: int = 1, max
     # Keep position p of user u iff p >= len(u) - keep(u), i.e. the last keep(u) items.
     pos = np.arange(split.train.nnz) - np.repeat(split.train.indptr[:-1], lengths)
     mask = pos >= np.repeat(lengths - keep, lengths)
-    train = Part(np.concatenate([[0], np.cumsum(keep)]).astype(np.int64), split.train.items[mask].copy())
+    train = Part(np.concatenate([[0], np.cumsum(keep)]).astype(np.int64), split.train.items[mask])
 
     new_user = np.zeros(split.n_users, dtype=bool)
     new_user[chosen] = True

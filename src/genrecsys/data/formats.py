@@ -3,7 +3,7 @@
 Each loader returns a canonical `Dataset` (see `schema.py`) with interactions in file
 order, and raises `GenrecsysError` naming the file and line (and field) of the first
 malformed record. Item tables carry `title` and, where the format has them, `genres`
-or `categories` as '|'-joined strings. Any file may be gzip-compressed (`.gz`).
+or `categories` as '|'-joined strings. Amazon and Yelp files may be gzipped (`.gz`).
 
 >>> ds = load_movielens("data/ml-1m")          # doctest: +SKIP
 >>> ds.name, ds.n_users                         # doctest: +SKIP
@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import gzip
+import io
 import json
 import tempfile
 import zipfile
@@ -28,7 +29,7 @@ from genrecsys.data.movielens import read_grouplens_100k
 from genrecsys.data.schema import Dataset
 from genrecsys.errors import GenrecsysError
 
-RATING_COLUMNS = ["user", "item", "rating", "timestamp"]
+_RATING_COLUMNS = ["user", "item", "rating", "timestamp"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -40,7 +41,11 @@ def _require(path: Path) -> Path:
 
 
 def _read_text(path: Path) -> str:
-    """Whole file as text; UTF-8, else latin-1 (ML-1M's .dat files are latin-1)."""
+    """Whole file as text; UTF-8, else latin-1 (ML-1M's .dat files are latin-1).
+
+    Split it on "\n" only: str.splitlines() would also break at U+0085 and friends,
+    which latin-1 text can contain.
+    """
     raw = _require(path).read_bytes()
     if path.suffix == ".gz":
         raw = gzip.decompress(raw)
@@ -89,7 +94,8 @@ def _attach(keys: pd.Series, key: str, rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return table
     attrs = pd.DataFrame(rows).drop_duplicates(key)  # 2018 Amazon meta repeats some asins
-    text = {c: "" for c in attrs.columns if attrs[c].dtype == object}  # numbers stay NaN: Parquet needs one type
+    # Text gaps become "", number gaps stay NaN: a Parquet column holds one type.
+    text = {c: "" for c in attrs.columns if not pd.api.types.is_numeric_dtype(attrs[c])}
     return table.merge(attrs, on=key, how="left").fillna(text)
 
 
@@ -109,7 +115,7 @@ def _scan_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
     whenever the fast parser rejects a file.
     """
     rows = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip() or (header and lineno == 1):
             continue
         cells = line.strip().split(sep)
@@ -122,31 +128,33 @@ def _scan_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
         if not cells[3].lstrip("-").isdigit():
             raise GenrecsysError(f"{path}:{lineno}: field 'timestamp' is not an integer: {cells[3]!r}")
         rows.append(cells)
-    return pd.DataFrame(rows, columns=RATING_COLUMNS).astype({"rating": "float32", "timestamp": "int64"})
+    return pd.DataFrame(rows, columns=_RATING_COLUMNS).astype({"rating": "float32", "timestamp": "int64"})
 
 
 def _read_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
-    """Ratings via pandas' typed C parser (ML-32M has 32M lines); on any doubt, the strict scan.
+    """Ratings via pandas' C parser (ML-32M has 32M lines); on any doubt, the strict scan.
 
     The C parser takes one-character separators only, so `::` is read as `:` with an
     empty field between every pair of values; those gap fields must indeed be empty.
+    Letting pandas infer types is ~2x faster than asking for string ids; MovieLens ids
+    are integers, so anything else is a doubt and goes to the scan.
     """
     _require(path)
     step = len(sep)
     names = [f"c{i}" for i in range(3 * step + 1)]
     user, item, rating, ts = names[::step]
-    dtype = {c: "float64" for c in names} | {user: str, item: str, rating: "float64", ts: "int64"}
     try:
-        raw = pd.read_csv(path, sep=sep[0], header=0 if header else None, names=names, dtype=dtype,
-                          keep_default_na=False, na_values=[""], engine="c")
-        gaps = [c for c in names if c not in (user, item, rating, ts)]
-        ok = not raw[[user, item, rating]].isna().any().any() and all(raw[c].isna().all() for c in gaps)
-    except (ValueError, pd.errors.ParserError):  # non-numeric cell, missing int, extra fields
-        ok = False
-    if not ok:
+        raw = pd.read_csv(path, sep=sep[0], header=0 if header else None, names=names, engine="c", low_memory=False)
+    except (ValueError, pd.errors.ParserError):  # e.g. a line with extra fields
+        return _scan_ratings(path, sep, header)
+    kinds = [raw[c].dtype.kind for c in (user, item, rating, ts)]
+    gaps = [c for c in names if c not in (user, item, rating, ts)]
+    clean = (kinds[0] == kinds[1] == kinds[3] == "i" and kinds[2] in "if" and not raw[rating].isna().any()
+             and all(raw[c].isna().all() for c in gaps))
+    if not clean:
         return _scan_ratings(path, sep, header)  # raises, naming the offending line
-    return pd.DataFrame({"user": raw[user], "item": raw[item],
-                         "rating": raw[rating].astype("float32"), "timestamp": raw[ts]})
+    return pd.DataFrame({"user": raw[user].astype(str), "item": raw[item].astype(str),
+                         "rating": raw[rating].astype("float32"), "timestamp": raw[ts].astype("int64")})
 
 
 def _split_year(titles: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -165,10 +173,10 @@ def _movie_table(ids: list[str], titles: list[str], genres: list[str]) -> pd.Dat
 
 def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
     rows = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
-        cells = line.split("::")
+        cells = line.rstrip("\r").split("::")
         if len(cells) != len(names):
             raise GenrecsysError(f"{path}:{lineno}: expected {len(names)} fields ({'::'.join(names)}), got {len(cells)}")
         rows.append(cells)
@@ -202,7 +210,7 @@ def read_movielens_csv(directory: str | Path, name: str | None = None) -> Datase
     if movies.is_file():
         rows = []
         # csv, not split(","): titles such as "American President, The (1995)" are quoted.
-        reader = csv.reader(_read_text(movies).splitlines())
+        reader = csv.reader(io.StringIO(_read_text(movies), newline=""))
         for row in reader:
             if reader.line_num == 1 or not row:
                 continue
@@ -228,7 +236,10 @@ def load_movielens(path: str | Path) -> Dataset:
             inner = next((f.parent for f in sorted(Path(tmp).rglob("*")) if f.name in ("u.data", "ratings.dat", "ratings.csv")), None)
             if inner is None:
                 raise GenrecsysError(f"{p}: archive holds no u.data, ratings.dat or ratings.csv")
-            return load_movielens(inner)
+            try:
+                return load_movielens(inner)
+            except GenrecsysError as e:  # name the member of the archive, not a vanished temp file
+                raise GenrecsysError(str(e).replace(tmp, str(p))) from None
     if not p.is_dir():
         raise GenrecsysError(f"MovieLens path not found: {p}")
     if (p / "u.data").is_file():

@@ -37,13 +37,18 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path, ylabel: str = "valid ndcg@10") -> None:
-    """One line per name: (epoch, value) points."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path, ylabel: str = "valid ndcg@10") -> None:
+    """One line per name: (epoch, value) points."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for name, pts in curves.items():
         if pts:
@@ -81,3 +86,72 @@ def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[
     path = run_dir / "report.md"
     path.write_text(text)
     return path
+
+
+def write_comparison_table(rows: list[dict[str, Any]], path: Path, metrics: tuple[str, ...] | list[str] = HEADLINE,
+                           title: str = "Model comparison", *, stage: str = "test") -> Path:
+    """Mean ± std of `metrics` across models, as a Markdown table and a grouped bar chart
+    (error bars = std) side by side: `path` names either one (a .png path gets the table
+    beside it as .md; any other path gets the chart beside it as .png), and the table
+    links the chart. Returns the Markdown path.
+
+    `rows` are metrics.json dicts: aggregated ones (from `run_seeds`) give `stage` means
+    and `{stage}_std` stds; a single run has no std and shows the mean alone. A row is
+    labelled by its "label" key, else "model" (plus "dataset" when rows span datasets).
+    A metric a row lacks is shown as "—" and left out of the chart.
+
+    >>> # write_comparison_table([json.load(open("runs/sasrec/metrics.json")), ...], Path("compare.md"))
+    """
+    path = Path(path)
+    png, path = (path, path.with_suffix(".md")) if path.suffix.lower() == ".png" else (path.with_suffix(".png"), path)
+    metrics = list(metrics)
+    labels = _row_labels(rows)
+    means = np.full((len(rows), len(metrics)), np.nan)
+    stds = np.zeros((len(rows), len(metrics)))
+    table = []
+    for i, row in enumerate(rows):
+        mean_d, std_d = row.get(stage, {}), row.get(f"{stage}_std", {})
+        cells = [labels[i], str(len(row["seeds"])) if "seeds" in row else "1"]
+        for j, m in enumerate(metrics):
+            if m in mean_d:
+                means[i, j], stds[i, j] = mean_d[m], std_d.get(m, 0.0)
+                cells.append(fmt_mean_std(mean_d[m], std_d.get(m)))
+            else:
+                cells.append("—")
+        table.append(cells)
+    _bar_chart(labels, metrics, means, stds, png, f"{title} ({stage})")
+    text = (f"# {title}\n\n{stage.capitalize()} metrics, mean ± sample std over seeds.\n\n"
+            + markdown_table(["model", "seeds"] + metrics, table) + f"\n![{title}]({png.name})\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _row_labels(rows: list[dict[str, Any]]) -> list[str]:
+    datasets = {r.get("dataset") for r in rows}
+    out = []
+    for r in rows:
+        label = str(r.get("label", r.get("model", "?")))
+        out.append(f"{label} ({r['dataset']})" if "label" not in r and len(datasets) > 1 else label)
+    return out
+
+
+def _bar_chart(labels: list[str], metrics: list[str], means: np.ndarray, stds: np.ndarray, path: Path,
+               title: str) -> None:
+    plt = _pyplot()
+    n_rows = max(len(labels), 1)
+    width = 0.8 / n_rows
+    x = np.arange(len(metrics))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.2 * len(metrics) * (1 + n_rows / 4)), 4.0), dpi=110)
+    for i, label in enumerate(labels):
+        ok = ~np.isnan(means[i])
+        ax.bar(x[ok] + (i - (n_rows - 1) / 2) * width, means[i, ok], width, yerr=stds[i, ok], capsize=2, label=label)
+    ax.set_xticks(x, metrics)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    if labels:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

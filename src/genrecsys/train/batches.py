@@ -32,12 +32,13 @@ class NegativeSampler:
 
     def sample(self, users: np.ndarray, rng: np.random.Generator, n_neg: int = 1) -> np.ndarray:
         neg = rng.integers(1, self.n_items + 1, size=(len(users), n_neg))
-        bad = np.ones_like(neg, dtype=bool)
-        for _ in range(100):  # a user who saw almost every item could loop forever
-            bad &= self.contains(users, neg)
-            if not bad.any():
+        rows, cols = np.nonzero(self.contains(users, neg))
+        for _ in range(100):  # bounded: a user who saw almost every item could loop forever
+            if len(rows) == 0:
                 break
-            neg[bad] = rng.integers(1, self.n_items + 1, size=int(bad.sum()))
+            neg[rows, cols] = rng.integers(1, self.n_items + 1, size=len(rows))
+            still = self.contains(users[rows], neg[rows, cols][:, None])[:, 0]
+            rows, cols = rows[still], cols[still]
         return neg
 
 
@@ -45,17 +46,13 @@ def pair_batches(split: SplitData, batch_size: int, rng: np.random.Generator, n_
     """One pass over all training interactions in random order, with fresh negatives."""
     users = split.train.users()
     items = split.train.items
-    sampler = NegativeSampler(split.train, split.n_items)
     order = rng.permutation(len(users))
+    users, items = users[order], items[order]
+    neg = NegativeSampler(split.train, split.n_items).sample(users, rng, n_neg)  # the whole epoch at once
+    neg = neg if n_neg > 1 else neg[:, 0]
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        u = users[idx]
-        neg = sampler.sample(u, rng, n_neg)
-        yield {
-            "users": torch.from_numpy(u),
-            "pos": torch.from_numpy(items[idx]),
-            "neg": torch.from_numpy(neg if n_neg > 1 else neg[:, 0]),
-        }
+        sl = slice(start, start + batch_size)
+        yield {"users": torch.from_numpy(users[sl]), "pos": torch.from_numpy(items[sl]), "neg": torch.from_numpy(neg[sl])}
 
 
 def sequence_windows(part: Part, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

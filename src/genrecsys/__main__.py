@@ -1,0 +1,5 @@
+import sys
+
+from genrecsys.cli.main import main
+
+sys.exit(main())

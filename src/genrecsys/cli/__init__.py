@@ -1,0 +1,1 @@
+"""Command-line interface: a thin table of subcommands over the Python API."""

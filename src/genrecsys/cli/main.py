@@ -1,0 +1,254 @@
+"""`genrecsys` command line. Each subcommand is a thin wrapper over a typed function.
+
+Errors the user can fix (bad file, unknown name, unknown user) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from genrecsys.errors import GenrecsysError
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    if getattr(args, "cache_dir", None):
+        return Path(args.cache_dir)
+    env = os.environ.get("GENRECSYS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "genrecsys"
+
+
+# ----------------------------------------------------------------------------- data
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from genrecsys.config import DataConfig
+    from genrecsys.data.load import prepare
+    from genrecsys.data.stats import dataset_stats, format_stats_table
+
+    cfg = DataConfig(dataset=args.dataset, path=args.path, implicit_threshold=args.implicit_threshold,
+                     min_user_interactions=args.min_user, min_item_interactions=args.min_item)
+    ds = prepare(cfg, _cache_dir(args))
+    if args.output:
+        ds.save(args.output)
+    print(format_stats_table({ds.name: dataset_stats(ds)}), end="")
+    if args.output:
+        print(args.output)
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+def _experiment_config(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from genrecsys.config import ExperimentConfig, from_dict, load_yaml
+
+    raw = load_yaml(args.config) if args.config else {}
+    cfg = from_dict(ExperimentConfig, raw, str(args.config or "config"))
+    if args.model:
+        cfg = replace(cfg, model=args.model)
+    data_over = {k: v for k, v in {"dataset": args.dataset, "path": args.data_path, "split": args.split}.items() if v is not None}
+    train_over = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                                    "weight_decay": args.weight_decay, "patience": args.patience,
+                                    "seed": args.seed, "threads": args.threads, "device": args.device,
+                                    "max_seconds": args.max_seconds}.items() if v is not None}
+    if args.no_progress:
+        train_over["progress"] = False
+    model_params = dict(cfg.model_params)
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise GenrecsysError(f"--param expects key=value, got {item!r}")
+        model_params[key] = _parse_value(value)
+    eval_over = {"mask_seen": False} if args.no_mask_seen else {}
+    return replace(cfg, data=from_dict(type(cfg.data), {**_fields(cfg.data), **data_over}, "data"),
+                   train=from_dict(type(cfg.train), {**_fields(cfg.train), **train_over}, "train"),
+                   eval=from_dict(type(cfg.eval), {**_fields(cfg.eval), **eval_over}, "eval"),
+                   model_params=model_params)
+
+
+def _fields(obj) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from genrecsys.experiment import run_experiment, run_seeds
+    from genrecsys.registry import MODELS
+
+    cfg = _experiment_config(args)
+    MODELS.get(cfg.model)  # fail fast on an unknown name
+    out = Path(args.output_dir or f"runs/{cfg.model}-{cfg.data.dataset.replace('/', '_')}")
+    if args.seeds > 1:
+        metrics = run_seeds(cfg, out, args.seeds, cache_dir=_cache_dir(args), resume=args.resume)
+        std = metrics["test_std"]
+    else:
+        metrics = run_experiment(cfg, out, cache_dir=_cache_dir(args), resume=args.resume)
+        std = {}
+    t = metrics["test"]
+    print(" ".join(f"test {k}={t[k]:.4f}" + (f"±{std[k]:.4f}" if k in std else "") for k in ("hit@10", "ndcg@10", "mrr@10")),
+          file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from genrecsys.config import EvalConfig
+    from genrecsys.experiment import load_run
+    from genrecsys.train.loop import evaluate
+
+    cfg, split, model = load_run(args.run, _cache_dir(args))
+    eval_cfg = EvalConfig(ks=tuple(args.k) if args.k else cfg.eval.ks, mask_seen=not args.no_mask_seen)
+    result = {}
+    for stage in args.stage:
+        result[stage] = evaluate(model, split, stage, eval_cfg, cfg.data.max_seq_len).metrics
+    if args.sampled:
+        from genrecsys.eval.sampled import evaluate_sampled
+        from genrecsys.train.loop import score_fn
+
+        for stage in args.stage:
+            result[f"{stage}_sampled100"] = evaluate_sampled(score_fn(model), split, stage, eval_cfg.ks,
+                                                             max_len=cfg.data.max_seq_len).metrics
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from genrecsys.eval.compare import compare_runs, format_comparison
+
+    res = compare_runs(Path(args.run_a), Path(args.run_b), stage=args.stage, metrics=tuple(args.metric))
+    print(format_comparison(res), end="")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from genrecsys.experiment import load_run
+    from genrecsys.serve.recommend import recommend
+
+    cfg, split, model = load_run(args.run, _cache_dir(args))
+    recs = recommend(model, split, args.user, k=args.k, exclude_seen=not args.include_seen, max_len=cfg.data.max_seq_len)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in recs], indent=2))
+        return 0
+    for rec in recs:
+        print(f"user {rec.user}: top-{len(rec.items)}")
+        for rank, (item, score, title) in enumerate(zip(rec.items, rec.scores, rec.titles), start=1):
+            print(f"  {rank:>2}. {item:>8}  {score:8.4f}  {title}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from genrecsys.registry import MODELS
+
+    print("\n".join(MODELS.names()))
+    return 0
+
+
+def cmd_main(args: argparse.Namespace) -> int:
+    from genrecsys.pipeline import MainJobConfig, run_main_job
+
+    cfg = MainJobConfig(quick=args.quick, seeds=args.seeds, models=tuple(args.models) if args.models else None,
+                        threads=args.threads, progress=not args.no_progress)
+    report = run_main_job(cfg, Path(args.output_dir), cache_dir=_cache_dir(args))
+    print(report)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genrecsys", description="Generative recommender systems toolkit.")
+    p.add_argument("--cache-dir", help="where datasets are cached (default: $GENRECSYS_CACHE or ~/.cache/genrecsys)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable, help: str, parent=sub) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    data = sub.add_parser("data", help="prepare datasets and show their statistics")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    sp = add("prepare", cmd_data_prepare, "load (download offline if needed), filter, cache, print statistics", dsub)
+    sp.add_argument("dataset", help="registered name (ml-100k) or a dataset directory")
+    sp.add_argument("--path", help="local copy of the dataset files")
+    sp.add_argument("--implicit-threshold", type=float, help="keep ratings >= this value")
+    sp.add_argument("--min-user", type=int, default=0, help="k-core: minimum interactions per user")
+    sp.add_argument("--min-item", type=int, default=0, help="k-core: minimum interactions per item")
+    sp.add_argument("--output", help="also save the prepared dataset (Parquet) to this directory")
+
+    sp = add("train", cmd_train, "train and evaluate a model; prints the run directory last")
+    sp.add_argument("--model", help="model name (see `genrecsys models`)")
+    sp.add_argument("--dataset", help="ml-100k or a dataset directory")
+    sp.add_argument("--data-path", help="local copy of the dataset files")
+    sp.add_argument("--split", choices=["loo", "ratio", "random_ratio"])
+    sp.add_argument("--config", help="YAML experiment file (keys: model, model_params, data, train, eval)")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="model hyper-parameter (repeatable)")
+    sp.add_argument("--seeds", type=int, default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--batch-size", type=int)
+    sp.add_argument("--weight-decay", type=float)
+    sp.add_argument("--patience", type=int)
+    sp.add_argument("--threads", type=int)
+    sp.add_argument("--device", help="cpu or cuda")
+    sp.add_argument("--max-seconds", type=float, help="wall-clock guard on training")
+    sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")
+    sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--output-dir", help="run directory (default runs/MODEL-DATASET)")
+
+    sp = add("evaluate", cmd_evaluate, "re-evaluate a finished run (full ranking; --sampled adds the 100-negative protocol)")
+    sp.add_argument("run")
+    sp.add_argument("--stage", nargs="+", default=["test"], choices=["valid", "test"])
+    sp.add_argument("-k", type=int, nargs="+")
+    sp.add_argument("--no-mask-seen", action="store_true")
+    sp.add_argument("--sampled", action="store_true", help="also report the sampled protocol (labelled as such)")
+
+    sp = add("compare", cmd_compare, "paired t-test and Wilcoxon test between two runs, per user")
+    sp.add_argument("run_a")
+    sp.add_argument("run_b")
+    sp.add_argument("--stage", default="test", choices=["valid", "test"])
+    sp.add_argument("--metric", nargs="+", default=["ndcg@10", "hit@10", "mrr@10"])
+
+    sp = add("recommend", cmd_recommend, "top-K unseen items (with titles) for users of a finished run")
+    sp.add_argument("run")
+    sp.add_argument("--user", nargs="+", required=True, help="raw user id(s)")
+    sp.add_argument("-k", type=int, default=10)
+    sp.add_argument("--include-seen", action="store_true")
+    sp.add_argument("--json", action="store_true")
+
+    add("models", cmd_models, "list registered models")
+
+    sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone, write one report")
+    sp.add_argument("--quick", action="store_true", help="a few minutes: fewer epochs, one seed")
+    sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 1 with --quick, else 5)")
+    sp.add_argument("--models", nargs="+", help="subset of models")
+    sp.add_argument("--threads", type=int, default=None)
+    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--output-dir", default="outputs/main")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except GenrecsysError as exc:
+        print(f"genrecsys: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genrecsys: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

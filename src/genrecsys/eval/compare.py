@@ -1,0 +1,142 @@
+"""Paired comparison of two finished runs from their per-user metric values.
+
+Each run directory holds per_user.parquet (columns stage, user, <metric>...). A
+multi-seed run directory (from `run_seeds`) has none at its top; its seed-N
+subdirectories each have one. Then each user's value is the mean over the seeds in
+which that user was evaluated, *before* pairing: the test asks whether B beats A for
+the same users, and averaging over seeds keeps one pair per user instead of treating
+seeds as extra, non-independent users.
+
+Users are matched by raw user id; only users present in both runs are compared (the
+counts left out are on the result).
+
+>>> # result = compare_runs(Path("runs/sasrec"), Path("runs/bert4rec"))
+>>> # print(format_comparison(result))
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genrecsys.errors import GenrecsysError
+from genrecsys.eval.report import markdown_table
+from genrecsys.eval.significance import paired_tests
+
+PER_USER = "per_user.parquet"
+
+
+@dataclass
+class MetricComparison:
+    """One metric's paired test; `diff` is the mean of B − A (see `paired_tests`)."""
+
+    metric: str
+    mean_a: float
+    mean_b: float
+    diff: float
+    ci_low: float  # 95% CI of diff
+    ci_high: float
+    t_pvalue: float
+    wilcoxon_pvalue: float
+    n_nonzero: int  # users whose value differs between A and B
+
+
+@dataclass
+class ComparisonResult:
+    run_a: Path
+    run_b: Path
+    stage: str
+    n_users: int  # users present in both runs
+    rows: list[MetricComparison]  # in the order the metrics were asked for
+    n_seeds_a: int = 1
+    n_seeds_b: int = 1
+    only_a: int = 0  # users evaluated in A but not in B
+    only_b: int = 0
+
+    def __getitem__(self, metric: str) -> MetricComparison:
+        for row in self.rows:
+            if row.metric == metric:
+                return row
+        raise KeyError(metric)
+
+
+def per_user_files(run_dir: Path) -> list[Path]:
+    """per_user.parquet of a run, or of each seed-N subdirectory of a multi-seed run."""
+    d = Path(run_dir)
+    if (d / PER_USER).is_file():
+        return [d / PER_USER]
+    seeds = sorted((p for p in d.glob("seed-*") if p.is_dir()), key=_seed_number)
+    if not seeds:
+        raise GenrecsysError(f"{d}: no {PER_USER} (and no seed-N subdirectories holding one)")
+    missing = [p for p in seeds if not (p / PER_USER).is_file()]
+    if missing:
+        raise GenrecsysError(f"{missing[0]}: no {PER_USER} in this seed directory")
+    return [p / PER_USER for p in seeds]
+
+
+def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...]):
+    """Per-user metric values of one run and stage, averaged over seeds: (frame indexed by
+    user with one column per metric, number of seeds)."""
+    import pandas as pd
+
+    frames = []
+    for path in per_user_files(run_dir):
+        df = pd.read_parquet(path)
+        lacking = [c for c in ("stage", "user", *metrics) if c not in df.columns]
+        if lacking:
+            have = ", ".join(c for c in df.columns if c not in ("stage", "user"))
+            raise GenrecsysError(f"{path}: no column(s) {', '.join(lacking)} (has: {have})")
+        df = df[df["stage"] == stage]
+        if df.empty:
+            raise GenrecsysError(f"{path}: no rows for stage {stage!r}")
+        frames.append(df.assign(user=df["user"].astype(str))[["user", *metrics]])
+    values = pd.concat(frames, ignore_index=True).groupby("user", sort=True)[list(metrics)].mean()
+    return values, len(frames)
+
+
+def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
+                 metrics: tuple[str, ...] = ("ndcg@10", "hit@10", "mrr@10")) -> ComparisonResult:
+    """Pair the per-user values of two runs by user and test B − A for each metric."""
+    metrics = tuple(metrics)
+    a, n_seeds_a = load_per_user(Path(run_a), stage, metrics)
+    b, n_seeds_b = load_per_user(Path(run_b), stage, metrics)
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        raise GenrecsysError(f"{run_a} and {run_b}: no user in common for stage {stage!r} (different datasets?)")
+    a_c, b_c = a.loc[common], b.loc[common]
+    rows = []
+    for m in metrics:
+        t = paired_tests(a_c[m].to_numpy(np.float64), b_c[m].to_numpy(np.float64))
+        rows.append(MetricComparison(m, t["mean_a"], t["mean_b"], t["mean_diff"], t["ci_low"], t["ci_high"],
+                                     t["t_pvalue"], t["wilcoxon_pvalue"], t["n_nonzero"]))
+    return ComparisonResult(Path(run_a), Path(run_b), stage, len(common), rows, n_seeds_a, n_seeds_b,
+                            len(a) - len(common), len(b) - len(common))
+
+
+def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
+    """Markdown: who A and B are, then one row per metric (means, B − A, p-values)."""
+    def seeds(n: int) -> str:
+        return f" (mean of {n} seeds)" if n > 1 else ""
+
+    lines = [f"A = `{result.run_a}`{seeds(result.n_seeds_a)}",
+             f"B = `{result.run_b}`{seeds(result.n_seeds_b)}",
+             f"Stage {result.stage}, {result.n_users} users paired; diff is B − A."]
+    if result.only_a or result.only_b:
+        lines.append(f"Left out: {result.only_a} users only in A, {result.only_b} only in B.")
+    rows = [[r.metric, f"{r.mean_a:.{digits}f}", f"{r.mean_b:.{digits}f}", f"{r.diff:+.{digits}f}",
+             _p(r.t_pvalue), _p(r.wilcoxon_pvalue)] for r in result.rows]
+    table = markdown_table(["metric", "A", "B", "diff", "t-test p", "Wilcoxon p"], rows)
+    return "\n".join(lines) + "\n\n" + table
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
+
+
+def _seed_number(p: Path) -> tuple[int, str]:
+    tail = p.name.removeprefix("seed-")
+    return (int(tail), "") if tail.isdigit() else (1 << 62, tail)

@@ -1,0 +1,105 @@
+"""NeuMF (He et al., 2017): a GMF tower (element-wise product of user and item
+embeddings) and an MLP tower (over the concatenated embeddings), fused by one linear
+layer into a logit. Trained pointwise with binary cross-entropy: each training
+interaction is a positive, `n_neg` uniformly sampled unseen items are negatives.
+
+Scoring all items with the MLP costs B x (I+1) tower evaluations. The first MLP layer
+acts on [user; item], so it splits into a user part and an item part computed once
+each; only the later layers run on every (user, item) pair. `forward` is the plain
+pairwise twin that training uses and the tests compare `score` against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
+from genrecsys.models.base import Recommender
+from genrecsys.train.batches import pair_batches
+
+
+@dataclass
+class NeuMFConfig:
+    embedding_size: int = 64  # both towers
+    mlp_sizes: tuple[int, ...] = (128, 64)
+    dropout: float = 0.1
+    n_neg: int = 1  # sampled negatives per training interaction
+    score_chunk: int = 128  # users per (chunk, I+1, H) block when scoring all items
+
+    def __post_init__(self) -> None:
+        if not self.mlp_sizes or min(self.mlp_sizes) < 1 or self.n_neg < 1 or not 0 <= self.dropout < 1:
+            raise GenrecsysError("neumf: mlp_sizes non-empty and positive, n_neg >= 1, 0 <= dropout < 1")
+
+
+class NeuMF(Recommender):
+    Config = NeuMFConfig
+    default_lr = 1e-3
+    default_batch_size = 1024
+
+    def __init__(self, split: SplitData, config: NeuMFConfig | None = None) -> None:
+        super().__init__(split, config)
+        c = self.config
+        d = c.embedding_size
+        self.user_mf = nn.Embedding(self.n_users, d)
+        self.item_mf = nn.Embedding(self.n_items + 1, d)
+        self.user_mlp = nn.Embedding(self.n_users, d)
+        self.item_mlp = nn.Embedding(self.n_items + 1, d)
+        sizes = (2 * d, *c.mlp_sizes)
+        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.drop = nn.Dropout(c.dropout)
+        self.predict = nn.Linear(d + sizes[-1], 1)
+        for emb in (self.user_mf, self.item_mf, self.user_mlp, self.item_mlp):
+            nn.init.normal_(emb.weight, std=0.01)
+        for lin in (*self.mlp, self.predict):
+            nn.init.xavier_normal_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def _tower(self, h: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Run MLP layers `first`.. on (..., H_in) -> (..., H_out); dropout then linear then ReLU."""
+        for lin in self.mlp[first:]:
+            h = F.relu(lin(self.drop(h)))
+        return h
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits for (user, item) pairs of equal shape (...,) -> (...,)."""
+        gmf = self.user_mf(users) * self.item_mf(items)  # (..., D)
+        mlp = self._tower(torch.cat([self.user_mlp(users), self.item_mlp(items)], -1))  # (..., H)
+        return self.predict(torch.cat([gmf, mlp], -1)).squeeze(-1)
+
+    def batches(self, split, batch_size, rng: np.random.Generator):
+        n_neg = self.config.n_neg
+        for b in pair_batches(split, batch_size, rng, n_neg):
+            if n_neg == 1:
+                b["neg"] = b["neg"][:, None]
+            yield b  # users (B,), pos (B,), neg (B, n_neg)
+
+    def loss(self, batch):
+        users, neg = batch["users"], batch["neg"]
+        pos_logit = self(users, batch["pos"])  # (B,)
+        neg_logit = self(users[:, None].expand_as(neg), neg)  # (B, n_neg)
+        logits = torch.cat([pos_logit, neg_logit.reshape(-1)])
+        labels = torch.cat([torch.ones_like(pos_logit), torch.zeros(neg_logit.numel())])
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def score(self, users, seqs):
+        w = self.predict.weight[0]  # (D + H,)
+        d = self.config.embedding_size
+        first = self.mlp[0]
+        # First MLP layer split as W [u; i] + b = W_u u + (W_i i + b). Scoring runs in eval
+        # mode, where dropout is the identity, so this equals `forward` on every pair.
+        w_u, w_i = first.weight[:, :d], first.weight[:, d:]  # (H1, D) each
+        item_part = self.drop(self.item_mlp.weight) @ w_i.T + first.bias  # (I+1, H1)
+        item_mf = self.item_mf.weight  # (I+1, D)
+        out = []
+        for start in range(0, len(users), self.config.score_chunk):
+            u = users[start:start + self.config.score_chunk]
+            gmf = (self.user_mf(u) * w[:d]) @ item_mf.T  # (b, I+1)
+            h = F.relu((self.drop(self.user_mlp(u)) @ w_u.T)[:, None, :] + item_part)  # (b, I+1, H1)
+            mlp = self._tower(h, first=1) @ w[d:]  # (b, I+1)
+            out.append(gmf + mlp + self.predict.bias)
+        return torch.cat(out)

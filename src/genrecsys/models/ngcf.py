@@ -1,0 +1,109 @@
+"""NGCF (Wang et al., 2019): graph convolution over the user-item graph with learned
+weights. Each layer k computes, with L the normalised adjacency and E the layer input,
+
+    E' = LeakyReLU((L E + E) W1 + b1 + ((L E) * E) W2 + b2)
+
+(the self-connection plus the element-wise "bi-interaction" messages), then message
+dropout and row-wise L2 normalisation. The final representation concatenates the ego
+embeddings with every layer's output; scores are dot products. Trained with BPR plus
+L2 on the batch's ego embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
+from genrecsys.models.base import Recommender
+from genrecsys.models.bpr import bpr_loss
+from genrecsys.models.lightgcn import normalized_adjacency, symmetric_spmm
+from genrecsys.train.batches import pair_batches
+
+
+@dataclass
+class NGCFConfig:
+    embedding_size: int = 64
+    layer_sizes: tuple[int, ...] = (64, 64, 64)
+    message_dropout: float = 0.1
+    reg_weight: float = 1e-5  # L2 on the batch's ego embeddings, per example
+    leaky_slope: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.embedding_size < 1 or min(self.layer_sizes, default=1) < 1 or self.reg_weight < 0 \
+                or not 0 <= self.message_dropout < 1:
+            raise GenrecsysError("ngcf: positive sizes, reg_weight >= 0 and 0 <= message_dropout < 1 are required")
+
+
+class BiInteraction(nn.Module):
+    """One NGCF layer: (N, N) sparse L, (N, D_in) E -> (N, D_out)."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_in, d_out)
+        self.w2 = nn.Linear(d_in, d_out)
+        nn.init.xavier_uniform_(self.w1.weight)
+        nn.init.xavier_uniform_(self.w2.weight)
+        nn.init.zeros_(self.w1.bias)
+        nn.init.zeros_(self.w2.bias)
+
+    def forward(self, lap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        side = symmetric_spmm(lap, x)  # (N, D_in)
+        return self.w1(side + x) + self.w2(side * x)
+
+
+class NGCF(Recommender):
+    Config = NGCFConfig
+    default_lr = 1e-3
+    default_batch_size = 2048
+
+    def __init__(self, split: SplitData, config: NGCFConfig | None = None) -> None:
+        super().__init__(split, config)
+        c = self.config
+        self.user_emb = nn.Embedding(self.n_users, c.embedding_size)
+        self.item_emb = nn.Embedding(self.n_items + 1, c.embedding_size)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+        sizes = (c.embedding_size, *c.layer_sizes)
+        self.layers = nn.ModuleList(BiInteraction(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.drop = nn.Dropout(c.message_dropout)
+        self.register_buffer("lap", normalized_adjacency(split), persistent=False)  # derived, not learned
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.on_train_start())
+
+    def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user (U, D_all) and item (I+1, D_all) representations, D_all = D + sum(layer_sizes)."""
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])  # (N, D)
+        outs = [x]
+        for layer in self.layers:
+            x = self.drop(F.leaky_relu(layer(self.lap, x), self.config.leaky_slope))
+            outs.append(F.normalize(x, dim=1))
+        final = torch.cat(outs, dim=1)  # (N, D_all)
+        return final[:self.n_users], final[self.n_users:]
+
+    def batches(self, split, batch_size, rng: np.random.Generator):
+        return pair_batches(split, batch_size, rng)
+
+    def loss(self, batch):
+        users, items = self.propagated()
+        u, p, n = batch["users"], batch["pos"], batch["neg"]
+        eu = users[u]  # (B, D_all)
+        pos = (eu * items[p]).sum(-1)
+        neg = (eu * items[n]).sum(-1)
+        ego_sq = self.user_emb(u).pow(2).sum() + self.item_emb(p).pow(2).sum() + self.item_emb(n).pow(2).sum()
+        return bpr_loss(pos, neg) + self.config.reg_weight * 0.5 * ego_sq / len(u)
+
+    def on_eval_start(self) -> None:
+        with torch.no_grad():
+            self._cache = self.propagated()
+
+    def on_train_start(self) -> None:
+        self._cache = None
+
+    def score(self, users, seqs):
+        user_final, item_final = self._cache if self._cache is not None else self.propagated()
+        return user_final[users] @ item_final.T  # (B, I+1)

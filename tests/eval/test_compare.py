@@ -1,0 +1,115 @@
+"""compare_runs on tiny per_user.parquet files written by hand."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genrecsys.errors import GenrecsysError
+from genrecsys.eval.compare import compare_runs, format_comparison
+from genrecsys.eval.significance import paired_tests
+
+METRICS = ("ndcg@10", "hit@10", "mrr@10")
+
+
+def as_row(tests: dict) -> tuple:
+    """paired_tests output in MetricComparison field order (after the metric name)."""
+    return tuple(tests[k] for k in ("mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "t_pvalue",
+                                    "wilcoxon_pvalue", "n_nonzero"))
+
+
+def fields(row) -> tuple:
+    return (row.mean_a, row.mean_b, row.diff, row.ci_low, row.ci_high, row.t_pvalue, row.wilcoxon_pvalue,
+            row.n_nonzero)
+
+
+def write_run(d: Path, users, ndcg, hit=None, mrr=None, stage="test") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(users)
+    frame = pd.DataFrame({"stage": [stage] * n, "user": users, "ndcg@10": ndcg,
+                          "hit@10": hit if hit is not None else [float(v > 0) for v in ndcg],
+                          "mrr@10": mrr if mrr is not None else ndcg})
+    other = frame.assign(stage="valid" if stage == "test" else "test", **{m: 0.0 for m in METRICS})
+    pd.concat([frame, other]).to_parquet(d / "per_user.parquet", index=False)
+    return d
+
+
+def test_single_runs_are_paired_by_user_not_by_row(tmp_path):
+    a = write_run(tmp_path / "a", ["u1", "u2", "u3"], [0.0, 0.5, 1.0])
+    b = write_run(tmp_path / "b", ["u3", "u1", "u2"], [1.0, 0.5, 0.5])  # other row order
+    res = compare_runs(a, b)
+    # aligned: u1 0 -> .5, u2 .5 -> .5, u3 1 -> 1
+    row = res["ndcg@10"]
+    assert res.n_users == 3 and res.stage == "test"
+    assert (row.mean_a, row.mean_b, row.diff) == pytest.approx((0.5, 2 / 3, 1 / 6))
+    assert fields(row) == pytest.approx(as_row(paired_tests(np.array([0.0, 0.5, 1.0]), np.array([0.5, 0.5, 1.0]))))
+    assert [r.metric for r in res.rows] == list(METRICS)
+
+
+def test_multi_seed_runs_average_each_user_over_seeds_before_pairing(tmp_path):
+    a = write_run(tmp_path / "a", ["u1", "u2", "u3", "u4"], [0.1, 0.2, 0.3, 0.4])
+    b = tmp_path / "b"
+    write_run(b / "seed-0", ["u1", "u2", "u3", "u5"], [0.2, 0.0, 1.0, 0.9])
+    write_run(b / "seed-1", ["u1", "u2", "u3", "u5"], [0.4, 0.2, 0.0, 0.9])
+    write_run(b / "seed-10", ["u1", "u2", "u3", "u5"], [0.6, 0.1, 0.5, 0.9])
+    (b / "metrics.json").write_text("{}")  # the aggregate sits beside the seeds
+    res = compare_runs(a, b, metrics=("ndcg@10",))
+    # B per user: u1 .4, u2 .1, u3 .5 (u5 has no partner); A: u1 .1, u2 .2, u3 .3 (u4 has none)
+    assert (res.n_seeds_a, res.n_seeds_b, res.n_users, res.only_a, res.only_b) == (1, 3, 3, 1, 1)
+    expected = paired_tests(np.array([0.1, 0.2, 0.3]), np.array([0.4, 0.1, 0.5]))
+    assert fields(res["ndcg@10"]) == pytest.approx(as_row(expected))
+
+
+def test_users_stored_as_numbers_match_users_stored_as_text(tmp_path):
+    a = write_run(tmp_path / "a", [1, 2], [0.0, 1.0])
+    b = write_run(tmp_path / "b", ["1", "2"], [1.0, 1.0])
+    assert compare_runs(a, b).n_users == 2
+
+
+def test_stage_selects_rows(tmp_path):
+    a = write_run(tmp_path / "a", ["u1", "u2"], [0.2, 0.4], stage="valid")
+    b = write_run(tmp_path / "b", ["u1", "u2"], [0.6, 0.4], stage="valid")
+    assert compare_runs(a, b, stage="valid")["ndcg@10"].diff == pytest.approx(0.2)
+    assert compare_runs(a, b, stage="test")["ndcg@10"].diff == 0.0
+
+
+def _one_line_error(match_path: Path, fn, *args, **kw) -> str:
+    with pytest.raises(GenrecsysError) as err:
+        fn(*args, **kw)
+    msg = str(err.value)
+    assert "\n" not in msg and str(match_path) in msg
+    return msg
+
+
+def test_missing_per_user_file_is_a_one_line_error_naming_the_dir(tmp_path):
+    a = write_run(tmp_path / "a", ["u1"], [1.0])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "per_user.parquet" in _one_line_error(empty, compare_runs, a, empty)
+    seeds = tmp_path / "seeds"
+    write_run(seeds / "seed-0", ["u1"], [1.0])
+    (seeds / "seed-1").mkdir()
+    _one_line_error(seeds / "seed-1", compare_runs, a, seeds)
+
+
+def test_runs_without_common_users_or_metric_are_errors(tmp_path):
+    a = write_run(tmp_path / "a", ["u1", "u2"], [1.0, 0.0])
+    b = write_run(tmp_path / "b", ["x1", "x2"], [1.0, 0.0])
+    assert "no user in common" in _one_line_error(a, compare_runs, a, b)
+    assert "recall@10" in _one_line_error(a, compare_runs, a, a, metrics=("recall@10",))
+    assert "stage" in _one_line_error(a, compare_runs, a, a, stage="train")
+
+
+def test_format_comparison_is_a_markdown_table(tmp_path):
+    a = write_run(tmp_path / "a", ["u1", "u2", "u3", "u4"], [0.0, 0.5, 0.2, 0.1])
+    b = write_run(tmp_path / "b", ["u1", "u2", "u3", "u4"], [0.5, 0.5, 0.7, 0.3])
+    text = format_comparison(compare_runs(a, b))
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| metric"))
+    assert lines[header] == "| metric | A | B | diff | t-test p | Wilcoxon p |"
+    rows = [line.split(" | ") for line in lines[header + 2:]]
+    assert [r[0].strip("| ") for r in rows] == list(METRICS)
+    assert rows[0][1:4] == ["0.2000", "0.5000", "+0.3000"]
+    assert f"A = `{a}`" in text and f"B = `{b}`" in text and "B − A" in text

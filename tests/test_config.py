@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig, from_dict, load_experiment
+from genrecsys.errors import GenrecsysError
+
+
+def test_yaml_maps_onto_nested_dataclasses(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("model: bpr\ndata: {split: ratio, ratios: [0.7, 0.2, 0.1]}\ntrain: {lr: 0.01, epochs: 3}\neval: {ks: [5, 10]}\n")
+    cfg = load_experiment(path)
+    assert cfg.model == "bpr"
+    assert cfg.data.ratios == (0.7, 0.2, 0.1)
+    assert cfg.train.lr == 0.01 and cfg.train.epochs == 3
+    assert cfg.eval.ks == (5, 10)
+
+
+def test_unknown_key_is_an_error_naming_the_valid_keys(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {learning_rate: 0.01}\n")
+    with pytest.raises(GenrecsysError, match=r"learning_rate.*valid keys: .*lr"):
+        load_experiment(path)
+
+
+def test_wrong_type_is_an_error_naming_the_field():
+    with pytest.raises(GenrecsysError, match="train.epochs: expected an integer"):
+        from_dict(ExperimentConfig, {"train": {"epochs": "ten"}})
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    assert from_dict(TrainConfig, {"lr": 1}).lr == 1.0
+
+
+def test_invalid_values_are_rejected_in_post_init():
+    with pytest.raises(GenrecsysError, match="ratios"):
+        DataConfig(ratios=(0.5, 0.1, 0.1))
+    with pytest.raises(GenrecsysError, match="split"):
+        DataConfig(split="temporal")
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(GenrecsysError, match="bad.yaml: invalid YAML"):
+        load_experiment(path)

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+
+import torch
+
+from genrecsys.config import EvalConfig, TrainConfig
+from genrecsys.data.splits import leave_one_out
+from genrecsys.data.synthetic import block_cycles
+from genrecsys.experiment import build_model
+from genrecsys.train.loop import fit, seed_everything
+
+EVAL = EvalConfig(ks=(5, 10))
+
+
+def _split():
+    return leave_one_out(block_cycles(n_users=20))
+
+
+def _model(name, split, **params):
+    seed_everything(0)
+    return build_model(name, params, split)
+
+
+def _cfg(**kw):
+    base = dict(progress=False, batch_size=32, lr=0.01, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_same_seed_gives_identical_weights():
+    split = _split()
+    a, b = _model("sasrec", split, max_len=8), _model("sasrec", split, max_len=8)
+    fit(a, split, _cfg(epochs=3), EVAL, max_len=8)
+    fit(b, split, _cfg(epochs=3), EVAL, max_len=8)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    split = _split()
+    straight = _model("sasrec", split, max_len=8)
+    r1 = fit(straight, split, _cfg(epochs=6, patience=100), EVAL, max_len=8, run_dir=tmp_path / "a")
+    resumed = _model("sasrec", split, max_len=8)
+    fit(resumed, split, _cfg(epochs=3, patience=100), EVAL, max_len=8, run_dir=tmp_path / "b")  # "crash" after 3
+    fresh = _model("sasrec", split, max_len=8)
+    r2 = fit(fresh, split, _cfg(epochs=6, patience=100), EVAL, max_len=8, run_dir=tmp_path / "b", resume=True)
+    assert r2.epochs_run == 6 and r2.best_epoch == r1.best_epoch
+    for (k, va), vb in zip(straight.state_dict().items(), fresh.state_dict().values()):
+        assert torch.allclose(va, vb), k
+
+
+def test_early_stopping_stops_and_restores_the_best_checkpoint(tmp_path):
+    split = _split()
+    model = _model("bpr", split)
+    # lr 0 means no improvement after the first validation, so patience 2 stops at epoch 3
+    res = fit(model, split, _cfg(epochs=50, patience=2, lr=0.0), EVAL, run_dir=tmp_path)
+    assert res.stopped_by == "early_stopping"
+    assert res.best_epoch == 0 and res.epochs_run == 3
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [0, 1, 2]
+
+
+def test_best_weights_are_restored_not_the_last(tmp_path):
+    split = _split()
+    model = _model("bpr", split)
+    res = fit(model, split, _cfg(epochs=40, patience=100, lr=0.05), EVAL)
+    best = max(h["valid"]["ndcg@10"] for h in res.history)
+    assert res.best_valid["ndcg@10"] == best
+    from genrecsys.train.loop import evaluate
+
+    assert abs(evaluate(model, split, "valid", EVAL).metrics["ndcg@10"] - best) < 1e-9
+
+
+def test_max_seconds_guard_stops_training():
+    split = _split()
+    model = _model("bpr", split)
+    res = fit(model, split, _cfg(epochs=10_000, patience=10_000, max_seconds=0.5), EVAL)
+    assert res.stopped_by == "max_seconds" and res.epochs_run < 10_000
