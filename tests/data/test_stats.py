@@ -27,6 +27,7 @@ def test_stats_table_matches_the_papers_table_1():
     ml1m = {"users": 6040, "items": 3953, "interactions": 1_000_000,
             "avg_actions_per_user": 1_000_000 / 6040, "sparsity": 1 - 1_000_000 / (6040 * 3953)}
     table = format_stats_table({"ML-1M": ml1m})
+    assert table.endswith("|\n")
     assert table.splitlines() == [
         "| Dataset | #Users | #Items | #Inters | #Inters/U. | Sparsity |",
         "|---|---:|---:|---:|---:|---:|",

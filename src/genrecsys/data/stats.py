@@ -24,6 +24,8 @@ def dataset_stats(ds: Dataset) -> dict:
 def format_stats_table(stats: dict[str, dict]) -> str:
     """Markdown table, one row per dataset name: #Users #Items #Inters #Inters/U. Sparsity.
 
+    The text ends with a newline.
+
     >>> print(format_stats_table({"ML-1M": dataset_stats(ml1m)}))   # doctest: +SKIP
     | Dataset | #Users | #Items | #Inters | #Inters/U. | Sparsity |
     |---|---:|---:|---:|---:|---:|
@@ -33,4 +35,4 @@ def format_stats_table(stats: dict[str, dict]) -> str:
     for name, s in stats.items():
         lines.append(f"| {name} | {s['users']:,} | {s['items']:,} | {s['interactions']:,} | "
                      f"{s['avg_actions_per_user']:.1f} | {s['sparsity']:.2%} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"

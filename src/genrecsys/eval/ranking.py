@@ -63,11 +63,14 @@ def evaluate_ranking(score_fn: ScoreFn, split: SplitData, stage: str, ks: tuple[
             if mask_seen:
                 rows, cols = _rows_cols(history, batch)
                 scores[rows, cols] = -torch.inf
-            top = torch.topk(scores, k_max, dim=1).indices.numpy()  # (B, k_max)
+            top_v, top_i = torch.topk(scores, k_max, dim=1)  # (B, k_max)
+            top = top_i.numpy()
             target_mask = np.zeros((len(batch), n_cols), dtype=bool)
             rows, cols = _rows_cols(targets, batch)
             target_mask[rows, cols] = True
-            all_hits[start:start + len(batch), :k_max] = np.take_along_axis(target_mask, top, axis=1)
+            # a masked item (-inf) can reach the top k only when fewer than k items are unmasked
+            hits = np.take_along_axis(target_mask, top, axis=1) & torch.isfinite(top_v).numpy()
+            all_hits[start:start + len(batch), :k_max] = hits
     per_user = ranking_metrics(all_hits, n_pos, ks)
     return RankingResult({k: float(v.mean()) if len(v) else 0.0 for k, v in per_user.items()}, per_user, eval_users)
 

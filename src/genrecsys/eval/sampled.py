@@ -45,7 +45,7 @@ def sample_negatives(n_items: int, exclude: np.ndarray, n: int, rng: np.random.G
     """`n` distinct items from 1..n_items outside `exclude`, uniformly (all of them if fewer)."""
     excl = np.unique(exclude[(exclude > 0) & (exclude <= n_items)])
     n_avail = n_items - len(excl)
-    if n_avail <= n or n_avail < 2 * n:  # dense exclusion: enumerate the eligible items
+    if n_avail < 2 * n:  # dense exclusion (or too few items): enumerate the eligible ones
         pool = np.setdiff1d(np.arange(1, n_items + 1), excl, assume_unique=True)
         return rng.choice(pool, size=min(n, len(pool)), replace=False) if len(pool) else pool
     got = np.zeros(0, dtype=np.int64)
@@ -93,8 +93,9 @@ def evaluate_sampled(score_fn: ScoreFn, split: SplitData, stage: str, ks: tuple[
         for start in range(0, len(eval_users), chunk):
             rows = slice(start, start + chunk)
             batch = eval_users[rows]
-            full = torch.as_tensor(score_fn(batch, pad_left(history, batch, max_len)), dtype=torch.float32)
-            scores = np.take_along_axis(full.numpy().astype(np.float64), cand[rows], axis=1)  # (B, C)
+            full = torch.as_tensor(score_fn(batch, pad_left(history, batch, max_len)), dtype=torch.float32)  # (B, I+1)
+            picked = torch.gather(full, 1, torch.as_tensor(cand[rows], device=full.device))  # (B, C)
+            scores = picked.cpu().numpy().astype(np.float64)
             scores[cand[rows] == 0] = -np.inf
             order = _order(scores, is_target[rows])  # descending score, tied targets last
             ranked = np.take_along_axis(is_target[rows], order, axis=1)[:, :k_max]

@@ -53,12 +53,16 @@ def normalized_adjacency(split: SplitData) -> torch.Tensor:
 
 def sparse_to_torch(m) -> torch.Tensor:
     """scipy sparse -> torch sparse CSR float32 (sorted, no duplicates)."""
+    import warnings
+
     csr = m.tocsr()
     csr.sum_duplicates()
     csr.sort_indices()
-    return torch.sparse_csr_tensor(torch.from_numpy(csr.indptr.astype(np.int64)),
-                                   torch.from_numpy(csr.indices.astype(np.int64)),
-                                   torch.from_numpy(csr.data.astype(np.float32)), csr.shape, check_invariants=True)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is all we use
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(csr.indptr.astype(np.int64)),
+                                       torch.from_numpy(csr.indices.astype(np.int64)),
+                                       torch.from_numpy(csr.data.astype(np.float32)), csr.shape, check_invariants=True)
 
 
 class _SymmetricSpMM(torch.autograd.Function):
