@@ -89,9 +89,9 @@ def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJob
     for name in results:
         if name == best:
             continue
-        cmp = compare_runs(output_dir / "runs" / best, output_dir / "runs" / name, metrics=("ndcg@10",))
-        row = cmp.rows[0]
-        sig_rows.append([f"{best} vs {name}", f"{row.diff:+.4f}", f"{row.t_pvalue:.2g}", f"{row.wilcoxon_pvalue:.2g}"])
+        cmp = compare_runs(output_dir / "runs" / name, output_dir / "runs" / best, metrics=("ndcg@10",))
+        row = cmp.rows[0]  # diff = best - name
+        sig_rows.append([f"{best} − {name}", f"{row.diff:+.4f}", f"{row.t_pvalue:.2g}", f"{row.wilcoxon_pvalue:.2g}"])
     text = (
         "# genrecsys main job — ML-100K\n\n"
         f"Mode: {'quick (capped epochs, 1 seed)' if cfg.quick else f'full ({cfg.n_seeds} seeds, early stopping)'}; "

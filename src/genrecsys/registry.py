@@ -53,3 +53,7 @@ MODELS.add("bert4rec", "genrecsys.models.bert4rec:BERT4Rec")
 
 DATASETS = Registry("dataset")
 DATASETS.add("ml-100k", "genrecsys.data.movielens:load_ml100k")
+DATASETS.add("movielens", "genrecsys.data.load:load_movielens_path")  # 1M/10M/20M/25M/32M files
+DATASETS.add("amazon", "genrecsys.data.load:load_amazon_path")
+DATASETS.add("yelp", "genrecsys.data.load:load_yelp_path")
+DATASETS.add("atomic", "genrecsys.data.load:load_atomic_path")

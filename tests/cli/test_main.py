@@ -84,3 +84,18 @@ def test_every_command_has_help():
     for cmd in (["train"], ["evaluate"], ["compare"], ["recommend"], ["data", "prepare"], ["main"], ["models"]):
         proc = subprocess.run([sys.executable, "-m", "genrecsys", *cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("fmt, fixture", [("movielens", "ml-1m"), ("yelp", "yelp"), ("amazon", "amazon-2018")])
+def test_data_prepare_reads_official_formats_by_name(fmt, fixture, capsys):
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "data" / "fixtures" / fixture
+    code, out, err = _run(["data", "prepare", fmt, "--path", str(path)], capsys)
+    assert code == 0, err
+    assert "#Users" in out
+
+
+def test_format_without_path_is_a_clear_error(capsys):
+    code, _, err = _run(["data", "prepare", "yelp"], capsys)
+    assert code == 2 and "--data-path" in err

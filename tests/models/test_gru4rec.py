@@ -50,15 +50,20 @@ def test_fast_encoder_agrees_with_packed_reference(split, n_layers):
         assert torch.allclose(model.encode(seqs), model.encode_packed(seqs), atol=1e-6)
 
 
-def test_padding_embedding_stays_zero_after_training_steps(split):
+def test_padding_stays_inert_after_training_moves_its_embedding_row(split):
     model = GRU4Rec(split).train()
-    optim = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1)
+    optim = torch.optim.Adam(model.parameters(), lr=0.1)
     batch = {"seqs": torch.tensor([[0, 0, 1, 2, 3]]), "targets": torch.tensor([[0, 0, 2, 3, 4]])}
     for _ in range(3):
         optim.zero_grad()
         model.loss(batch).backward()
         optim.step()
-    assert torch.all(model.item_emb.weight[0] == 0)
+    model.eval()
+    assert model.item_emb.weight[0].abs().sum() > 0  # the output layer trains the padding row
+    with torch.no_grad():
+        user = torch.zeros(1, dtype=torch.long)
+        assert torch.allclose(model.score(user, torch.tensor([[0, 0, 0, 1, 2]])),
+                              model.score(user, torch.tensor([[1, 2]])), atol=1e-6)
 
 
 def test_shift_padding_round_trips():

@@ -8,9 +8,53 @@ from genrecsys.data.schema import Dataset
 from genrecsys.errors import GenrecsysError
 
 
+def _need_path(fmt: str, path: str | None) -> Path:
+    if not path:
+        raise GenrecsysError(f"dataset format {fmt!r} needs the files: pass --data-path (config data.path)")
+    return Path(path)
+
+
+def load_movielens_path(path: str | None = None, cache_dir=None) -> Dataset:
+    from genrecsys.data.formats import load_movielens
+
+    return load_movielens(_need_path("movielens", path))
+
+
+def load_amazon_path(path: str | None = None, cache_dir=None) -> Dataset:
+    """`path` is the reviews file, or a directory holding one reviews file and
+    optionally one meta_*.json(.gz) file."""
+    from genrecsys.data.formats import load_amazon
+
+    p = _need_path("amazon", path)
+    if p.is_dir():
+        metas = sorted(p.glob("meta*.json*"))
+        reviews = sorted(f for f in p.glob("*.json*") if f not in metas)
+        if len(reviews) != 1:
+            raise GenrecsysError(f"{p}: expected exactly one reviews file (*.json or *.json.gz), found {len(reviews)}")
+        return load_amazon(reviews[0], metas[0] if metas else None)
+    return load_amazon(p)
+
+
+def load_yelp_path(path: str | None = None, cache_dir=None) -> Dataset:
+    from genrecsys.data.formats import load_yelp
+
+    return load_yelp(_need_path("yelp", path))
+
+
+def load_atomic_path(path: str | None = None, cache_dir=None) -> Dataset:
+    from genrecsys.data.atomic import load_atomic
+
+    p = _need_path("atomic", path)
+    inter = next(p.glob("*.inter"), None)
+    if inter is None:
+        raise GenrecsysError(f"{p}: no *.inter file (RecBole atomic layout)")
+    return load_atomic(p, inter.stem)
+
+
 def load_dataset(name_or_path: str, path: str | None = None, cache_dir: str | Path | None = None) -> Dataset:
-    """A registered name (`ml-100k`) or a directory: a saved genrecsys dataset
-    (interactions.parquet) or a RecBole atomic directory (<name>.inter)."""
+    """A registered name (`ml-100k`; or a format — movielens, amazon, yelp, atomic —
+    with `path`) or a directory: a saved genrecsys dataset (interactions.parquet) or a
+    RecBole atomic directory (<name>.inter)."""
     from genrecsys.registry import DATASETS
 
     if name_or_path in DATASETS:

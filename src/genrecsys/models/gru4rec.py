@@ -4,8 +4,8 @@ GRU -> dense, full-softmax cross-entropy over all items.
 Trained at every position of sequence windows (each training transition is a target
 once per epoch, like SASRec), scored from the last position.
 
-Inputs are left-padded. The GRU has no biases (as in RecBole) and the padding id embeds
-to the zero vector, so over the padding every gate sees 0, the candidate state is
+Inputs are left-padded. The GRU has no biases (as in RecBole) and the padding is fed
+as the zero vector, so over the padding every gate sees 0, the candidate state is
 tanh(0) = 0 and the state stays exactly at its zero start: the padding is inert and the
 GRU can run over the padded batch directly. `encode_packed` is the plain reference twin
 (real items shifted to the front and packed, outputs shifted back); a test pins that
@@ -66,16 +66,16 @@ class GRU4Rec(Recommender):
         self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.n_layers, batch_first=True, bias=False)
         self.dense = nn.Linear(c.hidden_size, c.embedding_size)
         nn.init.xavier_normal_(self.item_emb.weight)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()  # the padding must embed to 0 (see the module docstring)
         for name, w in self.gru.named_parameters():
             (nn.init.xavier_uniform_ if "ih" in name else nn.init.orthogonal_)(w)
         self._windows: tuple[np.ndarray, np.ndarray] | None = None
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids, left-padded -> (B, L, E) outputs, zero at padding."""
-        out, _ = self.gru(self.drop(self.item_emb(seqs)))  # (B, L, H); stays 0 over the padding
-        return self.dense(out) * (seqs > 0).unsqueeze(-1)  # (B, L, E)
+        real = (seqs > 0).unsqueeze(-1)  # (B, L, 1)
+        # padding embeds to exactly 0 (its embedding row is shared with the output layer, so it is not 0 itself)
+        out, _ = self.gru(self.drop(self.item_emb(seqs) * real))  # (B, L, H); stays 0 over the padding
+        return self.dense(out) * real  # (B, L, E)
 
     def encode_packed(self, seqs: torch.Tensor) -> torch.Tensor:
         """Reference twin of `encode`: the GRU only ever sees the real items."""
@@ -83,7 +83,8 @@ class GRU4Rec(Recommender):
         lengths = (seqs > 0).sum(1)  # (B,)
         # an empty history still gets one step (on the padding id) so that packing works
         lengths_c = lengths.clamp(min=1)
-        x = self.drop(self.item_emb(shift_padding(seqs, lengths_c, to_right=True)))  # (B, L, E), right-padded
+        right = shift_padding(seqs, lengths_c, to_right=True)  # (B, L), right-padded
+        x = self.drop(self.item_emb(right) * (right > 0).unsqueeze(-1))  # (B, L, E)
         packed = pack_padded_sequence(x, lengths_c.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (B, L, H), zeros past the end

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+from genrecsys.experiment import load_run, run_experiment
+
+
+def _cfg(dataset_dir, **train):
+    return ExperimentConfig(model="bpr", data=DataConfig(dataset=str(dataset_dir)),
+                            train=TrainConfig(progress=False, lr=0.05, **{"epochs": 4, **train}))
+
+
+def test_a_crash_leaves_no_output_directory_and_resume_finishes_it(block_dataset_dir, tmp_path, monkeypatch):
+    import genrecsys.eval.report as report
+
+    out = tmp_path / "run"
+
+    def boom(*a, **k):
+        raise RuntimeError("crash while writing the report")
+
+    monkeypatch.setattr(report, "write_run_report", boom)
+    with pytest.raises(RuntimeError):
+        run_experiment(_cfg(block_dataset_dir), out)
+    assert not out.exists()
+    partial = tmp_path / ".run.partial"
+    assert (partial / "checkpoint.pt").is_file()
+    monkeypatch.undo()
+    metrics = run_experiment(_cfg(block_dataset_dir), out, resume=True)
+    assert metrics["epochs"] == 4 and out.is_dir() and not partial.exists()
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3]  # no epoch trained twice
+
+
+def test_a_finished_run_reloads_with_identical_test_metrics(block_dataset_dir, tmp_path):
+    from genrecsys.train.loop import evaluate
+
+    out = tmp_path / "run"
+    metrics = run_experiment(_cfg(block_dataset_dir), out)
+    cfg, split, model = load_run(out)
+    again = evaluate(model, split, "test", cfg.eval, cfg.data.max_seq_len).metrics
+    assert again == pytest.approx(metrics["test"])
