@@ -17,3 +17,26 @@ def block_dataset_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "block-cycles"
     block_cycles().save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ml100k_cache(tmp_path_factory):
+    """GENRECSYS_CACHE when set (so repeated runs reuse one download), else a fresh temp dir."""
+    from pathlib import Path
+
+    env = os.environ.get("GENRECSYS_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("genrecsys-cache")
+
+
+@pytest.fixture(scope="session")
+def ml100k(ml100k_cache):
+    """The real ML-100K (fetched offline from the recbole wheel on first use)."""
+    from genrecsys.data.movielens import load_ml100k
+
+    return load_ml100k(cache_dir=ml100k_cache, try_grouplens=False)
+
+
+@pytest.fixture(scope="session")
+def ml100k_cache_dir(ml100k, ml100k_cache):
+    """A cache dir that already holds ML-100K."""
+    return ml100k_cache

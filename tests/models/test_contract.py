@@ -27,7 +27,7 @@ FAST = {
     "ngcf": {"lr": 0.01, "epochs": 60},
     "gru4rec": {"lr": 0.01, "epochs": 60},
     "sasrec": {"lr": 0.01, "epochs": 60},
-    "bert4rec": {"lr": 0.01, "epochs": 80},
+    "bert4rec": {"lr": 0.005, "epochs": 80},
 }
 PERSONALISED = [m for m in MODELS.names() if m != "pop"]
 

@@ -8,7 +8,8 @@ import torch
 
 from genrecsys.data.schema import Dataset
 from genrecsys.data.splits import leave_one_out
-from genrecsys.models.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency, propagate, symmetric_spmm
+from genrecsys.models.lightgcn import (LightGCN, LightGCNConfig, graph_bpr_loss, normalized_adjacency, propagate,
+                                      symmetric_spmm)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,19 @@ def test_scoring_cache_is_dropped_on_train_start_and_on_load(split):
 
 def test_adjacency_is_not_part_of_the_state_dict(split):
     assert set(LightGCN(split).state_dict()) == {"user_emb.weight", "item_emb.weight"}
+
+
+def test_bpr_loss_averages_over_negatives_and_regularises_ego_embeddings():
+    torch.manual_seed(0)
+    final_u, final_i, ego_u, ego_i = torch.randn(3, 4), torch.randn(6, 4), torch.randn(3, 4), torch.randn(6, 4)
+    batch = {"users": torch.tensor([0, 2]), "pos": torch.tensor([1, 3]), "neg": torch.tensor([[2, 5], [4, 1]])}
+    got = graph_bpr_loss(batch, final_u, final_i, ego_u, ego_i, reg_weight=0.1)
+    bpr, reg = 0.0, 0.0
+    for row, (u, p) in enumerate(zip([0, 2], [1, 3])):
+        for n in batch["neg"][row].tolist():
+            bpr -= torch.nn.functional.logsigmoid(final_u[u] @ final_i[p] - final_u[u] @ final_i[n]) / 4
+        reg += ego_u[u].square().sum() + ego_i[p].square().sum() + ego_i[batch["neg"][row]].square().sum() / 2
+    assert torch.allclose(got, bpr + 0.1 * 0.5 * reg / 2, atol=1e-6)
+    single = {**batch, "neg": batch["neg"][:, 0]}  # (B,) negatives: the plain one-negative loss
+    assert torch.allclose(graph_bpr_loss(single, final_u, final_i, ego_u, ego_i, 0.0),
+                          graph_bpr_loss({**batch, "neg": batch["neg"][:, :1]}, final_u, final_i, ego_u, ego_i, 0.0))

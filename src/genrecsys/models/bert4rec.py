@@ -77,7 +77,7 @@ def cloze_mask(seqs: np.ndarray, mask_prob: float, rng: np.random.Generator) -> 
 
 class BERT4Rec(Recommender):
     Config = BERT4RecConfig
-    default_lr = 1e-3
+    default_lr = 1e-3  # tuned on ML-100K validation NDCG@10 (seeds 2020, 2021), as are the Config defaults
     default_batch_size = 128
 
     def __init__(self, split: SplitData, config: BERT4RecConfig | None = None) -> None:

@@ -55,8 +55,8 @@ def shift_padding(seqs: torch.Tensor, lengths: torch.Tensor, to_right: bool) -> 
 
 class GRU4Rec(Recommender):
     Config = GRU4RecConfig
-    default_lr = 1e-3
-    default_batch_size = 128
+    default_lr = 3e-3  # tuned on ML-100K validation NDCG@10 (seeds 2020, 2021)
+    default_batch_size = 64
 
     def __init__(self, split: SplitData, config: GRU4RecConfig | None = None) -> None:
         super().__init__(split, config)

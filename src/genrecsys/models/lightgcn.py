@@ -6,6 +6,10 @@ U + I + 1 nodes (users first, then items 0..I; item 0 is padding and, like any i
 without training interactions, has no edges). Propagation is one sparse matmul per
 layer over the whole graph, so each training batch propagates once; scoring reuses
 embeddings cached by `on_eval_start`.
+
+>>> from genrecsys.config import ExperimentConfig
+>>> cfg = ExperimentConfig(model="lightgcn", model_params={"n_layers": 2, "reg_weight": 1e-4})
+>>> # run_experiment(cfg, "runs/lightgcn")   # see genrecsys.experiment
 """
 from __future__ import annotations
 
@@ -28,10 +32,12 @@ class LightGCNConfig:
     n_layers: int = 3
     reg_weight: float = 1e-4  # L2 on the batch's ego (layer-0) embeddings, per example
     init_std: float = 0.1
+    n_neg: int = 1  # sampled negatives per positive; BPR averages over them
 
     def __post_init__(self) -> None:
-        if self.n_layers < 0 or self.embedding_size < 1 or self.reg_weight < 0:
-            raise GenrecsysError("lightgcn: n_layers >= 0, embedding_size >= 1 and reg_weight >= 0 are required")
+        if self.n_layers < 0 or self.embedding_size < 1 or self.reg_weight < 0 or self.n_neg < 1:
+            raise GenrecsysError("lightgcn: n_layers >= 0, embedding_size >= 1, reg_weight >= 0 and n_neg >= 1 "
+                                 "are required")
 
 
 def normalized_adjacency(split: SplitData) -> torch.Tensor:
@@ -97,9 +103,26 @@ def propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tens
     return torch.stack(layers).mean(0)
 
 
+def graph_bpr_loss(batch: dict[str, torch.Tensor], user_final: torch.Tensor, item_final: torch.Tensor,
+                   user_ego: torch.Tensor, item_ego: torch.Tensor, reg_weight: float) -> torch.Tensor:
+    """BPR on propagated embeddings plus L2 on the batch's ego (layer-0) embeddings.
+
+    `batch["neg"]` is (B,) or (B, N); BPR and the negatives' L2 are averaged over the N
+    negatives, so N = 1 is the plain loss. The L2 term is reg_weight / 2 * squared norms
+    per example, as in the LightGCN reference code.
+    """
+    u, p = batch["users"], batch["pos"]
+    n = batch["neg"].view(len(u), -1)  # (B, N)
+    eu = user_final[u]  # (B, D)
+    pos = (eu * item_final[p]).sum(-1, keepdim=True)  # (B, 1)
+    neg = (eu.unsqueeze(1) * item_final[n]).sum(-1)  # (B, N)
+    ego_sq = user_ego[u].pow(2).sum() + item_ego[p].pow(2).sum() + item_ego[n].pow(2).sum() / n.shape[1]
+    return bpr_loss(pos, neg) + reg_weight * 0.5 * ego_sq / len(u)
+
+
 class LightGCN(Recommender):
     Config = LightGCNConfig
-    default_lr = 5e-3
+    default_lr = 1e-2
     default_batch_size = 2048
 
     def __init__(self, split: SplitData, config: LightGCNConfig | None = None) -> None:
@@ -122,16 +145,11 @@ class LightGCN(Recommender):
         return out[:self.n_users], out[self.n_users:]
 
     def batches(self, split, batch_size, rng: np.random.Generator):
-        return pair_batches(split, batch_size, rng)
+        return pair_batches(split, batch_size, rng, n_neg=self.config.n_neg)
 
     def loss(self, batch):
         users, items = self.propagated()
-        u, p, n = batch["users"], batch["pos"], batch["neg"]
-        eu = users[u]  # (B, D)
-        pos = (eu * items[p]).sum(-1)
-        neg = (eu * items[n]).sum(-1)
-        ego_sq = self.user_emb(u).pow(2).sum() + self.item_emb(p).pow(2).sum() + self.item_emb(n).pow(2).sum()
-        return bpr_loss(pos, neg) + self.config.reg_weight * 0.5 * ego_sq / len(u)
+        return graph_bpr_loss(batch, users, items, self.user_emb.weight, self.item_emb.weight, self.config.reg_weight)
 
     def on_eval_start(self) -> None:
         with torch.no_grad():

@@ -7,6 +7,10 @@ Scoring all items with the MLP costs B x (I+1) tower evaluations. The first MLP 
 acts on [user; item], so it splits into a user part and an item part computed once
 each; only the later layers run on every (user, item) pair. `forward` is the plain
 pairwise twin that training uses and the tests compare `score` against.
+
+>>> from genrecsys.config import ExperimentConfig
+>>> cfg = ExperimentConfig(model="neumf", model_params={"n_neg": 4})
+>>> # run_experiment(cfg, "runs/neumf")   # see genrecsys.experiment
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ class NeuMFConfig:
     mlp_sizes: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
     n_neg: int = 1  # sampled negatives per training interaction
-    score_chunk: int = 128  # users per (chunk, I+1, H) block when scoring all items
+    score_chunk: int = 8  # users per (chunk, I+1, H) block when scoring all items
 
     def __post_init__(self) -> None:
         if not self.mlp_sizes or min(self.mlp_sizes) < 1 or self.n_neg < 1 or not 0 <= self.dropout < 1:
@@ -79,27 +83,30 @@ class NeuMF(Recommender):
             yield b  # users (B,), pos (B,), neg (B, n_neg)
 
     def loss(self, batch):
-        users, neg = batch["users"], batch["neg"]
-        pos_logit = self(users, batch["pos"])  # (B,)
-        neg_logit = self(users[:, None].expand_as(neg), neg)  # (B, n_neg)
-        logits = torch.cat([pos_logit, neg_logit.reshape(-1)])
-        labels = torch.cat([torch.ones_like(pos_logit), torch.zeros(neg_logit.numel())])
+        items = torch.cat([batch["pos"][:, None], batch["neg"]], 1)  # (B, 1 + n_neg), positive first
+        logits = self(batch["users"][:, None].expand_as(items), items)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
         return F.binary_cross_entropy_with_logits(logits, labels)
 
     def score(self, users, seqs):
-        w = self.predict.weight[0]  # (D + H,)
+        """(B,) users -> (B, I+1) logits, equal to `forward` on every pair in eval mode
+        (dropout is not applied here: scoring is inference)."""
         d = self.config.embedding_size
+        w = self.predict.weight[0]  # (D + H,)
         first = self.mlp[0]
-        # First MLP layer split as W [u; i] + b = W_u u + (W_i i + b). Scoring runs in eval
-        # mode, where dropout is the identity, so this equals `forward` on every pair.
-        w_u, w_i = first.weight[:, :d], first.weight[:, d:]  # (H1, D) each
-        item_part = self.drop(self.item_mlp.weight) @ w_i.T + first.bias  # (I+1, H1)
-        item_mf = self.item_mf.weight  # (I+1, D)
-        out = []
-        for start in range(0, len(users), self.config.score_chunk):
-            u = users[start:start + self.config.score_chunk]
-            gmf = (self.user_mf(u) * w[:d]) @ item_mf.T  # (b, I+1)
-            h = F.relu((self.drop(self.user_mlp(u)) @ w_u.T)[:, None, :] + item_part)  # (b, I+1, H1)
-            mlp = self._tower(h, first=1) @ w[d:]  # (b, I+1)
-            out.append(gmf + mlp + self.predict.bias)
-        return torch.cat(out)
+        # First MLP layer split as W [u; i] + b = W_u u + (W_i i + b).
+        user_part = self.user_mlp.weight @ first.weight[:, :d].T  # (U, H1)
+        item_part = torch.addmm(first.bias, self.item_mlp.weight, first.weight[:, d:].T)  # (I+1, H1)
+        gmf = (self.user_mf(users) * w[:d]) @ self.item_mf.weight.T  # (B, I+1)
+        out = torch.empty_like(gmf)
+        step = self.config.score_chunk
+        for start in range(0, len(users), step):
+            u = users[start:start + step]
+            # In-place activations on (b, I+1, H) blocks: elementwise passes over memory,
+            # not the matmuls, are what full-catalogue MLP scoring spends its time on.
+            h = (user_part[u][:, None, :] + item_part).relu_().flatten(0, 1)  # (b * (I+1), H1)
+            for lin in self.mlp[1:]:
+                h = torch.addmm(lin.bias, h, lin.weight.T).relu_()
+            out[start:start + step] = (h @ w[d:]).view(len(u), -1)  # (b, I+1)
+        return out + gmf + self.predict.bias
