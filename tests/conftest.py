@@ -10,6 +10,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    # Tiny test tensors run fastest on one thread, and CI has only two cores.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def block_dataset_dir(tmp_path_factory):
     from genrecsys.data.synthetic import block_cycles

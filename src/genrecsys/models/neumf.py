@@ -32,7 +32,7 @@ class NeuMFConfig:
     embedding_size: int = 64  # both towers
     mlp_sizes: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
-    n_neg: int = 1  # sampled negatives per training interaction
+    n_neg: int = 4  # sampled negatives per training interaction (4 beat RecBole's 1 on ML-100K validation)
     score_chunk: int = 8  # users per (chunk, I+1, H) block when scoring all items
 
     def __post_init__(self) -> None:
@@ -42,7 +42,7 @@ class NeuMFConfig:
 
 class NeuMF(Recommender):
     Config = NeuMFConfig
-    default_lr = 1e-3
+    default_lr = 5e-4
     default_batch_size = 1024
 
     def __init__(self, split: SplitData, config: NeuMFConfig | None = None) -> None:

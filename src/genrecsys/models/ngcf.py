@@ -35,7 +35,7 @@ class NGCFConfig:
     message_dropout: float = 0.0  # ML-100K tuning preferred none (0.1 is the paper's value)
     reg_weight: float = 1e-4  # L2 on the batch's ego embeddings, per example
     leaky_slope: float = 0.2
-    n_neg: int = 1  # sampled negatives per positive; BPR averages over them
+    n_neg: int = 4  # sampled negatives per positive; BPR averages over them (4 beat 1 on ML-100K validation)
 
     def __post_init__(self) -> None:
         if self.embedding_size < 1 or min(self.layer_sizes, default=1) < 1 or self.reg_weight < 0 \
@@ -63,7 +63,7 @@ class BiInteraction(nn.Module):
 
 class NGCF(Recommender):
     Config = NGCFConfig
-    default_lr = 5e-3
+    default_lr = 2e-3
     default_batch_size = 2048
 
     def __init__(self, split: SplitData, config: NGCFConfig | None = None) -> None:
