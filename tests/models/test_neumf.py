@@ -54,6 +54,6 @@ def test_loss_is_bce_with_one_positive_and_n_neg_negatives(split):
 
 
 def test_single_negative_batches_keep_a_negative_axis(split):
-    model = NeuMF(split)
+    model = NeuMF(split, NeuMFConfig(n_neg=1))
     batch = next(model.batches(split, 4, np.random.default_rng(0)))
     assert batch["neg"].shape == (4, 1) and batch["pos"].shape == (4,)
