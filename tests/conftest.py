@@ -17,6 +17,16 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def server():
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 (see tests/openai_server.py)."""
+    from openai_server import OpenAITestServer
+
+    s = OpenAITestServer()
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="session")
 def block_dataset_dir(tmp_path_factory):
     from genrecsys.data.synthetic import block_cycles

@@ -72,6 +72,36 @@ class EvalConfig:
 
 
 @dataclass
+class LLMConfig:
+    """Which LLM answers, and how. Remote (non-loopback) servers must be opted into."""
+
+    backend: str = "local"  # local | openai | llamacpp
+    model: str | None = None  # local: HF dir or .gguf file (None: embedded SmolLM2); openai: model name
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai backend
+    api_key_env: str = "OPENAI_API_KEY"  # the env variable the key is read from, never the key itself
+    allow_remote: bool = False
+    concurrency: int = 8  # openai: requests in flight
+    batch_size: int = 8  # local: prompts per forward batch
+    timeout_s: float = 120.0
+    max_attempts: int = 5  # one retry layer: attempts per request for transient errors
+    device: str = "cpu"  # local: cpu | cuda | auto
+    threads: int | None = None  # local: torch threads
+    max_context: int | None = None  # None: the model's own limit
+    max_reasks: int = 1  # extra attempts when the answer does not parse
+    cache: str | None = None  # SQLite file; None: <cache dir>/llm/cache.sqlite
+    templates_dir: str | None = None  # user templates, override built-ins by name
+    prices: dict[str, Any] = field(default_factory=dict)  # model -> {prompt, completion} USD per 1M tokens
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "openai", "llamacpp"):
+            raise GenrecsysError(f"llm.backend must be local, openai or llamacpp, got {self.backend!r}")
+        if self.concurrency < 1 or self.batch_size < 1 or self.max_attempts < 1 or self.max_reasks < 0:
+            raise GenrecsysError("llm.concurrency, llm.batch_size, llm.max_attempts must be >= 1, llm.max_reasks >= 0")
+        if self.timeout_s <= 0:
+            raise GenrecsysError("llm.timeout_s must be > 0")
+
+
+@dataclass
 class ExperimentConfig:
     model: str = "sasrec"
     model_params: dict[str, Any] = field(default_factory=dict)

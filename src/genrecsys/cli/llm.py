@@ -1,0 +1,272 @@
+"""`genrecsys llm ...`: bulk generation from JSONL, the cache, the templates."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from genrecsys.errors import GenrecsysError
+
+
+def _read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    """Input rows, validated before a single prompt is sent."""
+    if not path.is_file():
+        raise GenrecsysError(f"input file not found: {path}")
+    rows, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise GenrecsysError(f"{path}:{lineno}: not a JSON object ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise GenrecsysError(f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
+            if "id" not in row:
+                raise GenrecsysError(f"{path}:{lineno}: row has no \"id\"")
+            rid = json.dumps(row["id"])
+            if rid in seen:
+                raise GenrecsysError(f"{path}:{lineno}: duplicate id {row['id']!r}")
+            seen.add(rid)
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def _parser(args: argparse.Namespace):
+    from functools import partial
+
+    from genrecsys.llm import parse
+
+    if args.parse == "none":
+        return None
+    if args.parse == "json":
+        return parse.parse_json
+    if args.parse == "value":
+        return parse.parse_bracketed_value
+    if args.parse == "numbered":
+        return parse.parse_numbered_list
+    if not args.fields:
+        raise GenrecsysError("--parse bracketed needs --fields (e.g. --fields topics region)")
+    return partial(parse.parse_bracketed, fields=args.fields)
+
+
+def llm_config(args: argparse.Namespace):
+    """LLMConfig from an optional YAML file (its `llm:` section or the whole file), then flags."""
+    from genrecsys.config import LLMConfig, from_dict, load_yaml
+
+    raw: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        loaded = load_yaml(args.config)
+        raw = loaded.get("llm", loaded)
+    over = {"backend": args.backend, "model": args.model, "base_url": args.base_url, "api_key_env": args.api_key_env,
+            "concurrency": args.concurrency, "batch_size": args.batch_size, "threads": args.threads,
+            "device": args.device, "cache": args.cache, "templates_dir": args.templates_dir,
+            "max_reasks": args.max_reasks, "timeout_s": args.timeout, "max_context": args.max_context}
+    raw.update({k: v for k, v in over.items() if v is not None})
+    if args.allow_remote:
+        raw["allow_remote"] = True
+    if args.prices:
+        raw["prices"] = load_yaml(args.prices)
+    return from_dict(LLMConfig, raw, str(args.config or "llm"))
+
+
+def cmd_llm_generate(args: argparse.Namespace, cache_dir: Path) -> int:
+    from genrecsys.llm.client import LLM
+    from genrecsys.llm.types import SamplingParams
+
+    rows = _read_rows(Path(args.input), args.limit)
+    cfg = llm_config(args)
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                            seed=args.seed, stop=tuple(args.stop or ()))
+    parser = _parser(args)
+    llm = LLM(cfg, cache_dir, progress=not args.no_progress)
+    try:
+        comps = _run(args, llm, rows, params, parser)
+    except KeyboardInterrupt:
+        # Every answer that arrived is already committed to the cache. Exit at once rather than
+        # wait for requests still in flight (they may hang until their timeout).
+        print(f"\ngenrecsys: interrupted; {len(llm.cache)} answers are in {llm.cache.path}. "
+              "Rerun the same command to resume: answered prompts are not sent again.", file=sys.stderr)
+        sys.stderr.flush()
+        llm.cache.close()
+        os._exit(130)
+    finally:
+        llm.close()
+    _write_jsonl(Path(args.output), [{"id": row["id"], **_row(c)} for row, c in zip(rows, comps)])
+    summary = {"rows": len(rows), **llm.stats.to_dict(), "output": str(args.output)}
+    summary.pop("tasks", None)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        s = summary
+        print(f"rows {s['rows']}: ok {s['ok']}, failed {s['failed']} | cache hits {s['cache_hits']}, backend calls "
+              f"{s['backend_calls']}, re-asks {s['reasks']}, truncated {s['truncated']} | tokens {s['prompt_tokens']} in / "
+              f"{s['completion_tokens']} out | cost ${s['cost']:.4f} (all answers ${s['cost_total']:.4f}) | "
+              f"{s['wall_s']:.1f} s, {s['tokens_per_s']:.1f} tok/s", file=sys.stderr)
+        print(args.output)
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _run(args: argparse.Namespace, llm, rows: list[dict[str, Any]], params, parser) -> list:
+    from genrecsys.llm.job import keep_recent
+    from genrecsys.llm.types import Request
+
+    if args.template:
+        template = llm.template(args.template)
+        variables = [{k: v for k, v in row.items() if k != "id"} for row in rows]
+        truncate = keep_recent(args.truncate, recent_first=not args.oldest_first) if args.truncate else None
+        return llm.run_template(template, variables, params=params, parser=parser, truncate=truncate,
+                                task=args.task or template.name)
+    reqs: list = []
+    for n, row in enumerate(rows, 1):
+        try:
+            reqs.append(Request(messages=tuple(row["messages"]), params=params, task=args.task or "default"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GenrecsysError(f"{args.input}: row {n} (id {row['id']!r}): without --template each row needs "
+                                 f"\"messages\": [{{role, content}}, ...] ({exc})") from None
+    return llm.generate(reqs, parser=parser, desc=args.task or "llm")
+
+
+def _row(c) -> dict[str, Any]:
+    return {"text": c.text, "parsed": _jsonable(c.parsed), "finish_reason": c.finish_reason, "error": c.error,
+            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "cached": c.cached,
+            "latency_s": round(c.latency_s, 4), "backend": c.backend, "model": c.model}
+
+
+def _jsonable(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)  # pydantic models
+    return dump() if callable(dump) else value
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Atomic: the output is either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cache_path(args: argparse.Namespace, cache_dir: Path) -> Path:
+    from genrecsys.llm.job import default_cache_path
+
+    return Path(args.cache) if args.cache else default_cache_path(cache_dir)
+
+
+def cmd_llm_cache(args: argparse.Namespace, cache_dir: Path) -> int:
+    from genrecsys.llm.cache import LLMCache
+
+    path = _cache_path(args, cache_dir)
+    if not path.exists():
+        raise GenrecsysError(f"no LLM cache at {path}")
+    cache = LLMCache(path)
+    if args.action == "stats":
+        st = cache.stats()
+        if args.json:
+            print(json.dumps(st.__dict__))
+        else:
+            print(f"{st.path}: {st.rows} answers, {st.bytes / 1e6:.1f} MB, tokens {st.prompt_tokens} in / {st.completion_tokens} out")
+            for name, n in sorted(st.by_model.items()):
+                print(f"  model     {name}: {n}")
+            for name, n in sorted(st.by_template.items()):
+                print(f"  template  {name}: {n}")
+    elif args.action == "export":
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        try:
+            n = 0
+            for row in cache.export(template=args.template):
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        print(f"exported {n} answers", file=sys.stderr)
+    else:
+        if not (args.template or args.model or args.yes):
+            raise GenrecsysError("`llm cache clear` deletes every cached answer (money already spent); "
+                                 "add --yes, or narrow it with --template/--model")
+        n = cache.clear(template=args.template, model=args.model)
+        print(f"deleted {n} answers from {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_llm_templates(args: argparse.Namespace, cache_dir: Path) -> int:
+    from genrecsys.llm.templates import list_templates
+
+    for t in list_templates(args.templates_dir):
+        print(f"{t.name:<18} v{t.version:<4} vars: {', '.join(t.variables) or '-':<36} {t.description.strip()[:70]}")
+    return 0
+
+
+def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None:
+    """Attach `llm generate|cache|templates` to the top-level subparsers."""
+    llm = sub.add_parser("llm", help="run prompts through an LLM backend; manage the answer cache",
+                         description="Bulk LLM generation with an exactly-once cache.")
+    lsub = llm.add_subparsers(dest="llm_command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn, help: str) -> argparse.ArgumentParser:
+        sp = lsub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=lambda a: fn(a, cache_dir(a)))
+        return sp
+
+    sp = add("generate", cmd_llm_generate,
+             "answer every row of a JSONL file (rows: {id, <template variables>} or {id, messages}); "
+             "rerunning sends only rows without a cached answer; exit 1 if any row failed")
+    sp.add_argument("--input", required=True, help="JSONL input, one object with an \"id\" per line")
+    sp.add_argument("--output", required=True, help="JSONL output in input order (written atomically at the end)")
+    sp.add_argument("--template", help="template name or .yaml file (see `genrecsys llm templates`)")
+    sp.add_argument("--task", help="task name for accounting (default: the template name)")
+    sp.add_argument("--config", help="YAML with LLM settings (an `llm:` section or the whole file)")
+    sp.add_argument("--backend", choices=["local", "openai", "llamacpp"])
+    sp.add_argument("--model", help="local: HF directory or .gguf (default: embedded SmolLM2-135M); openai: model name")
+    sp.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
+    sp.add_argument("--api-key-env", help="env variable holding the API key (default OPENAI_API_KEY)")
+    sp.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
+    sp.add_argument("--concurrency", type=int, help="openai: requests in flight (default 8)")
+    sp.add_argument("--batch-size", type=int, help="local: prompts per batch (default 8)")
+    sp.add_argument("--threads", type=int, help="local: torch threads")
+    sp.add_argument("--device", help="local: cpu, cuda or auto")
+    sp.add_argument("--timeout", type=float, help="seconds per HTTP request")
+    sp.add_argument("--max-context", type=int, help="context window in tokens (default: the model's)")
+    sp.add_argument("--max-tokens", type=int, default=128, help="tokens to generate per answer (default 128)")
+    sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    sp.add_argument("--top-p", type=float, default=1.0)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--stop", action="append", help="stop string (repeatable)")
+    sp.add_argument("--parse", choices=["none", "json", "bracketed", "value", "numbered"], default="none",
+                    help="parse and validate answers; a bad answer is re-asked up to --max-reasks times")
+    sp.add_argument("--fields", nargs="+", help="--parse bracketed: the [field] names to extract")
+    sp.add_argument("--max-reasks", type=int)
+    sp.add_argument("--truncate", metavar="VARIABLE",
+                    help="list variable to shorten (oldest items first) when a prompt is too long; else such rows fail")
+    sp.add_argument("--oldest-first", action="store_true", help="the --truncate list is oldest-first (default: most recent first)")
+    sp.add_argument("--templates-dir", help="directory of user templates overriding built-ins by name")
+    sp.add_argument("--cache", help="SQLite cache file (default <cache dir>/llm/cache.sqlite)")
+    sp.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
+    sp.add_argument("--limit", type=int, help="only the first N rows")
+    sp.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    sp.add_argument("--no-progress", action="store_true")
+
+    sp = add("cache", cmd_llm_cache, "inspect, export or clear the answer cache")
+    sp.add_argument("action", choices=["stats", "export", "clear"])
+    sp.add_argument("--cache", help="SQLite cache file (default <cache dir>/llm/cache.sqlite)")
+    sp.add_argument("--template", help="export/clear only this template's answers")
+    sp.add_argument("--model", help="clear only this model's answers")
+    sp.add_argument("--output", help="export: JSONL file (default stdout)")
+    sp.add_argument("--yes", action="store_true", help="clear: really delete everything")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("templates", cmd_llm_templates, "list prompt templates (name, version, variables)")
+    sp.add_argument("--templates-dir", help="directory of user templates overriding built-ins by name")

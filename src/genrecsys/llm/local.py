@@ -1,0 +1,207 @@
+"""Local generation with Hugging Face transformers: real batching (left padding, KV cache).
+
+The default model is the embedded SmolLM2-135M-Instruct GGUF. transformers de-quantizes a
+GGUF on every load (~30 s for this model on 2 cores), so the first load writes the
+converted weights to ``<cache>/llm/models/<file>-<sha>/`` and later loads take ~0.3 s.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from genrecsys.config import LLMConfig
+from genrecsys.errors import GenrecsysError
+from genrecsys.llm.backends import OnResult
+from genrecsys.llm.types import Completion, Message, Request, SamplingParams
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered in a sidecar keyed by size and mtime (GGUFs are large)."""
+    st = path.stat()
+    sidecar = path.parent / f".{path.name}.sha256"
+    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    try:
+        saved_stamp, digest = sidecar.read_text().split()
+        if saved_stamp == stamp:
+            return digest
+    except (OSError, ValueError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        sidecar.write_text(f"{stamp} {digest}\n")
+    except OSError:  # a read-only site-packages is fine: we just hash again next time
+        pass
+    return digest
+
+
+def _dir_fingerprint(d: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
+        if (d / name).is_file():
+            h.update((d / name).read_bytes())
+    for f in sorted(d.glob("*.safetensors")) + sorted(d.glob("*.bin")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def resolve_model(model: str | None, cache_dir: Path) -> tuple[Path, str]:
+    """(a directory transformers can load without ``gguf_file``, the model id for cache keys)."""
+    from genrecsys.assets import embedded_llm_gguf
+
+    src = Path(model) if model else embedded_llm_gguf(cache_dir)
+    if not src.exists():
+        raise GenrecsysError(f"local LLM not found: {src} (give a Hugging Face model directory or a .gguf file)")
+    if src.is_dir():
+        if not (src / "config.json").is_file():
+            raise GenrecsysError(f"{src} is not a Hugging Face model directory (no config.json)")
+        return src, f"{src.name}@{_dir_fingerprint(src)[:12]}"
+    if src.suffix != ".gguf":
+        raise GenrecsysError(f"{src}: expected a .gguf file or a model directory")
+    digest = file_sha256(src)
+    model_id = f"{src.name}@{digest[:12]}"
+    converted = cache_dir / "llm" / "models" / f"{src.stem}-{digest[:12]}"
+    if not (converted / "config.json").is_file():
+        _convert_gguf(src, converted)
+    return converted, model_id
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are already de-quantized to float32; only the quantizer marker stops
+        # save_pretrained, and the saved copy is a plain float32 checkpoint.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process converted it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class LocalBackend:
+    """transformers on CPU or GPU; prompts with the same sampling params share batches.
+
+    Prompts are sorted by length inside a group so batches carry little padding; results come
+    back in input order. Each row's latency is its batch's wall time.
+    """
+
+    name = "local"
+    remote = False
+
+    def __init__(self, cfg: LLMConfig, cache_dir: Path):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # ours is the one progress bar a job shows
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        path, self.model_id = resolve_model(cfg.model, cache_dir)
+        device = cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_context = cfg.max_context or limit
+        self._eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        gen_eos = self.model.generation_config.eos_token_id
+        self._eos |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+        self._eos.discard(None)
+
+    def _prompt(self, messages: Sequence[Message]) -> str:
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.tokenizer(self._prompt(messages), add_special_tokens=False)["input_ids"])
+
+    def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Completion]:
+        out: list[Completion | None] = [None] * len(requests)
+        groups: dict[SamplingParams, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.params, []).append(i)
+        for params, idx in groups.items():
+            prompts = {i: self._prompt(requests[i].messages) for i in idx}
+            idx = sorted(idx, key=lambda i: len(prompts[i]))
+            for b in range(0, len(idx), self.cfg.batch_size):
+                batch = idx[b:b + self.cfg.batch_size]
+                try:
+                    results = self._generate_batch([prompts[i] for i in batch], params)
+                except Exception as exc:  # e.g. out of memory: fail these rows, keep the job going
+                    results = [Completion.failed(f"{type(exc).__name__}: {exc}", self.name, self.model_id)] * len(batch)
+                for i, comp in zip(batch, results):
+                    out[i] = comp
+                    if on_result is not None:
+                        on_result(i, comp)
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        import torch
+
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                      do_sample=not params.greedy)
+        if params.greedy:  # silence "temperature is set but do_sample=False" from generation_config defaults
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            torch.manual_seed(params.seed)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            seqs = self.model.generate(**enc, **kwargs)
+        latency = time.perf_counter() - t0
+        new = seqs[:, enc["input_ids"].shape[1]:].tolist()
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for row, n_prompt in zip(new, prompt_lens):
+            stop_at = next((j for j, t in enumerate(row) if t in self._eos), None)
+            tokens = row if stop_at is None else row[:stop_at]
+            n_completion = len(row) if stop_at is None else stop_at + 1
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            finish = "stop" if stop_at is not None else ("length" if len(row) >= params.max_tokens else "stop")
+            text, hit = _apply_stop(text, params.stop)
+            if hit:
+                finish = "stop"
+            results.append(Completion(text=text, finish_reason=finish, prompt_tokens=int(n_prompt),
+                                      completion_tokens=int(n_completion), latency_s=latency,
+                                      backend=self.name, model=self.model_id))
+        return results
+
+
+def _apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut at the first stop string, as servers do (the stop string is not returned).
+
+    >>> _apply_stop("a END b", ("END",))
+    ('a ', True)
+    """
+    cut = min((p for p in (text.find(s) for s in stop if s) if p >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

@@ -1,0 +1,151 @@
+"""`genrecsys llm ...` end to end against a real HTTP server on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genrecsys.cli.main import main
+from openai_server import OpenAITestServer, answer_for
+
+
+def _write_rows(path: Path, prompts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "messages": [{"role": "user", "content": p}]}) + "\n"
+                            for i, p in enumerate(prompts)))
+    return path
+
+
+def _args(server_url: str, inp: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    return ["llm", "generate", "--backend", "openai", "--base-url", server_url, "--input", str(inp),
+            "--output", str(out), "--cache", str(cache), "--no-progress", "--json", *extra]
+
+
+def _stable(path: Path) -> list[dict]:
+    """Output rows without the fields that legitimately differ between runs."""
+    return [{k: v for k, v in json.loads(line).items() if k not in ("cached", "latency_s")}
+            for line in path.read_text().splitlines()]
+
+
+def _committed(cache: Path) -> int:
+    try:
+        return sqlite3.connect(cache).execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_generate_writes_rows_in_input_order_and_a_json_summary(server, tmp_path, capsys):
+    prompts = ["a MODE=slow0.2", "b", "c MODE=429x1", "d"]
+    inp = _write_rows(tmp_path / "in.jsonl", prompts)
+    code = main(_args(server.url, inp, tmp_path / "out.jsonl", tmp_path / "c.sqlite"))
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert [r["text"] for r in rows] == [answer_for(p) for p in prompts]
+    assert summary["rows"] == 4 and summary["ok"] == 4 and summary["backend_calls"] == 4 and summary["cache_hits"] == 0
+    assert {"prompt_tokens", "completion_tokens", "cost", "tokens_per_s", "wall_s"} <= set(summary)
+
+
+def test_unchanged_rerun_makes_zero_backend_calls(server, tmp_path, capsys):
+    inp = _write_rows(tmp_path / "in.jsonl", ["a", "b", "c"])
+    args = _args(server.url, inp, tmp_path / "out.jsonl", tmp_path / "c.sqlite")
+    main(args)
+    capsys.readouterr()
+    n = len(server.bodies)
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(server.bodies) == n and summary["backend_calls"] == 0 and summary["cache_hits"] == 3
+
+
+def test_failed_rows_are_in_the_output_and_make_the_exit_code_1(server, tmp_path, capsys):
+    inp = _write_rows(tmp_path / "in.jsonl", ["ok", "MODE=400"])
+    assert main(_args(server.url, inp, tmp_path / "out.jsonl", tmp_path / "c.sqlite")) == 1
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows[0]["error"] is None and "HTTP 400" in rows[1]["error"]
+    assert json.loads(capsys.readouterr().out)["failed"] == 1
+
+
+@pytest.mark.parametrize("content,message", [("{not json}\n", "in.jsonl:1: not a JSON object"),
+                                             ('{"messages": []}\n', 'in.jsonl:1: row has no "id"'),
+                                             ('{"id": 1, "messages": []}\n{"id": 1, "messages": []}\n', "duplicate id")])
+def test_malformed_input_is_a_one_line_error_before_any_request(server, tmp_path, capsys, content, message):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(content)
+    assert main(_args(server.url, inp, tmp_path / "out.jsonl", tmp_path / "c.sqlite")) == 2
+    assert message in capsys.readouterr().err
+    assert server.bodies == [] and not (tmp_path / "out.jsonl").exists()
+
+
+def test_template_rows_are_rendered_and_parsed(server, tmp_path, capsys):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "u1", "prompt": "MODE=prose give me an item"}) + "\n")
+    code = main(_args(server.url, inp, tmp_path / "out.jsonl", tmp_path / "c.sqlite",
+                      "--template", "chat", "--parse", "json"))
+    assert code == 0
+    row = json.loads((tmp_path / "out.jsonl").read_text())
+    assert row["id"] == "u1" and row["parsed"]["category"] == "news"
+    assert server.bodies[0]["messages"][-1]["content"] == "MODE=prose give me an item"
+
+
+def test_cache_stats_export_and_clear(server, tmp_path, capsys):
+    inp = _write_rows(tmp_path / "in.jsonl", ["a", "b"])
+    cache = tmp_path / "c.sqlite"
+    main(_args(server.url, inp, tmp_path / "out.jsonl", cache))
+    capsys.readouterr()
+    assert main(["llm", "cache", "stats", "--cache", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 2
+    assert main(["llm", "cache", "export", "--cache", str(cache), "--output", str(tmp_path / "x.jsonl")]) == 0
+    assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 2
+    assert main(["llm", "cache", "clear", "--cache", str(cache)]) == 2  # refuses without --yes
+    assert main(["llm", "cache", "clear", "--cache", str(cache), "--yes"]) == 0
+    assert _committed(cache) == 0
+
+
+def _kill_midway(tmp_path: Path, prompts: list[str], sig: int) -> tuple[OpenAITestServer, Path, Path, subprocess.Popen]:
+    held = OpenAITestServer(hold_after=5)
+    inp = _write_rows(tmp_path / "in.jsonl", prompts)
+    cache, out = tmp_path / "c.sqlite", tmp_path / "out.jsonl"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "genrecsys", *_args(held.url, inp, out, cache, "--concurrency", "2")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    # wait until the 5 answers are committed and the next requests are being held
+    while (_committed(cache) < 5 or sum(held.attempts.values()) < 6) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _committed(cache) == 5, proc.stderr.read() if proc.poll() is not None else "timeout"
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    held.release()
+    return held, inp, out, proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_job_killed_midway_resumes_answering_each_prompt_exactly_once(tmp_path, sig, capsys):
+    prompts = [f"prompt number {i}" for i in range(12)]
+    held, inp, out, proc = _kill_midway(tmp_path, prompts, sig)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "Rerun the same command" in proc.stderr.read()
+    assert not out.exists()  # no half-written output
+    held.close()
+
+    server = OpenAITestServer()
+    try:
+        assert main(_args(server.url, inp, out, tmp_path / "c.sqlite")) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["cache_hits"] == 5 and summary["backend_calls"] == 7
+        answered = held.answered + server.answered
+        assert all(answered[p] == 1 for p in prompts), answered  # exactly once across both runs
+
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        assert main(_args(server.url, inp, fresh / "out.jsonl", fresh / "c.sqlite")) == 0
+        assert _stable(out) == _stable(fresh / "out.jsonl")  # same as an uninterrupted run
+    finally:
+        server.close()
