@@ -58,6 +58,8 @@ def main() -> None:
             raise SystemExit(f"{model} failed")
         results[model] = json.loads(proc.stdout.strip().splitlines()[-1])
         results[model]["wall_seconds"] = time.perf_counter() - t0
+        # saved per model as it finishes, so an interrupted multi-model run loses nothing
+        (Path(args.runs_dir) / model / "bench.json").write_text(json.dumps(results[model], indent=2))
         print(f"{model}: done in {results[model]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
     env = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
            "cpus": __import__("os").cpu_count(), "threads": args.threads, "seeds": args.seeds}

@@ -3,7 +3,8 @@ single-stream (llama-cpp-python) on the same GGUF and the same prompts, in one r
 
 Greedy decoding, no cache (every prompt is generated), one process, ``--threads`` torch /
 llama.cpp threads. tokens/s = generated tokens (EOS included) / wall seconds of the batch
-loop, model loading excluded.
+loop, model loading excluded. Engines run in A B C D D C B A order and each engine's two
+passes are summed, so drifting machine load does not favour one engine.
 
     python benchmarks/llm_throughput.py --threads 2 --out benchmarks/results/llm_throughput.json
 """
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,11 +49,9 @@ def bench_local(batch_size: int, reqs, threads: int, cache_dir: str | None) -> d
             "tokens_per_s": round(toks / wall, 2), "model": b.model_id}
 
 
-def bench_llamacpp(reqs, threads: int, cache_dir: str | None) -> dict | None:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return None
+def bench_llamacpp(reqs, threads: int, cache_dir: str | None) -> dict:
+    import llama_cpp
+
     from genrecsys.config import LLMConfig
     from genrecsys.llm.backends import make_backend
 
@@ -72,19 +72,36 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default=None, help="where the embedded model is unpacked/converted")
+    p.add_argument("--repeats", type=int, default=2, help="passes over the engines, alternating order")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     import torch
     import transformers
 
     reqs = prompts(args.prompts)(args.max_tokens)
-    rows = []
-    ll = bench_llamacpp(reqs, args.threads, args.cache_dir)
-    if ll:
-        rows.append(ll)
+    engines: list[tuple[str, object]] = []
+    try:
+        import llama_cpp  # noqa: F401
+
+        engines.append(("llama.cpp single stream", lambda: bench_llamacpp(reqs, args.threads, args.cache_dir)))
+    except ImportError:
+        print("llama-cpp-python not installed: no llama.cpp baseline", file=sys.stderr)
     for bs in args.batch_sizes:
-        rows.append(bench_local(bs, reqs, args.threads, args.cache_dir))
-        print(json.dumps(rows[-1]), flush=True)
+        engines.append((f"transformers batch {bs}", lambda bs=bs: bench_local(bs, reqs, args.threads, args.cache_dir)))
+    # Run the engines forward then backward (A B C D D C B A) and average each engine's two
+    # measurements, so a drift in machine load does not favour whichever ran first.
+    runs: dict[str, list[dict]] = {name: [] for name, _ in engines}
+    for order in range(args.repeats):
+        for name, fn in (engines if order % 2 == 0 else engines[::-1]):
+            r = fn()
+            runs[name].append(r)
+            print(json.dumps(r), flush=True)
+    rows = []
+    for name, rs in runs.items():
+        toks, wall = sum(r["tokens"] for r in rs), sum(r["wall_s"] for r in rs)
+        rows.append({**rs[0], "tokens": toks, "wall_s": round(wall, 2), "tokens_per_s": round(toks / wall, 2),
+                     "repeats": len(rs)})
+    ll = next((r for r in rows if r["engine"].startswith("llama.cpp")), None)
     base = ll["tokens_per_s"] if ll else None
     print(f"\n{args.prompts} prompts, max_tokens {args.max_tokens}, greedy, {args.threads} threads, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.processor() or platform.machine()}\n")

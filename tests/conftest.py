@@ -57,3 +57,11 @@ def ml100k(ml100k_cache):
 def ml100k_cache_dir(ml100k, ml100k_cache):
     """A cache dir that already holds ML-100K."""
     return ml100k_cache
+
+
+@pytest.fixture(scope="session")
+def tiny_plm_dir(tmp_path_factory):
+    """A tiny random BERT with the test WordPiece vocabulary (stands in for MiniLM)."""
+    from newsfixtures import make_tiny_plm
+
+    return make_tiny_plm(tmp_path_factory.mktemp("tiny-plm"))

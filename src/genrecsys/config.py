@@ -24,7 +24,7 @@ T = TypeVar("T")
 class DataConfig:
     dataset: str = "ml-100k"
     path: str | None = None  # a user-given directory or file for the dataset
-    split: str = "loo"  # loo | ratio | random_ratio
+    split: str = "loo"  # loo | ratio | random_ratio | impressions (along a logged impression log, MIND)
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     implicit_threshold: float | None = None  # keep ratings >= threshold; None keeps all
     min_user_interactions: int = 0  # k-core on users (0 = off)
@@ -32,8 +32,8 @@ class DataConfig:
     max_seq_len: int = 50
 
     def __post_init__(self) -> None:
-        if self.split not in ("loo", "ratio", "random_ratio"):
-            raise GenrecsysError(f"data.split must be loo, ratio or random_ratio, got {self.split!r}")
+        if self.split not in ("loo", "ratio", "random_ratio", "impressions"):
+            raise GenrecsysError(f"data.split must be loo, ratio, random_ratio or impressions, got {self.split!r}")
         if len(self.ratios) != 3 or abs(sum(self.ratios) - 1.0) > 1e-6 or min(self.ratios) < 0:
             raise GenrecsysError(f"data.ratios must be three non-negative numbers summing to 1, got {self.ratios}")
         if self.max_seq_len < 1:
@@ -48,16 +48,40 @@ class TrainConfig:
     weight_decay: float | None = None
     patience: int = 10  # validations without improvement before stopping
     eval_every: int = 1
-    metric: str = "ndcg@10"  # model selection metric on validation
+    metric: str | None = None  # model selection metric on validation; None: ndcg@10 (full ranking), auc (impressions)
     seed: int = 2020
     device: str = "cpu"
     threads: int | None = None  # torch threads; None leaves torch's default
     max_seconds: float | None = None  # wall-clock guard on training
     progress: bool = True
+    pretrain_epochs: int | None = None  # epochs of the model's pretraining objective first; None: its default
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.patience < 1 or self.eval_every < 1:
             raise GenrecsysError("train.epochs >= 0, train.patience >= 1 and train.eval_every >= 1 are required")
+        if self.pretrain_epochs is not None and self.pretrain_epochs < 0:
+            raise GenrecsysError("train.pretrain_epochs must be >= 0")
+
+
+@dataclass
+class ImpressionConfig:
+    """Impression protocol (genrecsys.data.impressions, genrecsys.eval.impressions).
+
+    Logged impressions (split 'impressions') are used as they are; otherwise each
+    validation/test target gets `negatives` sampled items the user never interacted with.
+    """
+
+    negatives: int = 24  # constructed: non-clicked items per target (MIND has ~24 per click, GENRE Table 1)
+    sampler: str = "uniform"  # constructed: uniform | popularity (proportional to training counts)
+    seed: int = 0  # constructed: fixed across models and training seeds, so all are scored on one set
+    new_user_history: int = 5  # users with fewer history items are "new" (GENRE §3.4)
+    batch_impressions: int = 256
+
+    def __post_init__(self) -> None:
+        if self.negatives < 1 or self.new_user_history < 0 or self.batch_impressions < 1:
+            raise GenrecsysError("eval.impressions: negatives >= 1, new_user_history >= 0, batch_impressions >= 1")
+        if self.sampler not in ("uniform", "popularity"):
+            raise GenrecsysError(f"eval.impressions.sampler must be uniform or popularity, got {self.sampler!r}")
 
 
 @dataclass
@@ -65,10 +89,14 @@ class EvalConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20)
     mask_seen: bool = True  # mask training (and, at test time, validation) items
     batch_users: int = 1024
+    protocol: str | None = None  # full | impressions; None: the model's own (impressions for news/CTR models)
+    impressions: ImpressionConfig = field(default_factory=ImpressionConfig)
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 1:
             raise GenrecsysError("eval.ks must be a non-empty list of positive integers")
+        if self.protocol not in (None, "full", "impressions"):
+            raise GenrecsysError(f"eval.protocol must be full or impressions, got {self.protocol!r}")
 
 
 @dataclass
@@ -113,6 +141,8 @@ class ExperimentConfig:
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):  # already built (e.g. a nested config carried over by the CLI)
+            return value
         if not isinstance(value, dict):
             raise GenrecsysError(f"{where}: expected a mapping, got {type(value).__name__}")
         return from_dict(tp, value, where)

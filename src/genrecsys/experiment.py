@@ -38,7 +38,10 @@ def load_split(cfg: ExperimentConfig, cache_dir: str | Path | None = None) -> Sp
     from genrecsys.data.load import prepare
 
     ds = prepare(cfg.data, cache_dir)
-    return make_split(ds, cfg.data.split, cfg.data.ratios, seed=cfg.train.seed)
+    split = make_split(ds, cfg.data.split, cfg.data.ratios, seed=cfg.train.seed)
+    if cache_dir is not None:
+        split.meta["cache_dir"] = str(cache_dir)  # models find embedded assets and their caches here
+    return split
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: str | Path | None = None,
@@ -47,7 +50,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     import torch
 
     from genrecsys.eval.report import write_run_report
-    from genrecsys.train.loop import evaluate, fit, seed_everything
+    from genrecsys.train.loop import evaluate, fit, protocol_of, seed_everything, selection_metric
 
     out = Path(output_dir)
     work = out.parent / f".{out.name}.partial"
@@ -66,7 +69,8 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     metrics = {
         "model": cfg.model,
         "dataset": split.dataset.name,
-        "protocol": {"split": split.protocol, "ranking": "full", "mask_seen": cfg.eval.mask_seen},
+        "protocol": _protocol(model, split, cfg),
+        "selection_metric": selection_metric(cfg.train, protocol_of(model, cfg.eval)),
         "seed": cfg.train.seed,
         "test": test.metrics,
         "valid": valid.metrics,
@@ -88,6 +92,20 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     (work / "checkpoint.pt").unlink(missing_ok=True)
     publish(work, out)
     return metrics
+
+
+def _protocol(model, split: SplitData, cfg: ExperimentConfig) -> dict[str, Any]:
+    """What metrics.json's numbers were measured under."""
+    from genrecsys.train.loop import protocol_of
+
+    if protocol_of(model, cfg.eval) != "impressions":
+        return {"split": split.protocol, "ranking": "full", "mask_seen": cfg.eval.mask_seen}
+    from genrecsys.data.impressions import impressions_for
+
+    ic = cfg.eval.impressions
+    imp = impressions_for(split, "test", ic.negatives, ic.sampler, ic.seed)
+    return {"split": split.protocol, "ranking": "impressions", "impressions": imp.source,
+            "new_user_history": ic.new_user_history}
 
 
 def publish(work: Path, out: Path) -> None:

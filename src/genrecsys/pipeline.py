@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 BACKBONES = ("pop", "bpr", "neumf", "lightgcn", "ngcf", "gru4rec", "sasrec", "bert4rec")
+GENERATIVE = ("genrec",)
+# Pretraining epochs for models that have a pretraining objective (full mode; quick skips it).
+PRETRAIN = {"genrec": 10}
 
 
 @dataclass
@@ -38,7 +41,7 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
     from genrecsys.registry import MODELS
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    models = cfg.models or BACKBONES
+    models = cfg.models or BACKBONES + GENERATIVE
     for m in models:
         MODELS.get(m)
     t0 = time.perf_counter()
@@ -50,6 +53,8 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
         train = TrainConfig(threads=cfg.threads, progress=cfg.progress)
         if cfg.quick:
             train = replace(train, epochs=cfg.quick_epochs, max_seconds=cfg.quick_seconds_per_model)
+        elif name in PRETRAIN:
+            train = replace(train, pretrain_epochs=PRETRAIN[name])
         exp = ExperimentConfig(model=name, train=train)
         run_dir = output_dir / "runs" / name
         print(f"[main] training {name} ({cfg.n_seeds} seed(s))", flush=True)

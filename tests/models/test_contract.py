@@ -28,8 +28,20 @@ FAST = {
     "gru4rec": {"lr": 0.01, "epochs": 60},
     "sasrec": {"lr": 0.01, "epochs": 60},
     "bert4rec": {"lr": 0.005, "epochs": 80},
+    "genrec": {"lr": 0.003, "epochs": 20},
+    # news / CTR models: item text from the block titles ("Item 7 (group 0)") and categories
+    "naml": {"lr": 0.01, "epochs": 30},
+    "lstur": {"lr": 0.01, "epochs": 30},
+    "nrms": {"lr": 0.01, "epochs": 30},
+    "plmnr": {"lr": 0.01, "epochs": 30},
+    "bst": {"lr": 0.01, "epochs": 40},
+    "dcn": {"lr": 0.01, "epochs": 30},
+    "pnn": {"lr": 0.01, "epochs": 30},
+    "din": {"lr": 0.01, "epochs": 30},
 }
 PERSONALISED = [m for m in MODELS.names() if m != "pop"]
+# The contract is checked by full ranking for every model, whatever protocol a model defaults to.
+FULL = EvalConfig(ks=(1, 5, 10), protocol="full")
 
 
 @pytest.fixture(scope="module")
@@ -37,28 +49,34 @@ def split():
     return leave_one_out(block_cycles())
 
 
-def _fit(name, split, **over):
-    model = build_model(name, {}, split)
+def _fit(name, split, params, **over):
+    model = build_model(name, params, split)
     cfg = TrainConfig(progress=False, patience=1000, batch_size=32, seed=0, **{**FAST[name], **over})
-    fit(model, split, cfg, EvalConfig(ks=(1, 5, 10)), max_len=8)
+    fit(model, split, cfg, FULL, max_len=8)
     return model
 
 
 class _Fitted(dict):
     """Fits a model the first time a test asks for it, once per module."""
 
-    def __init__(self, split):
+    def __init__(self, split, plm_dir):
         super().__init__()
         self.split = split
+        self.plm_dir = plm_dir
+
+    def params(self, name):
+        from newsfixtures import news_params
+
+        return news_params(name, self.plm_dir)  # test tokenizer / tiny PLM for the news models; {} otherwise
 
     def __missing__(self, name):
-        self[name] = _fit(name, self.split)
+        self[name] = _fit(name, self.split, self.params(name))
         return self[name]
 
 
 @pytest.fixture(scope="module")
-def fitted(split):
-    return _Fitted(split)
+def fitted(split, tiny_plm_dir):
+    return _Fitted(split, tiny_plm_dir)
 
 
 def test_every_registry_entry_loads():
@@ -68,7 +86,7 @@ def test_every_registry_entry_loads():
 
 @pytest.mark.parametrize("name", PERSONALISED)
 def test_held_out_item_ranks_high(name, split, fitted):
-    res = evaluate(fitted[name], split, "test", EvalConfig(ks=(1, 5, 10)), max_len=8)
+    res = evaluate(fitted[name], split, "test", FULL, max_len=8)
     assert res.metrics["hit@5"] >= 0.8, res.metrics
 
 
@@ -87,7 +105,7 @@ def test_scores_cover_the_catalog_plus_padding(name, split, fitted):
 def test_save_load_round_trip_gives_identical_scores(name, split, fitted, tmp_path):
     model = fitted[name]
     torch.save(model.state_dict(), tmp_path / "m.pt")
-    clone = build_model(name, {}, split)
+    clone = build_model(name, fitted.params(name), split)
     clone.load_state_dict(torch.load(tmp_path / "m.pt"))
     for m in (model, clone):
         m.eval()
@@ -104,3 +122,25 @@ def test_recommendations_exclude_seen_items(name, split, fitted):
     for rec in recs:
         seen = {split.item_ids[i] for i in split.history("test").of(split.user_index(rec.user))}
         assert rec.items and not seen & set(rec.items)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_candidate_scores_agree_with_full_scores(name, split, fitted):
+    """`score_candidates` (the impression path) and `score` (full ranking) are one function."""
+    model = fitted[name]
+    model.eval()
+    model.on_eval_start()
+    users = torch.arange(5)
+    seqs = torch.as_tensor(np.stack([split.train.of(u)[-8:] for u in range(5)]))
+    cands = torch.as_tensor(np.random.default_rng(0).integers(0, split.n_items + 1, size=(5, 7)))
+    with torch.no_grad():
+        full = model.score(users, seqs)
+        assert torch.allclose(model.score_candidates(users, seqs, cands), torch.gather(full, 1, cands), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_is_scored_on_impressions(name, split, fitted):
+    res = evaluate(fitted[name], split, "test", EvalConfig(protocol="impressions"), max_len=8)
+    assert {"auc", "mrr", "ndcg@5", "ndcg@10", "warm_auc"} <= set(res.metrics)
+    if name != "pop":
+        assert res.metrics["auc"] > 0.8, res.metrics

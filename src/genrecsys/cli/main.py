@@ -33,6 +33,12 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     if args.output:
         ds.save(args.output)
     print(format_stats_table({ds.name: dataset_stats(ds)}), end="")
+    if ds.impressions is not None:  # MIND format: GENRE Table 1 statistics
+        from genrecsys.data.itemtext import load_tokenizer
+        from genrecsys.data.mind import format_mind_stats, mind_stats
+
+        print()
+        print(format_mind_stats(mind_stats(ds, load_tokenizer(args.tokenizer, _cache_dir(args)))), end="")
     if args.output:
         print(args.output)
     return 0
@@ -52,7 +58,8 @@ def _experiment_config(args: argparse.Namespace):
     train_over = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                     "weight_decay": args.weight_decay, "patience": args.patience,
                                     "seed": args.seed, "threads": args.threads, "device": args.device,
-                                    "max_seconds": args.max_seconds}.items() if v is not None}
+                                    "max_seconds": args.max_seconds,
+                                    "pretrain_epochs": args.pretrain_epochs}.items() if v is not None}
     if args.no_progress:
         train_over["progress"] = False
     model_params = dict(cfg.model_params)
@@ -62,6 +69,8 @@ def _experiment_config(args: argparse.Namespace):
             raise GenrecsysError(f"--param expects key=value, got {item!r}")
         model_params[key] = _parse_value(value)
     eval_over = {"mask_seen": False} if args.no_mask_seen else {}
+    if args.protocol:
+        eval_over["protocol"] = args.protocol
     return replace(cfg, data=from_dict(type(cfg.data), {**_fields(cfg.data), **data_over}, "data"),
                    train=from_dict(type(cfg.train), {**_fields(cfg.train), **train_over}, "train"),
                    eval=from_dict(type(cfg.eval), {**_fields(cfg.eval), **eval_over}, "eval"),
@@ -94,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = run_experiment(cfg, out, cache_dir=_cache_dir(args), resume=args.resume)
         std = {}
     t = metrics["test"]
-    print(" ".join(f"test {k}={t[k]:.4f}" + (f"±{std[k]:.4f}" if k in std else "") for k in ("hit@10", "ndcg@10", "mrr@10")),
+    shown = [k for k in ("hit@10", "ndcg@10", "mrr@10", "auc", "mrr", "ndcg@5") if k in t]
+    print(" ".join(f"test {k}={t[k]:.4f}" + (f"±{std[k]:.4f}" if k in std else "") for k in shown),
           file=sys.stderr)
     print(out)
     return 0
@@ -106,7 +116,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from genrecsys.train.loop import evaluate
 
     cfg, split, model = load_run(args.run, _cache_dir(args))
-    eval_cfg = EvalConfig(ks=tuple(args.k) if args.k else cfg.eval.ks, mask_seen=not args.no_mask_seen)
+    eval_cfg = EvalConfig(ks=tuple(args.k) if args.k else cfg.eval.ks, mask_seen=not args.no_mask_seen,
+                          protocol=args.protocol or cfg.eval.protocol, impressions=cfg.eval.impressions)
     result = {}
     for stage in args.stage:
         result[stage] = evaluate(model, split, stage, eval_cfg, cfg.data.max_seq_len).metrics
@@ -182,12 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--min-user", type=int, default=0, help="k-core: minimum interactions per user")
     sp.add_argument("--min-item", type=int, default=0, help="k-core: minimum interactions per item")
     sp.add_argument("--output", help="also save the prepared dataset (Parquet) to this directory")
+    sp.add_argument("--tokenizer", help="MIND: Hugging Face tokenizer dir for tokens per title/abstract "
+                                        "(default: the embedded all-MiniLM-L6-v2 WordPiece)")
 
     sp = add("train", cmd_train, "train and evaluate a model; prints the run directory last")
     sp.add_argument("--model", help="model name (see `genrecsys models`)")
     sp.add_argument("--dataset", help="ml-100k or a dataset directory")
     sp.add_argument("--data-path", help="local copy of the dataset files")
-    sp.add_argument("--split", choices=["loo", "ratio", "random_ratio"])
+    sp.add_argument("--split", choices=["loo", "ratio", "random_ratio", "impressions"],
+                    help="impressions: along the dataset's logged impressions (MIND)")
+    sp.add_argument("--protocol", choices=["full", "impressions"],
+                    help="evaluation: full ranking or AUC/MRR/nDCG per impression (default: the model's own; "
+                         "news/CTR models use impressions)")
     sp.add_argument("--config", help="YAML experiment file (keys: model, model_params, data, train, eval)")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="model hyper-parameter (repeatable)")
     sp.add_argument("--seeds", type=int, default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
@@ -200,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int)
     sp.add_argument("--device", help="cpu or cuda")
     sp.add_argument("--max-seconds", type=float, help="wall-clock guard on training")
+    sp.add_argument("--pretrain-epochs", type=int,
+                    help="epochs of the model's pretraining objective before training (GenRec: cloze)")
     sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     sp.add_argument("--no-progress", action="store_true")
@@ -211,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, nargs="+")
     sp.add_argument("--no-mask-seen", action="store_true")
     sp.add_argument("--sampled", action="store_true", help="also report the sampled protocol (labelled as such)")
+    sp.add_argument("--protocol", choices=["full", "impressions"], help="default: the run's")
 
     sp = add("compare", cmd_compare, "paired t-test and Wilcoxon test between two runs, per user")
     sp.add_argument("run_a")

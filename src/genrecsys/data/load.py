@@ -41,6 +41,12 @@ def load_yelp_path(path: str | None = None, cache_dir=None) -> Dataset:
     return load_yelp(_need_path("yelp", path))
 
 
+def load_mind_path(path: str | None = None, cache_dir=None) -> Dataset:
+    from genrecsys.data.mind import load_mind
+
+    return load_mind(_need_path("mind", path))
+
+
 def load_atomic_path(path: str | None = None, cache_dir=None) -> Dataset:
     from genrecsys.data.atomic import load_atomic
 
@@ -53,8 +59,9 @@ def load_atomic_path(path: str | None = None, cache_dir=None) -> Dataset:
 
 def load_dataset(name_or_path: str, path: str | None = None, cache_dir: str | Path | None = None) -> Dataset:
     """A registered name (`ml-100k`; or a format — movielens, amazon, yelp, atomic —
-    with `path`) or a directory: a saved genrecsys dataset (interactions.parquet) or a
-    RecBole atomic directory (<name>.inter)."""
+    with `path`) or a directory: a saved genrecsys dataset (interactions.parquet), a MIND
+    directory (behaviors.tsv, or train/ dev/ test/ holding it) or a RecBole atomic
+    directory (<name>.inter)."""
     from genrecsys.registry import DATASETS
 
     if name_or_path in DATASETS:
@@ -63,6 +70,10 @@ def load_dataset(name_or_path: str, path: str | None = None, cache_dir: str | Pa
     p = Path(path or name_or_path)
     if p.is_dir() and (p / "interactions.parquet").is_file():
         return Dataset.load(p)
+    if p.is_dir() and ((p / "behaviors.tsv").is_file() or any(p.glob("*/behaviors.tsv"))):
+        from genrecsys.data.mind import load_mind
+
+        return load_mind(p)
     if p.is_dir() and any(p.glob("*.inter")):
         from genrecsys.data.atomic import load_atomic
 

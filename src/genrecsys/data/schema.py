@@ -3,6 +3,8 @@
 interactions: user (str), item (str), timestamp (int64, seconds), rating (float32)
 items:        item (str) + any text/categorical columns (e.g. title, genres)
 users:        user (str) + any columns
+impressions:  optional logged impressions (MIND): impression (str), user, item, timestamp,
+              label (1 clicked, 0 shown and not clicked, -1 unknown), part (train/dev/test)
 
 Row order of `interactions` is meaningful: it is the file order, used to break
 timestamp ties deterministically (see `splits.py`).
@@ -30,6 +32,7 @@ class Dataset:
     interactions: pd.DataFrame
     items: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"item": pd.Series([], dtype=str)}))
     users: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user": pd.Series([], dtype=str)}))
+    impressions: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.interactions = normalize_interactions(self.interactions, self.name)
@@ -39,6 +42,8 @@ class Dataset:
             raise GenrecsysError(f"{self.name}: user table has no 'user' column")
         self.items = self.items.assign(item=self.items["item"].astype(str)).reset_index(drop=True)
         self.users = self.users.assign(user=self.users["user"].astype(str)).reset_index(drop=True)
+        if self.impressions is not None:
+            self.impressions = normalize_impressions(self.impressions, self.name)
 
     @property
     def n_users(self) -> int:
@@ -62,6 +67,8 @@ class Dataset:
             self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
             self.items.to_parquet(tmp / "items.parquet", index=False)
             self.users.to_parquet(tmp / "users.parquet", index=False)
+            if self.impressions is not None:
+                self.impressions.to_parquet(tmp / "impressions.parquet", index=False)
             (tmp / "meta.json").write_text(json.dumps({"name": self.name}))
             if target.exists():
                 shutil.rmtree(target)
@@ -82,6 +89,7 @@ class Dataset:
             interactions=pd.read_parquet(d / "interactions.parquet"),
             items=pd.read_parquet(d / "items.parquet"),
             users=pd.read_parquet(d / "users.parquet"),
+            impressions=pd.read_parquet(d / "impressions.parquet") if (d / "impressions.parquet").is_file() else None,
         )
 
 
@@ -111,3 +119,19 @@ def normalize_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
     else:
         out["rating"] = np.ones(len(df), dtype="float32")
     return out.reset_index(drop=True)
+
+
+IMPRESSION_COLUMNS = ("impression", "user", "item", "timestamp", "label", "part")
+
+
+def normalize_impressions(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check the logged-impression table: one row per shown item, canonical columns and types."""
+    missing = [c for c in IMPRESSION_COLUMNS if c not in df.columns]
+    if missing:
+        raise GenrecsysError(f"{source}: impressions lack column(s) {', '.join(missing)}")
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    if labels.isna().any() or not labels.isin((-1, 0, 1)).all():
+        raise GenrecsysError(f"{source}: impression labels must be 1, 0 or -1 (unknown)")
+    return pd.DataFrame({"impression": df["impression"].astype(str), "user": df["user"].astype(str),
+                         "item": df["item"].astype(str), "timestamp": pd.to_numeric(df["timestamp"]).astype("int64"),
+                         "label": labels.astype("int8"), "part": df["part"].astype(str)}).reset_index(drop=True)

@@ -180,4 +180,8 @@ def make_split(ds: Dataset, split: str, ratios: tuple[float, float, float] = (0.
         return ratio_split(ds, ratios)
     if split == "random_ratio":
         return ratio_split(ds, ratios, shuffle=True, seed=seed)
-    raise GenrecsysError(f"unknown split {split!r}; choose one of: loo, ratio, random_ratio")
+    if split == "impressions":
+        from genrecsys.data.impressions import impression_split
+
+        return impression_split(ds)
+    raise GenrecsysError(f"unknown split {split!r}; choose one of: loo, ratio, random_ratio, impressions")

@@ -26,6 +26,7 @@ def block_cycles(n_users: int = 40, n_groups: int = 2, items_per_group: int = 10
     inter = pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"])
     n_items = n_groups * items_per_group
     items = pd.DataFrame({"item": [f"i{i}" for i in range(1, n_items + 1)],
-                          "title": [f"Item {i} (group {(i - 1) // items_per_group})" for i in range(1, n_items + 1)]})
+                          "title": [f"Item {i} (group {(i - 1) // items_per_group})" for i in range(1, n_items + 1)],
+                          "category": [f"g{(i - 1) // items_per_group}" for i in range(1, n_items + 1)]})
     users = pd.DataFrame({"user": [f"u{u}" for u in range(n_users)]})
     return Dataset("block-cycles", inter, items, users)

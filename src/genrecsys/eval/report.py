@@ -68,13 +68,21 @@ def valid_curve(history: list[dict[str, Any]], metric: str = "ndcg@10") -> list[
     return [(h["epoch"] + 1, h["valid"][metric]) for h in history if h.get("valid")]
 
 
+IMPRESSION_HEADLINE = tuple(f"{g}{m}" for g in ("", "new_", "warm_") for m in ("auc", "mrr", "ndcg@5", "ndcg@10"))
+
+
 def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
-    ks = sorted({int(k.split("@")[1]) for k in metrics["test"]})
-    names = ("hit", "ndcg", "mrr", "recall")
-    rows = [[stage] + [f"{metrics[stage][f'{n}@{k}']:.4f}" for n in names for k in ks if f"{n}@{k}" in metrics[stage]]
-            for stage in ("valid", "test")]
-    header = ["stage"] + [f"{n}@{k}" for n in names for k in ks if f"{n}@{k}" in metrics["test"]]
-    plot_curves({metrics["model"]: valid_curve(history)}, run_dir / "curve.png")
+    if metrics["protocol"].get("ranking") == "impressions":
+        header = ["stage"] + [k for k in IMPRESSION_HEADLINE if k in metrics["test"]]
+        rows = [[stage] + [f"{metrics[stage][k]:.4f}" for k in header[1:]] for stage in ("valid", "test")]
+    else:
+        ks = sorted({int(k.split("@")[1]) for k in metrics["test"]})
+        names = ("hit", "ndcg", "mrr", "recall")
+        rows = [[stage] + [f"{metrics[stage][f'{n}@{k}']:.4f}" for n in names for k in ks if f"{n}@{k}" in metrics[stage]]
+                for stage in ("valid", "test")]
+        header = ["stage"] + [f"{n}@{k}" for n in names for k in ks if f"{n}@{k}" in metrics["test"]]
+    selected = metrics.get("selection_metric", "ndcg@10")
+    plot_curves({metrics["model"]: valid_curve(history, selected)}, run_dir / "curve.png", ylabel=f"valid {selected}")
     text = (
         f"# {metrics['model']} on {metrics['dataset']} (seed {metrics['seed']})\n\n"
         f"Protocol: {metrics['protocol']}. Best epoch {metrics['best_epoch'] + 1} of {metrics['epochs']} "

@@ -10,6 +10,11 @@ A model is a `torch.nn.Module` built from a `SplitData` and its own config datac
 - `trainable`: False for models fitted in closed form (`fit_closed_form` then runs once)
 - `default_lr`, `default_batch_size`, `default_weight_decay`: what the trainer uses
   unless the train config overrides them
+- `score_candidates(users, seqs, candidates)`: (B, C) scores of given candidates (B, C),
+  0 = padding; by default gathered from `score`, models with a cheaper path override it
+- `protocol`: how the model is evaluated unless the eval config says otherwise —
+  "full" (rank the catalog) or "impressions" (AUC/MRR/nDCG per impression)
+- `make_optimizer(lr, weight_decay)`: Adam with L2 by default
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class Recommender(nn.Module):
     default_lr: float = 1e-3
     default_batch_size: int = 2048
     default_weight_decay: float = 0.0
+    protocol: str = "full"
 
     def __init__(self, split: SplitData, config: Any | None = None) -> None:
         super().__init__()
@@ -49,6 +55,14 @@ class Recommender(nn.Module):
 
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def score_candidates(self, users: torch.Tensor, seqs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(B,), (B, L), (B, C) -> (B, C): the `score` columns of each row's candidates."""
+        return torch.gather(self.score(users, seqs), 1, candidates)
+
+    def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        """Adam with weight decay as an L2 penalty on the gradient (torch.optim.Adam's)."""
+        return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
 
     def fit_closed_form(self, split: SplitData) -> None:
         """Models with `trainable = False` compute their parameters here."""

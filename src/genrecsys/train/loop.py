@@ -32,6 +32,7 @@ class FitResult:
     seconds_to_best: float  # wall time when the best checkpoint was reached
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"  # epochs | early_stopping | max_seconds
+    pretrain_epochs: int = 0  # leading epochs spent on the model's pretraining objective (no validation)
 
 
 def seed_everything(seed: int) -> None:
@@ -48,10 +49,37 @@ def score_fn(model: Recommender, device: str = "cpu"):
     return fn
 
 
+def candidate_score_fn(model: Recommender, device: str = "cpu"):
+    def fn(users: np.ndarray, seqs: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+        u, s, c = (torch.as_tensor(x, dtype=torch.long, device=device) for x in (users, seqs, candidates))
+        return model.score_candidates(u, s, c).float().cpu()
+    return fn
+
+
+def protocol_of(model: Recommender, eval_cfg: EvalConfig) -> str:
+    """The evaluation protocol: the eval config's, else the model's own."""
+    return eval_cfg.protocol or getattr(model, "protocol", "full")
+
+
+def selection_metric(train_cfg: TrainConfig, protocol: str) -> str:
+    """Validation metric for early stopping: train.metric, else NDCG@10 under full
+    ranking and AUC under the impression protocol (MIND's and GENRE's headline metric,
+    and smoother than nDCG@10 over one impression per user)."""
+    return train_cfg.metric or ("auc" if protocol == "impressions" else "ndcg@10")
+
+
 def evaluate(model: Recommender, split: SplitData, stage: str, eval_cfg: EvalConfig, max_len: int = 50,
              device: str = "cpu") -> RankingResult:
     model.eval()
     model.on_eval_start()
+    if protocol_of(model, eval_cfg) == "impressions":
+        from genrecsys.data.impressions import impressions_for
+        from genrecsys.eval.impressions import evaluate_impressions
+
+        ic = eval_cfg.impressions
+        imp = impressions_for(split, stage, ic.negatives, ic.sampler, ic.seed)
+        return evaluate_impressions(candidate_score_fn(model, device), split, stage, imp, max_len=max_len,
+                                    batch_impressions=ic.batch_impressions, new_user_history=ic.new_user_history)
     return evaluate_ranking(score_fn(model, device), split, stage, tuple(eval_cfg.ks),
                             mask_seen=eval_cfg.mask_seen, max_len=max_len, batch_users=eval_cfg.batch_users)
 
@@ -79,7 +107,9 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
     lr = train_cfg.lr if train_cfg.lr is not None else model.default_lr
     wd = train_cfg.weight_decay if train_cfg.weight_decay is not None else model.default_weight_decay
     batch_size = train_cfg.batch_size or model.default_batch_size
-    optim = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    pretrain = _pretrain_epochs(model, train_cfg)
+    optim = model.make_optimizer(lr, wd)
+    metric = selection_metric(train_cfg, protocol_of(model, eval_cfg))
     rng = np.random.default_rng(train_cfg.seed)
     state = {"epoch": 0, "best_score": -np.inf, "best_epoch": -1, "bad_rounds": 0, "history": [],
              "best_state": None, "best_valid": {}, "elapsed_before": 0.0, "seconds_to_best": 0.0}
@@ -92,9 +122,12 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         torch.set_rng_state(saved["torch_rng"])
         state = saved["state"]
     stopped_by = "epochs"
-    bar = _progress(train_cfg, state["epoch"])
+    bar = _progress(train_cfg, state["epoch"], pretrain)
     epoch = state["epoch"]
-    for epoch in range(state["epoch"], train_cfg.epochs):
+    for epoch in range(state["epoch"], pretrain + train_cfg.epochs):
+        phase = "pretrain" if epoch < pretrain else "finetune"
+        if pretrain:
+            model.set_phase(phase)  # type: ignore[attr-defined]
         model.train()
         model.on_train_start()
         t0 = time.perf_counter()
@@ -108,10 +141,13 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
             total += float(loss.detach())
             n += 1
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": time.perf_counter() - t0}
-        if (epoch + 1) % train_cfg.eval_every == 0 or epoch + 1 == train_cfg.epochs:
+        if pretrain:
+            record["phase"] = phase
+        finetune_epoch = epoch - pretrain
+        if phase == "finetune" and ((finetune_epoch + 1) % train_cfg.eval_every == 0 or finetune_epoch + 1 == train_cfg.epochs):
             valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
             record["valid"] = valid.metrics
-            score = valid.metrics[train_cfg.metric]
+            score = valid.metrics[metric]
             if score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch, bad_rounds=0, best_valid=valid.metrics,
                              best_state=copy.deepcopy(model.state_dict()),
@@ -123,7 +159,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         state["history"].append(record)
         log.write(record)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", **({train_cfg.metric: f"{record['valid'][train_cfg.metric]:.4f}"} if "valid" in record else {}))
+        bar.set_postfix(loss=f"{record['loss']:.4f}", **({metric: f"{record['valid'][metric]:.4f}"} if "valid" in record else {}))
         state["epoch"] = epoch + 1
         if ckpt is not None:
             _atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng.bit_generator.state,
@@ -140,13 +176,22 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         model.load_state_dict(state["best_state"])
     total_seconds = state["elapsed_before"] + time.perf_counter() - start
     return FitResult(state["best_epoch"], state["epoch"], state["best_valid"], total_seconds,
-                     state["seconds_to_best"], state["history"], stopped_by)
+                     state["seconds_to_best"], state["history"], stopped_by, pretrain)
 
 
-def _progress(cfg: TrainConfig, initial: int):
+def _pretrain_epochs(model: Recommender, cfg: TrainConfig) -> int:
+    n = cfg.pretrain_epochs if cfg.pretrain_epochs is not None else getattr(model, "default_pretrain_epochs", 0)
+    if n and not hasattr(model, "set_phase"):
+        from genrecsys.errors import GenrecsysError
+
+        raise GenrecsysError(f"{type(model).__name__} has no pretraining objective; drop pretrain_epochs")
+    return int(n)
+
+
+def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.epochs, initial=initial, desc="train", unit="epoch", disable=not cfg.progress,
+    return tqdm(total=pretrain + cfg.epochs, initial=initial, desc="train", unit="epoch", disable=not cfg.progress,
                 dynamic_ncols=True, leave=False)
 
 

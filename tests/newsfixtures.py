@@ -1,0 +1,38 @@
+"""Helpers for tests of the news / CTR models: the tiny WordPiece tokenizer (committed
+under tests/data/fixtures) and a tiny randomly initialised BERT built from it, standing
+in for all-MiniLM-L6-v2 so unit tests need no model download."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures"
+TOKENIZER = FIXTURES / "wordpiece-tiny"
+MIND = FIXTURES / "mind"
+
+
+def make_tiny_plm(directory: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for f in TOKENIZER.iterdir():
+        shutil.copy(f, directory / f.name)
+    vocab = len((TOKENIZER / "vocab.txt").read_text().split())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(directory)
+    return directory
+
+
+def news_params(name: str, plm_dir: Path | None) -> dict:
+    """Model params pointing a news/CTR model at the test tokenizer (and PLM); {} for others."""
+    from genrecsys.registry import MODELS
+
+    fields = {f.name for f in dataclasses.fields(MODELS.get(name).Config)}
+    params: dict = {"text": {"tokenizer": str(TOKENIZER)}} if "text" in fields else {}
+    if "plm" in fields:
+        params["plm"] = str(plm_dir)
+    return params
