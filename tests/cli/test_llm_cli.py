@@ -113,8 +113,11 @@ def _kill_midway(tmp_path: Path, prompts: list[str], sig: int) -> tuple[OpenAITe
     inp = _write_rows(tmp_path / "in.jsonl", prompts)
     cache, out = tmp_path / "c.sqlite", tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A shell's background jobs start with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "genrecsys", *_args(held.url, inp, out, cache, "--concurrency", "2")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     # wait until the 5 answers are committed and the next requests are being held
     while (_committed(cache) < 5 or sum(held.attempts.values()) < 6) and time.time() < deadline:
