@@ -27,6 +27,7 @@ FAST = {
     "ngcf": {"lr": 0.01, "epochs": 60},
     "gru4rec": {"lr": 0.01, "epochs": 60},
     "sasrec": {"lr": 0.01, "epochs": 60},
+    "duorec": {"lr": 0.01, "epochs": 10},
     "bert4rec": {"lr": 0.005, "epochs": 80},
     "genrec": {"lr": 0.003, "epochs": 20},
     # news / CTR models: item text from the block titles ("Item 7 (group 0)") and categories

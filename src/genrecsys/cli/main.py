@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_llm_parser(sub, _cache_dir)
 
+    from genrecsys.cli.augment import add_augment_parser
+
+    add_augment_parser(sub, _cache_dir)
+
     sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone and GenRec, write one report")
     sp.add_argument("--quick", action="store_true", help="a few minutes: fewer epochs, one seed")
     sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 1 with --quick, else 5)")

@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
+from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
 from genrecsys.train.batches import sequence_windows, shuffled_batches
 
 
@@ -34,6 +35,8 @@ class GRU4RecConfig:
     n_layers: int = 1
     dropout: float = 0.3  # on the item embeddings fed to the GRU
     max_len: int = 50
+    user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
         if min(self.embedding_size, self.hidden_size, self.n_layers, self.max_len) < 1:
@@ -68,13 +71,23 @@ class GRU4Rec(Recommender):
         nn.init.xavier_normal_(self.item_emb.weight)
         for name, w in self.gru.named_parameters():
             (nn.init.xavier_uniform_ if "ih" in name else nn.init.orthogonal_)(w)
-        self._windows: tuple[np.ndarray, np.ndarray] | None = None
+        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
+        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self._windows: tuple[np.ndarray, ...] | None = None
+
+    def items(self) -> torch.Tensor:
+        """(I+1, E) item embeddings, shared by the input and the output layer."""
+        return item_table(self.item_features, self.item_emb.weight)
+
+    def embed(self, seqs: torch.Tensor) -> torch.Tensor:
+        """(B, L) item ids -> (B, L, E) input embeddings (not yet zeroed at the padding)."""
+        return self.item_emb(seqs) if self.item_features is None else self.items()[seqs]
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids, left-padded -> (B, L, E) outputs, zero at padding."""
         real = (seqs > 0).unsqueeze(-1)  # (B, L, 1)
         # padding embeds to exactly 0 (its embedding row is shared with the output layer, so it is not 0 itself)
-        out, _ = self.gru(self.drop(self.item_emb(seqs) * real))  # (B, L, H); stays 0 over the padding
+        out, _ = self.gru(self.drop(self.embed(seqs) * real))  # (B, L, H); stays 0 over the padding
         return self.dense(out) * real  # (B, L, E)
 
     def encode_packed(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -84,7 +97,7 @@ class GRU4Rec(Recommender):
         # an empty history still gets one step (on the padding id) so that packing works
         lengths_c = lengths.clamp(min=1)
         right = shift_padding(seqs, lengths_c, to_right=True)  # (B, L), right-padded
-        x = self.drop(self.item_emb(right) * (right > 0).unsqueeze(-1))  # (B, L, E)
+        x = self.drop(self.embed(right) * (right > 0).unsqueeze(-1))  # (B, L, E)
         packed = pack_padded_sequence(x, lengths_c.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (B, L, H), zeros past the end
@@ -93,18 +106,18 @@ class GRU4Rec(Recommender):
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
         if self._windows is None:
-            x, y, _ = sequence_windows(split.train, self.config.max_len)
-            self._windows = (x, y)
-        x, y = self._windows
-        return shuffled_batches({"seqs": x, "targets": y}, batch_size, rng)
+            self._windows = sequence_windows(split.train, self.config.max_len)
+        x, y, owners = self._windows
+        arrays = {"seqs": x, "targets": y} if self.user_fusion is None else {"seqs": x, "targets": y, "users": owners}
+        return shuffled_batches(arrays, batch_size, rng)
 
     def loss(self, batch):
-        h = self.encode(batch["seqs"])  # (B, L, E)
+        h = fuse_users(self.user_fusion, self.encode(batch["seqs"]), batch.get("users"))  # (B, L, E)
         mask = batch["targets"] > 0
-        logits = h[mask] @ self.item_emb.weight.T  # (N, I+1)
+        logits = h[mask] @ self.items().T  # (N, I+1)
         return F.cross_entropy(logits, batch["targets"][mask])
 
     def score(self, users, seqs):
         seqs = seqs[:, -self.config.max_len:]
-        h = self.encode(seqs)[:, -1]  # (B, E)
-        return h @ self.item_emb.weight.T  # (B, I+1)
+        h = fuse_users(self.user_fusion, self.encode(seqs)[:, -1], users)  # (B, E)
+        return h @ self.items().T  # (B, I+1)

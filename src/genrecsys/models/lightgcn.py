@@ -23,6 +23,7 @@ from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.models.bpr import bpr_loss
+from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
 from genrecsys.train.batches import pair_batches
 
 
@@ -33,6 +34,8 @@ class LightGCNConfig:
     reg_weight: float = 1e-4  # L2 on the batch's ego (layer-0) embeddings, per example
     init_std: float = 0.1
     n_neg: int = 4  # sampled negatives per positive; BPR averages over them (4 beat 1 on ML-100K validation)
+    user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
         if self.n_layers < 0 or self.embedding_size < 1 or self.reg_weight < 0 or self.n_neg < 1:
@@ -132,6 +135,9 @@ class LightGCN(Recommender):
         self.item_emb = nn.Embedding(self.n_items + 1, c.embedding_size)
         nn.init.normal_(self.user_emb.weight, std=c.init_std)
         nn.init.normal_(self.item_emb.weight, std=c.init_std)
+        # RELAND fuses the propagated user vector; "+f_item" enriches the item ego embeddings.
+        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
+        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
         # Derived from the split, not learned: kept out of the state dict.
         self.register_buffer("adj", normalized_adjacency(split), persistent=False)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -140,9 +146,9 @@ class LightGCN(Recommender):
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user (U, D) and item (I+1, D) embeddings."""
-        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])  # (N, D)
+        ego = torch.cat([self.user_emb.weight, item_table(self.item_features, self.item_emb.weight)])  # (N, D)
         out = propagate(self.adj, ego, self.config.n_layers)
-        return out[:self.n_users], out[self.n_users:]
+        return fuse_users(self.user_fusion, out[:self.n_users]), out[self.n_users:]
 
     def batches(self, split, batch_size, rng: np.random.Generator):
         return pair_batches(split, batch_size, rng, n_neg=self.config.n_neg)

@@ -24,6 +24,7 @@ from torch import nn
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
+from genrecsys.reasoning.fusion import ItemFeatures, UserFusion
 from genrecsys.train.batches import pair_batches
 
 
@@ -34,6 +35,8 @@ class NeuMFConfig:
     dropout: float = 0.1
     n_neg: int = 4  # sampled negatives per training interaction (4 beat RecBole's 1 on ML-100K validation)
     score_chunk: int = 8  # users per (chunk, I+1, H) block when scoring all items
+    user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
         if not self.mlp_sizes or min(self.mlp_sizes) < 1 or self.n_neg < 1 or not 0 <= self.dropout < 1:
@@ -62,6 +65,24 @@ class NeuMF(Recommender):
         for lin in (*self.mlp, self.predict):
             nn.init.xavier_normal_(lin.weight)
             nn.init.zeros_(lin.bias)
+        # The fused "user embedding" is both towers' [e_mf; e_mlp] (2D), so one attention
+        # weight per user decides how much rationale both towers see; items likewise.
+        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, 2 * d)
+        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, 2 * d)
+
+    def _users(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(...,) user indices -> GMF and MLP user vectors, (..., D) each."""
+        if self.user_fusion is None:
+            return self.user_mf(users), self.user_mlp(users)
+        flat = users.reshape(-1)
+        e = self.user_fusion(torch.cat([self.user_mf(flat), self.user_mlp(flat)], -1), flat)  # (N, 2D)
+        return e.view(*users.shape, -1).chunk(2, dim=-1)
+
+    def _item_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """GMF and MLP item tables, (I+1, D) each."""
+        if self.item_features is None:
+            return self.item_mf.weight, self.item_mlp.weight
+        return self.item_features(torch.cat([self.item_mf.weight, self.item_mlp.weight], -1)).chunk(2, dim=-1)
 
     def _tower(self, h: torch.Tensor, first: int = 0) -> torch.Tensor:
         """Run MLP layers `first`.. on (..., H_in) -> (..., H_out); dropout then linear then ReLU."""
@@ -71,8 +92,13 @@ class NeuMF(Recommender):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits for (user, item) pairs of equal shape (...,) -> (...,)."""
-        gmf = self.user_mf(users) * self.item_mf(items)  # (..., D)
-        mlp = self._tower(torch.cat([self.user_mlp(users), self.item_mlp(items)], -1))  # (..., H)
+        u_mf, u_mlp = self._users(users)
+        if self.item_features is None:
+            i_mf, i_mlp = self.item_mf(items), self.item_mlp(items)
+        else:
+            i_mf, i_mlp = (table[items] for table in self._item_tables())
+        gmf = u_mf * i_mf  # (..., D)
+        mlp = self._tower(torch.cat([u_mlp, i_mlp], -1))  # (..., H)
         return self.predict(torch.cat([gmf, mlp], -1)).squeeze(-1)
 
     def batches(self, split, batch_size, rng: np.random.Generator):
@@ -95,17 +121,22 @@ class NeuMF(Recommender):
         d = self.config.embedding_size
         w = self.predict.weight[0]  # (D + H,)
         first = self.mlp[0]
+        u_mf, u_mlp = self._users(users)
+        i_mf, i_mlp = self._item_tables()
         # First MLP layer split as W [u; i] + b = W_u u + (W_i i + b).
-        user_part = self.user_mlp.weight @ first.weight[:, :d].T  # (U, H1)
-        item_part = torch.addmm(first.bias, self.item_mlp.weight, first.weight[:, d:].T)  # (I+1, H1)
-        gmf = (self.user_mf(users) * w[:d]) @ self.item_mf.weight.T  # (B, I+1)
+        if self.user_fusion is None:  # the ID model's original arithmetic, so its scores stay bit-identical
+            user_part = (self.user_mlp.weight @ first.weight[:, :d].T)[users]  # (B, H1)
+        else:
+            user_part = u_mlp @ first.weight[:, :d].T  # (B, H1)
+        item_part = torch.addmm(first.bias, i_mlp, first.weight[:, d:].T)  # (I+1, H1)
+        gmf = (u_mf * w[:d]) @ i_mf.T  # (B, I+1)
         out = torch.empty_like(gmf)
         step = self.config.score_chunk
         for start in range(0, len(users), step):
             u = users[start:start + step]
             # In-place activations on (b, I+1, H) blocks: elementwise passes over memory,
             # not the matmuls, are what full-catalogue MLP scoring spends its time on.
-            h = (user_part[u][:, None, :] + item_part).relu_().flatten(0, 1)  # (b * (I+1), H1)
+            h = (user_part[start:start + step][:, None, :] + item_part).relu_().flatten(0, 1)  # (b * (I+1), H1)
             for lin in self.mlp[1:]:
                 h = torch.addmm(lin.bias, h, lin.weight.T).relu_()
             out[start:start + step] = (h @ w[d:]).view(len(u), -1)  # (b, I+1)

@@ -25,6 +25,7 @@ from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.models.lightgcn import graph_bpr_loss, normalized_adjacency, symmetric_spmm
+from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
 from genrecsys.train.batches import pair_batches
 
 
@@ -36,6 +37,8 @@ class NGCFConfig:
     reg_weight: float = 1e-4  # L2 on the batch's ego embeddings, per example
     leaky_slope: float = 0.2
     n_neg: int = 4  # sampled negatives per positive; BPR averages over them (4 beat 1 on ML-100K validation)
+    user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
         if self.embedding_size < 1 or min(self.layer_sizes, default=1) < 1 or self.reg_weight < 0 \
@@ -76,19 +79,22 @@ class NGCF(Recommender):
         sizes = (c.embedding_size, *c.layer_sizes)
         self.layers = nn.ModuleList(BiInteraction(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.drop = nn.Dropout(c.message_dropout)
+        # RELAND fuses the final (concatenated) user vector; "+f_item" enriches the item ego embeddings.
+        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, sum(sizes))
+        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
         self.register_buffer("lap", normalized_adjacency(split), persistent=False)  # derived, not learned
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.register_load_state_dict_post_hook(lambda module, _keys: module.on_train_start())
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user (U, D_all) and item (I+1, D_all) representations, D_all = D + sum(layer_sizes)."""
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])  # (N, D)
+        x = torch.cat([self.user_emb.weight, item_table(self.item_features, self.item_emb.weight)])  # (N, D)
         outs = [x]
         for layer in self.layers:
             x = self.drop(F.leaky_relu(layer(self.lap, x), self.config.leaky_slope))
             outs.append(F.normalize(x, dim=1))
         final = torch.cat(outs, dim=1)  # (N, D_all)
-        return final[:self.n_users], final[self.n_users:]
+        return fuse_users(self.user_fusion, final[:self.n_users]), final[self.n_users:]
 
     def batches(self, split, batch_size, rng: np.random.Generator):
         return pair_batches(split, batch_size, rng, n_neg=self.config.n_neg)

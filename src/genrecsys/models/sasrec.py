@@ -14,6 +14,7 @@ from torch import nn
 
 from genrecsys.data.splits import SplitData
 from genrecsys.models.base import Recommender
+from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
 from genrecsys.train.batches import sequence_windows, shuffled_batches
 
 
@@ -24,6 +25,8 @@ class SASRecConfig:
     n_heads: int = 2
     dropout: float = 0.2
     max_len: int = 50
+    user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
 
 def attention_mask(pad: torch.Tensor, n_heads: int, causal: bool = True) -> torch.Tensor:
@@ -57,12 +60,19 @@ class SASRec(Recommender):
         self.drop = nn.Dropout(c.dropout)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
-        self._windows: tuple[np.ndarray, np.ndarray] | None = None
+        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
+        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self._windows: tuple[np.ndarray, ...] | None = None
+
+    def items(self) -> torch.Tensor:
+        """(I+1, D) item embeddings, shared by the input and the output layer."""
+        return item_table(self.item_features, self.item_emb.weight)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids, left-padded -> (B, L, D) hidden states."""
         L = seqs.shape[1]
-        x = self.item_emb(seqs) * (self.config.embedding_size ** 0.5) + self.pos_emb.weight[-L:]
+        emb = self.item_emb(seqs) if self.item_features is None else self.items()[seqs]  # (B, L, D)
+        x = emb * (self.config.embedding_size ** 0.5) + self.pos_emb.weight[-L:]
         x = self.drop(x)
         pad = seqs == 0
         h = self.encoder(x, mask=attention_mask(pad, self.config.n_heads))
@@ -70,18 +80,18 @@ class SASRec(Recommender):
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
         if self._windows is None:
-            x, y, _ = sequence_windows(split.train, self.config.max_len)
-            self._windows = (x, y)
-        x, y = self._windows
-        return shuffled_batches({"seqs": x, "targets": y}, batch_size, rng)
+            self._windows = sequence_windows(split.train, self.config.max_len)
+        x, y, owners = self._windows
+        arrays = {"seqs": x, "targets": y} if self.user_fusion is None else {"seqs": x, "targets": y, "users": owners}
+        return shuffled_batches(arrays, batch_size, rng)
 
     def loss(self, batch):
-        h = self.encode(batch["seqs"])  # (B, L, D)
+        h = fuse_users(self.user_fusion, self.encode(batch["seqs"]), batch.get("users"))  # (B, L, D)
         mask = batch["targets"] > 0
-        logits = h[mask] @ self.item_emb.weight.T  # (N, I+1)
+        logits = h[mask] @ self.items().T  # (N, I+1)
         return F.cross_entropy(logits, batch["targets"][mask])
 
     def score(self, users, seqs):
         seqs = seqs[:, -self.config.max_len:]
-        h = self.encode(seqs)[:, -1]  # (B, D)
-        return h @ self.item_emb.weight.T
+        h = fuse_users(self.user_fusion, self.encode(seqs)[:, -1], users)  # (B, D)
+        return h @ self.items().T

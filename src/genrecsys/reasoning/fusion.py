@@ -1,0 +1,261 @@
+"""RELAND's fusion layer (§3.2.2, Eq. 4-5) and the "+f_item" item-feature extension.
+
+Text side inputs are plain matrices of frozen text vectors, computed once offline:
+
+- ``user_text`` (U+1, d_text): the encoded Step-2 rationale of split user u is row
+  u + 1; row 0 is padding (the layout of the behaviour matrix M in
+  `genrecsys.reasoning.encoder`, so retrieval output lines up row for row);
+- ``item_text`` (I+1, d_text): row i is the encoded text (title + genres) of item i;
+  row 0 is the padding item.
+
+Padding rows are never read for a real user or item; zeros by convention.
+
+`UserFusion` is Eq. 5 with a learnable vector W in R^d, shared by both inputs:
+
+    z_u = Linear(text_u)
+    [a1, a2] = softmax([e_u . W, z_u . W])
+    e'_u = a1 e_u + a2 z_u
+
+`ItemFeatures` is the "+f_item" extension of Table 2: the item ID embedding is
+concatenated with the projected item text and mapped back to d, so every place a model
+uses item embeddings (sequence input and output layer alike) sees the same table.
+
+A model opts in through two optional config fields, ``user_text`` and ``item_text``
+(paths to ``.npy`` files); `UserFusion.maybe` / `ItemFeatures.maybe` return None when a
+field is None, so the plain ID model keeps exactly its parameters and arithmetic.
+End to end, from the per-user Step-2 texts that retrieval assigns (all users, in order):
+
+    np.save("user_text.npy", user_text_matrix(assignment.rationale))   # (U+1, 384), MiniLM
+    np.save("item_text.npy", item_text_matrix(split))                  # (I+1, 384)
+    genrecsys train --model sasrec --param user_text=user_text.npy --param item_text=item_text.npy
+
+>>> import numpy as np, torch
+>>> fusion = UserFusion(np.eye(4, dtype=np.float32), d=8)  # 3 users + the padding row
+>>> fusion(torch.zeros(3, 8), torch.arange(3)).shape
+torch.Size([3, 8])
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from genrecsys.errors import GenrecsysError
+
+
+def load_text_matrix(source: str | Path | np.ndarray, n_rows: int, name: str, layout: str = "") -> np.ndarray:
+    """A (n_rows, d_text) float32 matrix from a ``.npy`` path or an array, validated.
+
+    Wrong ndim, row count, a non-numeric dtype, NaN or inf are `GenrecsysError`s that
+    name `name` (e.g. "user_text") and what was expected; `layout` (e.g. "row 0 is
+    padding") is added to a row-count error.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise GenrecsysError(f"{name}: file not found: {path}")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise GenrecsysError(f"{name}: cannot read {path} as a .npy matrix ({exc})") from None
+        where = f"{name} ({path})"
+    else:
+        arr = np.asarray(source)
+        where = name
+    if arr.ndim != 2:
+        raise GenrecsysError(f"{where}: expected a 2-d matrix (rows, d_text), got shape {arr.shape}")
+    if arr.shape[0] != n_rows:
+        hint = f"; {layout}" if layout else ""
+        raise GenrecsysError(f"{where}: expected {n_rows} rows, got {arr.shape[0]} (shape {arr.shape}){hint}")
+    if arr.shape[1] < 1:
+        raise GenrecsysError(f"{where}: text vectors have dimension 0")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise GenrecsysError(f"{where}: expected numbers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(1))
+        raise GenrecsysError(f"{where}: {len(rows)} row(s) hold NaN or inf, first row {rows[0]}")
+    return arr
+
+
+def encode_texts(texts: Sequence[str], model_dir: str | Path | None = None, batch_size: int = 64,
+                 cache_dir: str | Path | None = None) -> np.ndarray:
+    """(N,) texts -> (N, H) float32 sentence embeddings, in input order.
+
+    `model_dir` is a sentence-transformers directory; None is the embedded
+    all-MiniLM-L6-v2 (H = 384), found offline. Embeddings are cached as
+    ``<cache_dir>/text_vectors/<hash>.npy`` keyed by the model files and the texts, so
+    re-running an experiment never re-encodes (`cache_dir` None: the default cache).
+    """
+    from genrecsys.data.movielens import default_cache_dir
+
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if model_dir is None:
+        from genrecsys.assets import embedded_text_encoder
+
+        model_dir = embedded_text_encoder(cache_root)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise GenrecsysError(f"text encoder directory not found: {model_dir}")
+    texts = [str(t) for t in texts]
+    cache = cache_root / "text_vectors" / f"{_texts_key(texts, model_dir)}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in our logs
+    try:
+        model = SentenceTransformer(str(model_dir), device="cpu")
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(cache)  # atomic: a killed run never leaves a truncated cache entry
+    return vectors
+
+
+def _texts_key(texts: list[str], model_dir: Path) -> str:
+    h = hashlib.sha256()
+    # The model's identity: its config and weight files' names and sizes (hashing the
+    # weights themselves would cost more than a small encoding run).
+    for f in sorted(model_dir.rglob("*")):
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".txt"}:
+            h.update(f"{f.relative_to(model_dir)}:{f.stat().st_size}".encode())
+            if f.suffix == ".json":
+                h.update(f.read_bytes())
+    h.update(json.dumps(texts).encode())
+    return h.hexdigest()[:32]
+
+
+def item_texts(split) -> list[str]:
+    """Text of every item row of `split` (I+1 strings, row 0 = ""): its title, then its
+    genres/category as "Genres: a, b" (ML's ``Action|Comedy`` cells are split on '|')."""
+    table = split.dataset.items.drop_duplicates("item").set_index("item").reindex(split.item_ids[1:])
+    titles = table["title"].fillna("").astype(str).tolist() if "title" in table else [""] * split.n_items
+    column = next((c for c in ("genres", "category") if c in table), None)
+    genres = table[column].fillna("").astype(str).tolist() if column else [""] * split.n_items
+    out = [""]
+    for title, genre in zip(titles, genres):
+        parts = [g.strip() for g in genre.split("|") if g.strip()]
+        out.append(f"{title}. Genres: {', '.join(parts)}" if parts else title)
+    return out
+
+
+def user_text_matrix(texts: Sequence[str], model_dir: str | Path | None = None, batch_size: int = 64,
+                     cache_dir: str | Path | None = None) -> np.ndarray:
+    """Per-user rationale texts (position u = split user u) -> ``user_text`` (U+1, H)
+    with a zero padding row 0. Users who share a rationale (retrieval gives one seed's
+    text to many) are encoded once.
+
+    >>> # np.save("user_text.npy", user_text_matrix(assignment.rationale))   # then --param user_text=...
+    """
+    unique = list(dict.fromkeys(str(t) for t in texts))
+    row_of = {t: i for i, t in enumerate(unique)}
+    vectors = encode_texts(unique, model_dir, batch_size, cache_dir)  # (N_unique, H)
+    out = np.zeros((len(texts) + 1, vectors.shape[1] if len(unique) else 0), dtype=np.float32)
+    if len(texts):
+        out[1:] = vectors[[row_of[str(t)] for t in texts]]
+    return out
+
+
+def item_text_matrix(split, model_dir: str | Path | None = None, batch_size: int = 64,
+                     cache_dir: str | Path | None = None) -> np.ndarray:
+    """``item_text`` (I+1, H) for `split`: each item's `item_texts` encoded, row 0 zeros."""
+    vectors = encode_texts(item_texts(split)[1:], model_dir, batch_size, cache_dir)  # (I, H)
+    return np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
+
+
+class UserFusion(nn.Module):
+    """Eq. 5: attention between a user's behaviour vector e_u and projected text z_u.
+
+    The text rows are a frozen, non-persistent buffer: they are an input named by the
+    config (like a graph model's adjacency), so state dicts hold only learned weights.
+    """
+
+    def __init__(self, text: np.ndarray, d: int) -> None:
+        super().__init__()
+        self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32), persistent=False)  # (U+1, d_text)
+        self.proj = nn.Linear(self.text.shape[1], d)
+        self.w = nn.Parameter(torch.empty(d))
+        nn.init.normal_(self.w, std=0.02)  # near-uniform attention at the start
+
+    @classmethod
+    def maybe(cls, source: str | Path | np.ndarray | None, n_users: int, d: int) -> UserFusion | None:
+        """The fusion layer for a config's ``user_text`` field ((n_users + 1) rows), or None."""
+        if source is None:
+            return None
+        layout = f"user_text has one row per user plus padding row 0 (user u is row u + 1), {n_users + 1} in all"
+        return cls(load_text_matrix(source, n_users + 1, "user_text", layout), d)
+
+    def attention(self, e: torch.Tensor, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., d) user vectors, (B,) user indices or None (= every user, e is (U, d))
+        -> weights (..., 2) summing to 1, and the projected text z (..., d)."""
+        d = self.w.shape[0]
+        if e.shape[-1] != d:
+            raise GenrecsysError(f"user fusion: user vectors have dimension {e.shape[-1]}, the layer was built for {d}")
+        text = self.text[1:] if users is None else self.text[users + 1]  # (B, d_text); row 0 is padding
+        if text.shape[0] != e.shape[0]:
+            raise GenrecsysError(f"user fusion: {e.shape[0]} user vectors but {text.shape[0]} users")
+        z = self.proj(text)  # (B, d)
+        z = z.view(z.shape[0], *([1] * (e.dim() - 2)), d).expand_as(e)  # broadcast over sequence positions
+        logits = torch.stack([e @ self.w, z @ self.w], dim=-1)  # (..., 2)
+        return torch.softmax(logits, dim=-1), z
+
+    def forward(self, e: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, d) or (B, L, d) user vectors of `users` (B,) -> fused vectors, same shape."""
+        alpha, z = self.attention(e, users)
+        return alpha[..., :1] * e + alpha[..., 1:] * z
+
+
+class ItemFeatures(nn.Module):
+    """"+f_item": e'_i = W [e_i ; Linear(text_i)] for the whole item table at once."""
+
+    def __init__(self, text: np.ndarray, d: int) -> None:
+        super().__init__()
+        self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32), persistent=False)  # (I+1, d_text)
+        self.proj = nn.Linear(self.text.shape[1], d)
+        self.mix = nn.Linear(2 * d, d)
+        # Start as the ID model (identity on the ID half, nothing from the text half) so
+        # the text enters only as far as training finds it useful.
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, :d] = torch.eye(d)
+            self.mix.bias.zero_()
+
+    @classmethod
+    def maybe(cls, source: str | Path | np.ndarray | None, n_item_rows: int, d: int) -> ItemFeatures | None:
+        """The item-feature layer for a config's ``item_text`` field (n_item_rows = I+1), or None."""
+        if source is None:
+            return None
+        return cls(load_text_matrix(source, n_item_rows, "item_text", "row i is item i, row 0 is padding"), d)
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        """(I+1, d) item ID embeddings -> (I+1, d) feature-enhanced item embeddings."""
+        if table.shape != (self.text.shape[0], self.mix.out_features):
+            raise GenrecsysError(f"item features: expected an item table of shape "
+                                 f"{(self.text.shape[0], self.mix.out_features)}, got {tuple(table.shape)}")
+        return self.mix(torch.cat([table, self.proj(self.text)], dim=-1))
+
+
+def fuse_users(fusion: UserFusion | None, e: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+    """`fusion(e, users)`, or `e` unchanged for a plain ID model (fusion None)."""
+    return e if fusion is None else fusion(e, users)
+
+
+def item_table(features: ItemFeatures | None, weight: torch.Tensor) -> torch.Tensor:
+    """The (I+1, d) item table a model scores with: `weight` itself, or with features."""
+    return weight if features is None else features(weight)
