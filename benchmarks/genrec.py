@@ -7,7 +7,10 @@ HR@1/5/10 and NDCG@5/10, mean ± std over seeds.
           with exact scoring, latency per user
 
 Each model runs in its own process. ``--reuse-runs DIR`` reads baselines already trained on
-the same protocol (e.g. by benchmarks/backbones.py) from ``DIR/<model>/metrics.json``.
+the same protocol (e.g. by benchmarks/backbones.py) from ``DIR/<model>/metrics.json``;
+``--reuse-json FILE ...`` reads them from the aggregated JSON that benchmarks/backbones.py
+writes (``results/<model>``). GenRec seeds already finished under --runs-dir are reused, so
+table1 after table3 trains nothing twice.
 
     python benchmarks/genrec.py table1 --seeds 5 --threads 2 --out benchmarks/results/genrec_table1.json
     python benchmarks/genrec.py table3 --seeds 5 --threads 2 --out benchmarks/results/genrec_table3.json
@@ -25,20 +28,27 @@ from pathlib import Path
 METRICS = ["hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10"]
 
 
-def train(model: str, seeds: int, threads: int, out: Path, cache_dir: str | None, params: dict, pretrain: int | None) -> dict:
+def train(model: str, seeds: int, threads: int, out: Path, cache_dir: str | None, params: dict, pretrain: int | None,
+          patience: int) -> dict:
     from genrecsys.config import EvalConfig, ExperimentConfig, TrainConfig
     from genrecsys.experiment import run_seeds
 
     cfg = ExperimentConfig(model=model, model_params=params, eval=EvalConfig(ks=(1, 5, 10, 20)),
-                           train=TrainConfig(threads=threads, progress=False, pretrain_epochs=pretrain))
+                           train=TrainConfig(threads=threads, progress=False, pretrain_epochs=pretrain,
+                                             patience=patience))
     t0 = time.perf_counter()
-    agg = run_seeds(cfg, out, seeds, cache_dir=cache_dir)
+    agg = run_seeds(cfg, out, seeds, cache_dir=cache_dir, resume=True)
     agg["wall_seconds"] = time.perf_counter() - t0
     agg.pop("runs", None)
     return agg
 
 
 def _child(args, name: str, model: str, params: dict, pretrain: int | None) -> dict:
+    if model != "genrec":
+        for f in args.reuse_json or []:
+            found = json.loads(Path(f).read_text()).get("results", {}).get(model)
+            if found is not None:
+                return {**found, "reused_from": f}
     reuse = Path(args.reuse_runs) / model / "metrics.json" if args.reuse_runs and model != "genrec" else None
     if reuse is not None and reuse.is_file():
         agg = json.loads(reuse.read_text())
@@ -46,7 +56,7 @@ def _child(args, name: str, model: str, params: dict, pretrain: int | None) -> d
         return agg
     cmd = [sys.executable, __file__, "--child", json.dumps({"model": model, "params": params, "pretrain": pretrain,
                                                             "out": str(Path(args.runs_dir) / name)}),
-           "--seeds", str(args.seeds), "--threads", str(args.threads)] + (["--cache-dir", args.cache_dir] if args.cache_dir else [])
+           "--seeds", str(args.seeds), "--threads", str(args.threads), "--patience", str(args.patience)] + (["--cache-dir", args.cache_dir] if args.cache_dir else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-2000:]}")
@@ -57,7 +67,8 @@ def _row(name: str, agg: dict) -> str:
     t, s = agg["test"], agg.get("test_std", {})
     cells = [f"{t[m]:.4f} ± {s.get(m, 0):.4f}" for m in METRICS]
     per_seed = agg.get("train_seconds", agg.get("wall_seconds", 0))
-    return f"| {name} | " + " | ".join(cells) + f" | {agg.get('epochs', float('nan')):.1f} | {per_seed:.0f} |"
+    mark = " (†)" if "reused_from" in agg else ""  # † = trained by benchmarks/backbones.py, same split
+    return f"| {name}{mark} | " + " | ".join(cells) + f" | {agg.get('epochs', float('nan')):.1f} | {per_seed:.0f} |"
 
 
 def table(args, runs: list[tuple[str, str, dict, int | None]]) -> None:
@@ -122,7 +133,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pretrain-epochs", type=int, default=20)
     p.add_argument("--runs-dir", default="/tmp/genrecsys-bench/genrec")
+    p.add_argument("--patience", type=int, default=10, help="validations without NDCG@10 gain before stopping")
     p.add_argument("--reuse-runs", help="directory with <model>/metrics.json of baselines on the same protocol")
+    p.add_argument("--reuse-json", nargs="+", help="aggregated baseline results written by benchmarks/backbones.py --out")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--run", help="decode: a trained GenRec run directory")
     p.add_argument("--out", default=None)
@@ -131,7 +144,7 @@ def main() -> None:
     if args.child:
         spec = json.loads(args.child)
         print(json.dumps(train(spec["model"], args.seeds, args.threads, Path(spec["out"]), args.cache_dir,
-                               spec["params"], spec["pretrain"])))
+                               spec["params"], spec["pretrain"], args.patience)))
         return
     if args.what == "table1":
         table(args, [("GenRec", "genrec", {}, args.pretrain_epochs), ("SASRec", "sasrec", {}, None),

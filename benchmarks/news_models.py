@@ -75,7 +75,8 @@ def table(results: dict) -> str:
     pop = results.get("pop", {}).get("test", {}).get("auc")
     head = "| model | users | AUC | MRR | nDCG@5 | nDCG@10 | AUC − Pop | s/epoch | epochs |"
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
-    for model, r in results.items():
+    for model in sorted(results, key=lambda m: MODELS.index(m) if m in MODELS else len(MODELS)):
+        r = results[model]
         t, s = r["test"], r["test_std"]
         for label, prefix in GROUPS:
             cells = [fmt(t[prefix + m], s[prefix + m]) for m in METRICS]
