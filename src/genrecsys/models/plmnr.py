@@ -4,7 +4,8 @@ language model news encoder and a Transformer user encoder (3 layers, GENRE §4.
 News encoder: the item text (title, and abstract when enabled) through
 all-MiniLM-L6-v2 (the embedded sentence-transformers model, loaded offline), its
 last-layer token states projected 384 -> d, joined by the category / subcategory /
-vector tokens of GENRE's input sequence, then additive attention pooling.
+vector tokens of GENRE's input sequence (and, by default, learnable embeddings of the
+title's word pieces — see `word_tokens`), then additive attention pooling.
 
 **The PLM is frozen** and its token states are computed once per dataset (and cached on
 disk under ``<cache>/plm`` when the split knows its cache directory). Fine-tuning even
@@ -37,6 +38,12 @@ class PLMNRConfig(NewsConfig):
     plm: str | None = None  # Hugging Face encoder directory; None: embedded all-MiniLM-L6-v2
     plm_tokens: int = 32  # PLM tokens per item, [CLS] and [SEP] included
     plm_batch_size: int = 64
+    # Learnable embeddings of the title's word pieces pooled beside the frozen PLM states: the
+    # frozen states alone give each item only what a linear map of MiniLM's space can say
+    # (no per-item capacity), and on ML-100K that stayed below Pop's AUC after 13 epochs
+    # (BENCHMARKS.md). Trainable word pieces are a cheap stand-in for fine-tuning the PLM's
+    # input layer; false = the frozen-only encoder.
+    word_tokens: bool = True
     layers: int = 3  # Transformer user encoder (GENRE §4.1)
     heads: int = 4
 
@@ -110,7 +117,8 @@ class PLMNR(MatchingRecommender):
         self.register_buffer("plm_states", torch.as_tensor(states), persistent=False)  # (I+1, T, H) float16
         self.register_buffer("plm_mask", torch.as_tensor(mask), persistent=False)  # (I+1, T)
         self.proj = nn.Linear(states.shape[2], D)
-        self.specials = ItemTokens(self.inputs, D)  # category, subcategory, vector tokens
+        self.specials = ItemTokens(self.inputs, D)  # (title,) category, subcategory, vector tokens
+        self.special_segments = (("title",) if c.word_tokens else ()) + ("category", "subcategory")
         self.news_pool = AdditiveAttention(D)
         self.pos = nn.Embedding(c.max_history, D)
         nn.init.normal_(self.pos.weight, std=0.02)
@@ -134,7 +142,7 @@ class PLMNR(MatchingRecommender):
         width = max(int(mask.sum(1).max()), 1)  # rows are right-padded: drop all-padding columns
         x = self.proj(self.plm_states[ids, :width].float())  # (N, T, D)
         mask = mask[:, :width]
-        s, smask = self.specials(ids, ("category", "subcategory"), vector=True)
+        s, smask = self.specials(ids, self.special_segments, vector=True)
         x, mask = torch.cat([x, s], 1), torch.cat([mask, smask], 1)
         return self.news_pool(self.drop(x), mask)  # (N, D)
 
