@@ -8,7 +8,9 @@ new/warm user groups on ML-100K (whose users all rated >= 20 movies), 21% of the
 (`genrecsys.data.coldstart`); they are "new" (history < 5 at evaluation), the rest warm.
 Early stopping on validation AUC (patience 3, at most 20 epochs for the eight models — a
 CPU budget; SASRec keeps its usual patience 10). Every model runs seeds 2020.. in its own
-process, one after the other, so nothing else of ours competes for the CPU.
+process, one after the other, so nothing else of ours competes for the CPU. Seeds already
+finished under --runs-dir are reused and a seed cut short resumes from its checkpoint, so an
+interrupted benchmark continues where it stopped.
 
     python benchmarks/news_models.py --seeds 5 --threads 1 --lr 0.003 --max-epochs 20 \\
         --cache-dir /tmp/gcache --out benchmarks/results/news_models.json
@@ -57,8 +59,11 @@ def run_one(model: str, args: argparse.Namespace) -> dict:
     runs = []
     for i in range(args.seeds):
         run_cfg = replace(cfg, train=replace(cfg.train, seed=2020 + i))
-        runs.append(run_experiment(run_cfg, Path(args.runs_dir) / model / f"seed-{2020 + i}", split=split,
-                                   cache_dir=args.cache_dir))
+        run_dir = Path(args.runs_dir) / model / f"seed-{2020 + i}"
+        if (run_dir / "metrics.json").is_file():  # finished by an earlier, interrupted invocation
+            runs.append(json.loads((run_dir / "metrics.json").read_text()))
+        else:  # resume=True also continues a seed that was cut short from its last checkpoint
+            runs.append(run_experiment(run_cfg, run_dir, split=split, cache_dir=args.cache_dir, resume=True))
         print(f"{model} seed {2020 + i}: test auc {runs[-1]['test']['auc']:.4f}, {runs[-1]['epochs']} epochs, "
               f"{runs[-1]['seconds_per_epoch']:.1f} s/epoch", file=sys.stderr, flush=True)
     agg = aggregate_seeds(runs)
