@@ -130,12 +130,66 @@ class LLMConfig:
 
 
 @dataclass
+class RelandConfig:
+    """RELAND side inputs for a backbone (genrecsys.reasoning.run): rationales retrieved
+    from an LLM reasoning pool, and/or item text features ("+f_item").
+
+    ``rationales: false`` with ``item_features: true`` is the paper's "+f_item" variant
+    (no LLM at all). Budgets follow SamplingConfig: a float is a fraction of the users,
+    an int a count. Defaults are the authors' (10% seeds, clusters = 5% of users,
+    LightGCN encoder with embedding 64 and patience 10, Step 2 text encoded).
+    """
+
+    rationales: bool = True  # False: no LLM, no pool (only item features, if on)
+    item_features: bool = False  # also feed item text (title + genres) to the backbone
+    seed_fraction: int | float = 0.1  # seed users (float: fraction of users, int: count)
+    clusters: int | float = 0.05  # K-means clusters for adaptive sampling (float: fraction, int: count)
+    sampling: str = "adaptive"  # adaptive | random (the "w/o a.s." ablation)
+    prompt: str = "cot"  # cot | direct (the "w/o r.p." ablation)
+    encoder: str = "lightgcn"  # "lightgcn" (trained here, cached) or a finished run directory with user vectors
+    encoder_epochs: int = 300
+    encoder_patience: int = 10
+    encoder_embedding_size: int = 64
+    pool: str | None = None  # reuse a saved reasoning pool directory instead of building one
+    retrieval: str = "auto"  # auto | exact | faiss
+    text_field: str = "step2"  # what is encoded for the user side: step2 (the paper), step1 or text
+    text_encoder: str | None = None  # sentence-transformers directory; None: the embedded MiniLM
+    max_tokens: int = 256  # answer budget per seed
+    max_history: int = 30  # history items shown per seed
+    n_items: int = 10  # items asked for in Step 2
+    seed: int = 0  # sampling seed; fixed across training seeds so every seed sees one pool
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    def __post_init__(self) -> None:
+        if not (self.rationales or self.item_features):
+            raise GenrecsysError("reland: at least one of rationales, item_features must be true")
+        if self.sampling not in ("adaptive", "random"):
+            raise GenrecsysError(f"reland.sampling must be adaptive or random, got {self.sampling!r}")
+        if self.prompt not in ("cot", "direct"):
+            raise GenrecsysError(f"reland.prompt must be cot or direct, got {self.prompt!r}")
+        if self.retrieval not in ("auto", "exact", "faiss"):
+            raise GenrecsysError(f"reland.retrieval must be auto, exact or faiss, got {self.retrieval!r}")
+        if self.text_field not in ("step2", "step1", "text"):
+            raise GenrecsysError(f"reland.text_field must be step2, step1 or text, got {self.text_field!r}")
+        for name in ("seed_fraction", "clusters"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or (isinstance(v, float) and not 0 < v <= 1) or (isinstance(v, int) and v < 1):
+                raise GenrecsysError(f"reland.{name} must be a fraction in (0, 1] or a count >= 1, got {v!r} "
+                                     "(no seed users means an empty reasoning pool)")
+        if min(self.encoder_epochs, self.encoder_patience, self.encoder_embedding_size, self.max_tokens,
+               self.max_history, self.n_items) < 1:
+            raise GenrecsysError("reland: encoder_epochs, encoder_patience, encoder_embedding_size, max_tokens, "
+                                 "max_history and n_items must be >= 1")
+
+
+@dataclass
 class ExperimentConfig:
     model: str = "sasrec"
     model_params: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    reland: RelandConfig | None = None  # RELAND rationales and/or item features (None: ID only)
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

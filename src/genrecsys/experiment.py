@@ -59,6 +59,9 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     split = split if split is not None else load_split(cfg, cache_dir)
+    saved_cfg, llm_block = cfg, None
+    if cfg.reland is not None:  # RELAND / "+f_item": side inputs written into the run directory
+        cfg, saved_cfg, llm_block = _with_reland(cfg, split, work, cache_dir)
     seed_everything(cfg.train.seed)  # initial weights depend on the seed too
     model = build_model(cfg.model, cfg.model_params, split)
     max_len = cfg.data.max_seq_len
@@ -83,15 +86,41 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "total_seconds": time.perf_counter() - t0,
     }
+    if llm_block is not None:
+        metrics["llm"] = llm_block
     _write_per_user(work / "per_user.parquet", split, {"valid": valid, "test": test})
     torch.save({"model": cfg.model, "state_dict": model.state_dict()}, work / "model.pt")
-    (work / "config.yaml").write_text(_to_yaml(cfg))
+    (work / "config.yaml").write_text(_to_yaml(saved_cfg))
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "history.json").write_text(json.dumps(result.history))
     write_run_report(work, metrics, result.history)
     (work / "checkpoint.pt").unlink(missing_ok=True)
     publish(work, out)
     return metrics
+
+
+def _with_reland(cfg: ExperimentConfig, split: SplitData, work: Path,
+                 cache_dir: str | Path | None) -> tuple[ExperimentConfig, ExperimentConfig, dict[str, Any] | None]:
+    """Prepare RELAND's side inputs in ``work/reland``; returns (the config to train with:
+    absolute paths, the config to save: paths relative to the run directory, the "llm" block)."""
+    from genrecsys.reasoning.run import RELAND_DIR, prepare_reland
+
+    r = cfg.reland
+    llm = None
+    if r.rationales and r.pool is None:
+        from genrecsys.llm.client import LLM
+
+        llm = LLM(r.llm, cache_dir, progress=cfg.train.progress)
+    try:
+        inputs = prepare_reland(split, r, llm, cache_dir, work / RELAND_DIR, threads=cfg.train.threads)
+    finally:
+        if llm is not None:
+            llm.close()
+    # The work directory is renamed when the run finishes, so the saved config points into
+    # the run directory relatively (load_run resolves it); training reads the absolute paths.
+    train_cfg = replace(cfg, model_params={**cfg.model_params, **inputs.model_params()})
+    saved = replace(cfg, model_params={**cfg.model_params, **inputs.model_params(relative_to=work.resolve())})
+    return train_cfg, saved, inputs.llm
 
 
 def _protocol(model, split: SplitData, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -166,6 +195,8 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
             continue
         runs.append(run_experiment(run_cfg, run_dir, cache_dir=cache_dir, resume=resume, split=split))
     agg = aggregate_seeds(runs)
+    if "llm" in runs[0]:  # RELAND: one pool serves every seed; the first seed's run paid for it
+        agg["llm"] = runs[0]["llm"]
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(agg, indent=2))
     os.replace(tmp, out / "metrics.json")
@@ -186,12 +217,23 @@ def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
         else:
             raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
     cfg = load_experiment(d / "config.yaml")
+    cfg = _resolve_side_inputs(cfg, d)
     split = load_split(cfg, cache_dir)
     model = build_model(cfg.model, cfg.model_params, split)
     saved = torch.load(d / "model.pt", weights_only=False)
     model.load_state_dict(saved["state_dict"])
     model.eval()
     return cfg, split, model
+
+
+def _resolve_side_inputs(cfg: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
+    """Relative ``user_text`` / ``item_text`` paths (RELAND runs) point into the run directory."""
+    params = dict(cfg.model_params)
+    for key in ("user_text", "item_text"):
+        value = params.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (run_dir / value).is_file():
+            params[key] = str((run_dir / value).resolve())
+    return replace(cfg, model_params=params)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -10,11 +10,13 @@ Synthetic items are kept apart from the real data, by construction:
   evaluator can make them candidates or targets, and the real catalogue is unchanged;
 - the user table's ``synthetic_history`` lists each user's synthetic ids in order.
 
-How downstream training consumes them (see :func:`history_with_synthetic`): a news model's
-user encoder reads ``synthetic ids + real training history`` (synthetic first, so the real
-clicks stay the most recent and inside ``max_history``); the news encoder encodes the
-synthetic rows from their own title/abstract/category; they never enter the candidate
-set, the negatives or the targets.
+How downstream training consumes them (:func:`history_with_synthetic` states the rule;
+``genrecsys.data.augmented``, ``data.itemtext`` and ``train.sessions`` implement it for the
+news / CTR models): a news model's user encoder reads ``synthetic ids + real training
+history`` (synthetic first, so the real clicks stay the most recent and inside
+``max_history``); the news encoder encodes the synthetic rows from their own
+title/abstract/category; they never enter the candidate set, the negatives or the
+targets. ID-based models (Pop, SASRec, ...) ignore them.
 
 Items are generated one per prompt, as in GENRE; item k's prompt lists the items already
 invented for that user, so the greedy answers differ. An answer without a title is a

@@ -38,14 +38,14 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from genrecsys.data.schema import Dataset
+from genrecsys.data.schema import SYNTHETIC_FILE, Dataset
 from genrecsys.errors import GenrecsysError
 from genrecsys.llm.accounting import JobStats
 
 FORMAT = "genrecsys-augment-variant"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-SYNTHETIC = "synthetic_items.parquet"
+SYNTHETIC = SYNTHETIC_FILE  # Dataset.load reads it too, so training sees the items
 ARTEFACTS = "artefacts.jsonl"
 SYNTHETIC_COLUMNS = ("item", "user", "title", "abstract", "category", "round", "task")
 USAGE_FIELDS = ("requests", "ok", "failed", "cache_hits", "backend_calls", "reasks", "truncated", "prompt_tokens",

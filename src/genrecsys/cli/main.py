@@ -74,7 +74,44 @@ def _experiment_config(args: argparse.Namespace):
     return replace(cfg, data=from_dict(type(cfg.data), {**_fields(cfg.data), **data_over}, "data"),
                    train=from_dict(type(cfg.train), {**_fields(cfg.train), **train_over}, "train"),
                    eval=from_dict(type(cfg.eval), {**_fields(cfg.eval), **eval_over}, "eval"),
-                   model_params=model_params)
+                   model_params=model_params, reland=_reland_config(args, cfg.reland))
+
+
+# flag -> RelandConfig key, and flag -> LLMConfig key (prefixed: `train --model` is the recommender)
+_RELAND_FLAGS = {"seed_fraction": "seed_fraction", "clusters": "clusters", "seed_sampling": "sampling",
+                 "prompt": "prompt", "encoder": "encoder", "encoder_epochs": "encoder_epochs",
+                 "reland_pool": "pool", "retrieval": "retrieval", "text_encoder": "text_encoder",
+                 "reland_max_tokens": "max_tokens"}
+_LLM_FLAGS = {"llm_backend": "backend", "llm_model": "model", "llm_base_url": "base_url",
+              "llm_api_key_env": "api_key_env", "llm_concurrency": "concurrency", "llm_batch_size": "batch_size",
+              "llm_threads": "threads", "llm_device": "device", "llm_timeout": "timeout_s",
+              "llm_max_context": "max_context", "llm_cache": "cache", "llm_templates_dir": "templates_dir"}
+
+
+def _reland_config(args: argparse.Namespace, current):
+    """RelandConfig from the YAML's ``reland:`` section and the RELAND flags; None = an ID-only run."""
+    from genrecsys.config import RelandConfig, from_dict, load_yaml, to_dict
+
+    if current is None and not (args.reland or args.item_features):
+        used = [f"--{k.replace('_', '-')}" for k in (*_RELAND_FLAGS, *_LLM_FLAGS) if getattr(args, k) is not None]
+        if used:
+            raise GenrecsysError(f"{', '.join(used)} need(s) --reland or --item-features")
+        return None
+    raw = to_dict(current) if current is not None else {}
+    if current is None and not args.reland:
+        raw["rationales"] = False  # --item-features alone: the "+f_item" variant, no LLM
+    if args.item_features:
+        raw["item_features"] = True
+    raw.update({key: getattr(args, flag) for flag, key in _RELAND_FLAGS.items() if getattr(args, flag) is not None})
+    llm = raw.get("llm", {})
+    if args.llm_config:
+        loaded = load_yaml(args.llm_config)
+        llm = {**llm, **loaded.get("llm", loaded)}
+    llm.update({key: getattr(args, flag) for flag, key in _LLM_FLAGS.items() if getattr(args, flag) is not None})
+    if args.allow_remote:
+        llm["allow_remote"] = True
+    raw["llm"] = llm
+    return from_dict(RelandConfig, raw, "reland")
 
 
 def _fields(obj) -> dict:
@@ -142,15 +179,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from genrecsys.experiment import load_run
+    from genrecsys.reasoning.run import explanations
     from genrecsys.serve.recommend import recommend
 
     cfg, split, model = load_run(args.run, _cache_dir(args))
     recs = recommend(model, split, args.user, k=args.k, exclude_seen=not args.include_seen, max_len=cfg.data.max_seq_len)
+    why = explanations(args.run, [r.user for r in recs])  # None: not a RELAND run
     if args.json:
-        print(json.dumps([r.__dict__ for r in recs], indent=2))
+        rows = [r.__dict__ if why is None else {**r.__dict__, "explanation": why.get(r.user)} for r in recs]
+        print(json.dumps(rows, indent=2))
         return 0
     for rec in recs:
         print(f"user {rec.user}: top-{len(rec.items)}")
+        if why is not None and rec.user in why:
+            e = why[rec.user]
+            print(f"  why (LLM rationale of seed user {e['seed_user']}, similarity {e['similarity']:.3f}): "
+                  f"{e['rationale']}")
         for rank, (item, score, title) in enumerate(zip(rec.items, rec.scores, rec.titles), start=1):
             print(f"  {rank:>2}. {item:>8}  {score:8.4f}  {title}")
     return 0
@@ -223,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", help="run directory (default runs/MODEL-DATASET)")
+    _add_reland_flags(sp)
 
     sp = add("evaluate", cmd_evaluate, "re-evaluate a finished run (full ranking; --sampled adds the 100-negative protocol)")
     sp.add_argument("run")
@@ -263,6 +308,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", default="outputs/main")
     return p
+
+
+def _add_reland_flags(sp: argparse.ArgumentParser) -> None:
+    g = sp.add_argument_group("RELAND (LLM reasoning pool + retrieval; the run keeps pool/ and assignment in reland/)")
+    g.add_argument("--reland", action="store_true",
+                   help="fuse each user's retrieved LLM rationale (Step 2 text) into the backbone")
+    g.add_argument("--item-features", action="store_true",
+                   help="feed item text (title + genres) to the backbone; alone: the '+f_item' variant, no LLM")
+    g.add_argument("--seed-fraction", type=_parse_value, help="seed users: 0.1 = 10%% of users (default), 50 = fifty")
+    g.add_argument("--clusters", type=_parse_value, help="K-means clusters: 0.05 = 5%% of users (default) or a count")
+    g.add_argument("--seed-sampling", choices=["adaptive", "random"], help="default adaptive")
+    g.add_argument("--prompt", choices=["cot", "direct"], help="cot (default: Step 1 summary, Step 2 items) or direct")
+    g.add_argument("--encoder", help="behaviour encoder: lightgcn (default, cached) or a finished run directory")
+    g.add_argument("--encoder-epochs", type=int, help="LightGCN encoder epochs (default 300, patience 10)")
+    g.add_argument("--reland-pool", help="reuse a saved reasoning pool directory instead of asking the LLM")
+    g.add_argument("--retrieval", choices=["auto", "exact", "faiss"], help="nearest-seed search (default auto)")
+    g.add_argument("--text-encoder", help="sentence-transformers directory (default: the embedded MiniLM)")
+    g.add_argument("--reland-max-tokens", type=int, help="answer budget per seed (default 256)")
+    g.add_argument("--llm-config", help="YAML with LLM settings (an `llm:` section or the whole file)")
+    g.add_argument("--llm-backend", choices=["local", "openai", "llamacpp"], help="default local (embedded SmolLM2)")
+    g.add_argument("--llm-model", help="local: HF directory or .gguf; openai: model name")
+    g.add_argument("--llm-base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--llm-api-key-env", help="env variable holding the API key (default OPENAI_API_KEY)")
+    g.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
+    g.add_argument("--llm-concurrency", type=int, help="openai: requests in flight (default 8)")
+    g.add_argument("--llm-batch-size", type=int, help="local: prompts per batch (default 8)")
+    g.add_argument("--llm-threads", type=int, help="local: torch threads")
+    g.add_argument("--llm-device", help="local: cpu, cuda or auto")
+    g.add_argument("--llm-timeout", type=float, help="seconds per HTTP request")
+    g.add_argument("--llm-max-context", type=int, help="context window in tokens (default: the model's)")
+    g.add_argument("--llm-cache", help="SQLite answer cache (default <cache dir>/llm/cache.sqlite)")
+    g.add_argument("--llm-templates-dir", help="directory of user templates overriding built-ins by name")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ from genrecsys.errors import GenrecsysError
 def _with(ds: Dataset, inter: pd.DataFrame, what: str) -> Dataset:
     if len(inter) == 0:
         raise GenrecsysError(f"{ds.name}: {what} removed every interaction ({len(ds.interactions)} before)")
-    return Dataset(ds.name, inter.reset_index(drop=True), ds.items, ds.users, ds.impressions)  # __post_init__ copies
+    return Dataset(ds.name, inter.reset_index(drop=True), ds.items, ds.users, ds.impressions,  # __post_init__ copies
+                   ds.synthetic)
 
 
 def to_implicit(ds: Dataset, threshold: float | None) -> Dataset:

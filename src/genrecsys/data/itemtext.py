@@ -14,6 +14,7 @@ the same vocabulary as GENRE's BERT tokenizer.
 
 >>> # inputs = item_inputs(split, ItemTextConfig(abstract_tokens=50))
 >>> # inputs.tokens.shape    -> (n_items + 1, 20 + 50 + 3 + 2); row 0 is padding
+>>> #   (+ one row per synthetic item of an augmented variant, after the real items)
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class ItemTextConfig:
 
 @dataclass
 class ItemInputs:
-    tokens: np.ndarray  # (I+1, S) int64 ids in one vocabulary, 0 = padding; row 0 = the padding item
+    tokens: np.ndarray  # (I+1[+Syn], S) int64 ids in one vocabulary, 0 = padding; row 0 = the padding item
     segments: dict[str, slice]  # columns of `tokens` holding title / abstract / category / subcategory
     vocab_size: int  # rows an embedding table over `tokens` needs (padding included)
     n_words: int  # word pieces are ids 1..n_words; categories and subcategories follow
@@ -98,27 +99,35 @@ def _special(cells: list[list[str]], width: int, offset: int) -> tuple[np.ndarra
 
 def item_inputs(split, cfg: ItemTextConfig | None = None, cache_dir: str | Path | None = None,
                 tokenizer=None) -> ItemInputs:
-    """Token rows for every item of `split` (row i = item index i), cached on the split."""
+    """Token rows for every item of `split` (row i = item index i), cached on the split.
+
+    When the dataset carries synthetic items (an augmented variant, see
+    `genrecsys.data.augmented`), they follow as rows n_items+1 ..., encoded from their own
+    title / abstract / category; without them the rows are exactly the real items'."""
     cfg = cfg or ItemTextConfig()
     key = ("item_inputs", repr(cfg))
     if key in split.meta:
         return split.meta[key]
     table = split.dataset.items.drop_duplicates("item").set_index("item")
     table = table.reindex(split.item_ids[1:])  # items absent from the table get empty text
-    n_rows = split.n_items + 1
+    table = _with_synthetic_rows(table, split, cfg)
+    n_items = len(table)  # real items, then synthetic ones
+    n_rows = n_items + 1
     tok = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer, cache_dir or split.meta.get("cache_dir"))
 
     def text(col_name: str) -> list[str]:
         col = _column(table, col_name)
-        return [""] * split.n_items if col is None else col.fillna("").astype(str).tolist()
+        return [""] * n_items if col is None else col.fillna("").astype(str).tolist()
 
     titles = text(cfg.title_column)
-    abstracts = text(cfg.abstract_column) if cfg.abstract_tokens else [""] * split.n_items
+    abstracts = text(cfg.abstract_column) if cfg.abstract_tokens else [""] * n_items
     pieces = {}
     for name, texts, width in (("title", titles, cfg.title_tokens), ("abstract", abstracts, cfg.abstract_tokens)):
         ids = tok(texts, add_special_tokens=False, truncation=True, max_length=max(width, 1))["input_ids"] if width else []
         pieces[name] = (ids, width)
-    used = sorted({t for ids, _ in pieces.values() for row in ids for t in row})
+    # Pieces of real items first, so a real item's row is the same with or without synthetic items.
+    used = sorted({t for ids, _ in pieces.values() for row in ids[:split.n_items] for t in row})
+    used += sorted({t for ids, _ in pieces.values() for row in ids[split.n_items:] for t in row} - set(used))
     remap = {t: i + 1 for i, t in enumerate(used)}
     n_words = len(used)
     blocks, segments, col = [], {}, 0
@@ -134,7 +143,7 @@ def item_inputs(split, cfg: ItemTextConfig | None = None, cache_dir: str | Path 
     for name, columns, width in (("category", cfg.category_columns, cfg.categories),
                                  ("subcategory", cfg.subcategory_columns, cfg.subcategories)):
         series = _column(table, columns)
-        cells = [[]] + ([_values(c) for c in series] if series is not None and width else [[]] * split.n_items)
+        cells = [[]] + ([_values(c) for c in series] if series is not None and width else [[]] * n_items)
         block, counts[name] = _special(cells, width, offset)
         offset += counts[name]
         blocks.append(block)
@@ -150,6 +159,23 @@ def item_inputs(split, cfg: ItemTextConfig | None = None, cache_dir: str | Path 
                      counts["subcategory"], texts, vector)
     split.meta[key] = out
     return out
+
+
+def _with_synthetic_rows(table: pd.DataFrame, split, cfg: ItemTextConfig) -> pd.DataFrame:
+    """The real item table (one row per real item, in index order) followed by the
+    dataset's synthetic items, their text in the columns the real items use (so a
+    synthetic item's category is the same special token as a real item's)."""
+    from genrecsys.data.augmented import synthetic_items
+
+    syn = synthetic_items(split)
+    if len(syn) == 0:
+        return table
+    category = next((c for c in cfg.category_columns if c in table.columns), cfg.category_columns[0])
+    extra = pd.DataFrame({cfg.title_column: syn["title"].fillna("").astype(str).to_numpy(),
+                          cfg.abstract_column: syn["abstract"].fillna("").astype(str).to_numpy(),
+                          category: syn["category"].fillna("").astype(str).to_numpy()},
+                         index=pd.Index(syn["item"].astype(str), name=table.index.name))
+    return pd.concat([table, extra])
 
 
 def _vectors(series: pd.Series, name: str, column: str) -> np.ndarray:

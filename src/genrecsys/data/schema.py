@@ -5,6 +5,11 @@ items:        item (str) + any text/categorical columns (e.g. title, genres)
 users:        user (str) + any columns
 impressions:  optional logged impressions (MIND): impression (str), user, item, timestamp,
               label (1 clicked, 0 shown and not clicked, -1 unknown), part (train/dev/test)
+synthetic:    optional LLM-generated items of an augmented variant (GENRE NG, see
+              `genrecsys.augment`): item, user, title, abstract, category, ... Each one
+              belongs to one user's *training* history only; they are never in `items`
+              or `interactions`, so no split, sampler or evaluator sees them as items
+              (`genrecsys.data.augmented` is how training models read them).
 
 Row order of `interactions` is meaningful: it is the file order, used to break
 timestamp ties deterministically (see `splits.py`).
@@ -24,6 +29,7 @@ import pandas as pd
 from genrecsys.errors import GenrecsysError
 
 INTERACTION_COLUMNS = ("user", "item", "timestamp", "rating")
+SYNTHETIC_FILE = "synthetic_items.parquet"  # an augmented variant's synthetic items (genrecsys.augment.variant)
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Dataset:
     items: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"item": pd.Series([], dtype=str)}))
     users: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user": pd.Series([], dtype=str)}))
     impressions: pd.DataFrame | None = None
+    synthetic: pd.DataFrame | None = None  # None (and an empty table) = no synthetic items
 
     def __post_init__(self) -> None:
         self.interactions = normalize_interactions(self.interactions, self.name)
@@ -69,6 +76,8 @@ class Dataset:
             self.users.to_parquet(tmp / "users.parquet", index=False)
             if self.impressions is not None:
                 self.impressions.to_parquet(tmp / "impressions.parquet", index=False)
+            if self.synthetic is not None and len(self.synthetic):
+                self.synthetic.to_parquet(tmp / SYNTHETIC_FILE, index=False)
             (tmp / "meta.json").write_text(json.dumps({"name": self.name}))
             if target.exists():
                 shutil.rmtree(target)
@@ -90,6 +99,7 @@ class Dataset:
             items=pd.read_parquet(d / "items.parquet"),
             users=pd.read_parquet(d / "users.parquet"),
             impressions=pd.read_parquet(d / "impressions.parquet") if (d / "impressions.parquet").is_file() else None,
+            synthetic=pd.read_parquet(d / SYNTHETIC_FILE) if (d / SYNTHETIC_FILE).is_file() else None,
         )
 
 

@@ -14,6 +14,14 @@ the user encoder runs once per session rather than once per click:
 
 A batch holds `hist` (B, L) left-padded, `cands` (B, G, 1 + n_neg) — candidate 0 is the
 click — `mask` (B, G) real targets, and `users` (B,).
+
+Synthetic items (an augmented variant's LLM-generated items, `genrecsys.data.augmented`)
+only ever appear in `hist`: a user's history is their synthetic items (indices above
+`n_items`) followed by the real clicks before the session, so the real clicks stay the
+most recent within `max_history`. Targets and negatives are real items. A user's first
+training click, which has no real history before it, becomes a target too when the user
+has synthetic items (its history is then the synthetic items alone: the new user's only
+context). Without synthetic items the batches are exactly those of a plain dataset.
 """
 from __future__ import annotations
 
@@ -22,18 +30,23 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from genrecsys.data.splits import SplitData
+from genrecsys.data.splits import Part, SplitData
 from genrecsys.train.batches import NegativeSampler
 
 
-def _sessions_from_sequences(split: SplitData, size: int, rng: np.random.Generator):
-    """(users, history end, target start, target count) of consecutive-click sessions."""
+def _sessions_from_sequences(split: SplitData, size: int, rng: np.random.Generator,
+                             first: np.ndarray | None = None):
+    """(users, history end, target start, target count) of consecutive-click sessions.
+    `first` (U,) is each user's first target position (default 1: the first click has no
+    history to predict it from)."""
     lengths = split.train.lengths()
+    first = np.ones(len(lengths), dtype=np.int64) if first is None else first
     users, ends, counts = [], [], []
-    for u in np.flatnonzero(lengths >= 2):
+    for u in np.flatnonzero(lengths >= first + 1):
         n = int(lengths[u])
         offset = int(rng.integers(size))
-        starts = np.unique(np.concatenate([[1], np.arange(1 + offset, n, size)]))
+        f = int(first[u])
+        starts = np.unique(np.concatenate([[f], np.arange(f + offset, n, size)]))
         stops = np.append(starts[1:], n)
         users.append(np.full(len(starts), u))
         ends.append(starts)
@@ -58,11 +71,15 @@ def _sessions_from_impressions(split: SplitData, size: int):
 def session_batches(split: SplitData, batch_size: int, rng: np.random.Generator, *, session_size: int = 5,
                     max_history: int = 50, n_neg: int = 4) -> Iterator[dict[str, torch.Tensor]]:
     """One epoch of shuffled session batches (see the module docstring)."""
+    from genrecsys.data.augmented import synthetic_history
+
+    syn = synthetic_history(split)
     logged = split.meta.get("train_impressions") is not None
     if logged:
         users, hist_end, t_start, t_count, imp_row = _sessions_from_impressions(split, session_size)
     else:
-        users, t_start, t_count = _sessions_from_sequences(split, session_size, rng)
+        first = None if syn is None else np.where(syn.lengths() > 0, 0, 1)
+        users, t_start, t_count = _sessions_from_sequences(split, session_size, rng, first)
         hist_end = t_start
     S, G, L = len(users), session_size, max_history
     order = rng.permutation(S)
@@ -71,6 +88,8 @@ def session_batches(split: SplitData, batch_size: int, rng: np.random.Generator,
     # history: the L items before hist_end, left-padded
     offs = np.arange(-L, 0)[None, :] + hist_end[:, None]  # (S, L) positions in the user's sequence
     hist = np.where(offs >= 0, split.train.items[np.clip(base[:, None] + offs, 0, None)], 0)
+    if syn is not None:
+        hist = _prepend_synthetic(hist, offs, users, syn)
     tpos = t_start[:, None] + np.arange(G)[None, :]
     mask = np.arange(G)[None, :] < t_count[:, None]
     targets = np.where(mask, split.train.items[np.clip(base[:, None] + tpos, 0, split.train.nnz - 1)], 0)
@@ -84,6 +103,17 @@ def session_batches(split: SplitData, batch_size: int, rng: np.random.Generator,
         sl = slice(start, start + batch_size)
         yield {"users": torch.from_numpy(users[sl]), "hist": torch.from_numpy(hist[sl]),
                "cands": torch.from_numpy(cands[sl]), "mask": torch.from_numpy(mask[sl])}
+
+
+def _prepend_synthetic(hist: np.ndarray, offs: np.ndarray, users: np.ndarray, syn: Part) -> np.ndarray:
+    """Read each row's history from `synthetic items + real clicks` instead of the real
+    clicks alone. `offs` (S, L) are positions in the real sequence (negative = before it);
+    position -k maps to the user's k-th synthetic item from the end."""
+    n_syn = syn.lengths()[users][:, None]  # (S, 1)
+    sp = offs + n_syn  # (S, L) positions in the user's synthetic list
+    from_syn = (offs < 0) & (sp >= 0)
+    picked = syn.items[np.clip(syn.indptr[users][:, None] + sp, 0, max(syn.nnz - 1, 0))] if syn.nnz else 0
+    return np.where(from_syn, picked, hist)
 
 
 def _impression_negatives(split: SplitData, rows: np.ndarray, G: int, n_neg: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,542 @@
+"""GENRE (Liu et al.) on ML-100K: build the augmented variants through ``augment()`` and
+reproduce the shape of Tables 1, 6, 8, 10 and Fig. 7 with the eight news / CTR models.
+
+Setting. ML-100K, chronological leave-one-out, constructed impressions (the clicked item
++ 24 never-seen items, fixed seed 0: every model, seed and variant is scored on the same
+impressions, except UP→NG, whose removed users take their impressions with them). New
+users are simulated as in GENRE (issue 7): 20% of the users keep only their 1-3 most
+recent training items (`genrecsys.data.coldstart`, seed 0); the truncation is baked into
+the ORI dataset directory, so the LLM prompts and the models see the same short histories.
+New users are then those with < 5 history items at evaluation (GENRE §3.4), the rest warm.
+
+Variants (one ``augment()`` call each on ORI; the LLM cache makes a rerun free):
+  ORI    the cold-start ML-100K
+  NS     news summarizer: LLM titles
+  UP     user profiler: topics / regions (models train with ``interest_fusion=true``)
+  NG     personalized generator: 2 synthetic items per new user (training histories only)
+  UP→NG  chain: profiles in the generator's prompt; users without a valid profile removed
+  ALL    summarizer titles + profiles + chain items, every user kept
+  NG-1, NG-4  1 and 4 items per new user (Fig. 7; NG-1 is free after NG: same first prompt)
+
+Subcommands, each writing <name>.md, <name>.png and <name>.json to --results-dir:
+
+    export GENRECSYS_CACHE=/tmp/gcache HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    # 1. the variants (full: every item / user; --limit N caps the LLM rows of each task)
+    python benchmarks/genre.py variants --variants-dir runs/genre/variants \\
+        --backend openai --base-url http://127.0.0.1:8000/v1 --model gpt-4o-mini   # or the embedded SmolLM2
+    # 2. the experiments (reuse each other's runs under --runs-dir)
+    python benchmarks/genre.py table10 --variants-dir runs/genre/variants --runs-dir runs/genre/runs \\
+        --seeds 5 --max-epochs 20 --threads 1
+    python benchmarks/genre.py table6 --variants-dir runs/genre/variants --runs-dir runs/genre/runs --seeds 5
+    python benchmarks/genre.py fig7 --variants-dir runs/genre/variants --runs-dir runs/genre/runs --seeds 5
+    # 3. from what 1-2 wrote: cost and CCR (needs table10.json), dataset statistics
+    python benchmarks/genre.py table8 --variants-dir runs/genre/variants --price-as gpt-3.5-turbo
+    python benchmarks/genre.py table1 --variants-dir runs/genre/variants
+
+    # smoke test of the whole chain (tiny; minutes on a CPU): add --quick to every command
+    python benchmarks/genre.py variants --quick --variants-dir /tmp/genre/v --results-dir /tmp/genre/r
+
+``--quick`` = ``--limit 20 --models nrms --seeds 1 --max-epochs 1`` and short LLM answers,
+unless those flags are given. Significance: every variant is compared with ORI by paired
+tests over the test impressions (one per user; each user's value averaged over seeds
+first, `genrecsys.eval.compare`); a difference with p >= 0.05 is printed "n.s.".
+
+Only text-based models can use synthetic items (their news encoder reads the items' own
+text); ID-based models (Pop, SASRec) would ignore them, so they are not part of this table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODELS = ["naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din"]
+MATCHING = ("naml", "lstur", "nrms", "plmnr")
+RANKING = ("bst", "dcn", "pnn", "din")
+METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
+# variant -> (directory, augment task, items per new user for generating tasks)
+VARIANTS: dict[str, tuple[str, str | None, int]] = {
+    "ORI": ("ori", None, 0), "NS": ("ns", "summarize", 0), "UP": ("up", "profile", 0), "NG": ("ng", "generate", 2),
+    "UP→NG": ("up-ng", "chain", 2), "ALL": ("all", "all", 2), "NG-1": ("ng-1", "generate", 1),
+    "NG-4": ("ng-4", "generate", 4)}
+TABLE10 = ("ORI", "NS", "UP", "NG", "UP→NG", "ALL")
+FIG7 = {0: "ORI", 1: "NG-1", 2: "NG", 4: "NG-4"}
+MODEL_PARAMS = {"UP": {"interest_fusion": True}}  # the profiles reach a model only through interest fusion
+COLD_START = {"fraction": 0.2, "min_len": 1, "max_len": 3, "seed": 0}
+ALPHA = 0.05
+QUICK = {"limit": 20, "models": ["nrms"], "seeds": 1, "max_epochs": 1}
+QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 120}
+
+
+# ----------------------------------------------------------------------------- variants
+def build_original(directory: Path, cache_dir: str | None) -> list[str]:
+    """ML-100K with 20% of the users cut to their 1-3 most recent training items, saved as a
+    dataset directory; returns the simulated new users (raw ids)."""
+    import pandas as pd
+
+    from genrecsys.data.coldstart import simulate_cold_start
+    from genrecsys.data.load import load_dataset
+    from genrecsys.data.schema import Dataset
+    from genrecsys.data.splits import leave_one_out
+
+    ds = load_dataset("ml-100k", cache_dir=cache_dir)
+    cold = simulate_cold_start(leave_one_out(ds), **COLD_START)
+    s = cold.split
+    keep = set()
+    for part in (s.train, s.valid, s.test):  # what the cold-start split still holds, as (user, item) pairs
+        keep |= set(zip(s.user_ids[part.users()], s.item_ids[part.items]))
+    inter = ds.interactions
+    mask = [pair in keep for pair in zip(inter["user"], inter["item"])]
+    Dataset("ml-100k-cold", inter[pd.Series(mask, index=inter.index)], ds.items, ds.users).save(directory)
+    new = sorted(str(u) for u in s.user_ids[cold.new_user])
+    (directory / "cold_start.json").write_text(json.dumps({**COLD_START, "new_users": new}, indent=1))
+    return new
+
+
+def augment_config(args: argparse.Namespace, n_items: int):
+    from genrecsys.augment import AugmentConfig, GenerateConfig, ProfileConfig, SummarizeConfig
+
+    tokens = {t: args.max_tokens or (QUICK_TOKENS[t] if args.quick else None) for t in QUICK_TOKENS}
+    kw = {t: ({"max_tokens": v} if v else {}) for t, v in tokens.items()}
+    # new users: 1-4 visible training items (ours have 1-3; every real ML-100K user has >= 18)
+    return AugmentConfig(summarize=SummarizeConfig(limit=args.limit, **kw["summarize"]),
+                         profile=ProfileConfig(limit=args.limit, **kw["profile"]),
+                         generate=GenerateConfig(limit=args.limit, n_items=max(n_items, 1), min_history=1,
+                                                 max_history=4, **kw["generate"]))
+
+
+def make_llm(args: argparse.Namespace):
+    from genrecsys.config import LLMConfig
+    from genrecsys.llm.client import LLM
+
+    cfg = LLMConfig(backend=args.backend, model=args.model, threads=args.threads,
+                    **({"base_url": args.base_url} if args.base_url else {}))
+    return LLM(cfg, args.cache_dir)
+
+
+def cmd_variants(args: argparse.Namespace) -> dict[str, Any]:
+    from genrecsys.augment import augment, load_variant
+
+    root = Path(args.variants_dir)
+    ori = root / VARIANTS["ORI"][0]
+    if not (ori / "cold_start.json").is_file():
+        build_original(ori, args.cache_dir)
+    new_users = json.loads((ori / "cold_start.json").read_text())["new_users"]
+    out: dict[str, Any] = {"ORI": {"path": str(ori), "new_users": len(new_users)}}
+    llm = make_llm(args)
+    try:
+        for name, (sub, task, n_items) in VARIANTS.items():
+            if task is None:
+                continue
+            t0 = time.perf_counter()
+            path = augment(task, str(ori), root / sub, llm, augment_config(args, n_items), cache_dir=args.cache_dir,
+                           name=f"ml-100k-cold+{name}")
+            m = load_variant(path).manifest
+            out[name] = {"path": str(path), "wall_s": round(time.perf_counter() - t0, 1),
+                         **{k: m[k] for k in ("rows", "parse_failures", "requests", "cache_hits", "backend_calls",
+                                              "prompt_tokens", "completion_tokens", "cost", "cost_total")},
+                         "quality": m["quality"]}
+            print(f"{name}: {out[name]['rows']} rows, {out[name]['parse_failures']} parse failures, "
+                  f"{out[name]['backend_calls']} backend calls, {out[name]['wall_s']} s", file=sys.stderr, flush=True)
+    finally:
+        llm.close()
+    rows = [[n, v.get("rows", "—"), v.get("parse_failures", "—"), v.get("cache_hits", "—"), v.get("backend_calls", "—"),
+             v.get("prompt_tokens", "—"), v.get("completion_tokens", "—"), f"{v.get('cost_total', 0.0):.4f}"]
+            for n, v in out.items()]
+    md = _md(["variant", "LLM rows", "parse failures", "cache hits", "backend calls", "prompt tokens",
+              "completion tokens", "cost (USD)"], rows)
+    _bar(list(out), {"completion tokens": [out[n].get("completion_tokens", 0) for n in out]},
+         Path(args.results_dir) / "variants.png", "completion tokens")
+    return {"markdown": md, "variants": out}
+
+
+# ----------------------------------------------------------------------------- training
+def variant_dir(args: argparse.Namespace, name: str) -> Path:
+    d = Path(args.variants_dir) / VARIANTS[name][0]
+    if not d.is_dir():
+        raise SystemExit(f"{d}: no such variant; run `genre.py variants` first")
+    return d
+
+
+def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:
+    """One model on one variant over --seeds seeds (runs already on disk are reused)."""
+    from dataclasses import replace
+
+    from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig, TrainConfig
+    from genrecsys.eval.report import aggregate_seeds
+    from genrecsys.experiment import load_split, run_experiment
+
+    cfg = ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
+                           data=DataConfig(dataset=str(variant_dir(args, name))),
+                           train=TrainConfig(threads=args.threads, progress=False, patience=args.patience,
+                                             epochs=args.max_epochs, **({"lr": args.lr} if args.lr else {})),
+                           eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
+    split = None
+    runs = []
+    for i in range(args.seeds):
+        out = run_dir(args, name, model) / f"seed-{2020 + i}"
+        if (out / "metrics.json").is_file():
+            runs.append(json.loads((out / "metrics.json").read_text()))
+            continue
+        split = split or load_split(cfg, args.cache_dir)
+        runs.append(run_experiment(replace(cfg, train=replace(cfg.train, seed=2020 + i)), out, split=split,
+                                   cache_dir=args.cache_dir))
+        print(f"{name} {model} seed {2020 + i}: test auc {runs[-1]['test']['auc']:.4f}, {runs[-1]['epochs']} epochs",
+              file=sys.stderr, flush=True)
+    agg = aggregate_seeds(runs)
+    agg.pop("runs")
+    return agg
+
+
+def run_dir(args: argparse.Namespace, name: str, model: str) -> Path:
+    return Path(args.runs_dir) / VARIANTS[name][0] / model
+
+
+def paired(args: argparse.Namespace, base: str, other: str, model: str, users: set[str] | None = None
+           ) -> dict[str, dict[str, float]]:
+    """Paired tests of `other` − `base` over the test impressions (per user, seeds averaged)."""
+    import numpy as np
+
+    from genrecsys.eval.compare import load_per_user
+    from genrecsys.eval.significance import paired_tests
+
+    a, _ = load_per_user(run_dir(args, base, model), "test", METRICS)
+    b, _ = load_per_user(run_dir(args, other, model), "test", METRICS)
+    common = a.index.intersection(b.index)
+    if users is not None:
+        common = common[common.isin(list(users))]
+    out = {}
+    for m in METRICS:
+        if len(common) < 2:
+            out[m] = {"n": len(common), "mean_diff": float("nan"), "t_pvalue": float("nan"),
+                      "wilcoxon_pvalue": float("nan")}
+            continue
+        t = paired_tests(a.loc[common, m].to_numpy(np.float64), b.loc[common, m].to_numpy(np.float64))
+        out[m] = {k: t[k] for k in ("n", "mean_diff", "ci_low", "ci_high", "t_pvalue", "wilcoxon_pvalue")}
+    return out
+
+
+def significance_mark(test: dict[str, float]) -> str:
+    """'+0.0123 (p=0.004)' when significant at ALPHA, else '+0.0123 n.s. (p=0.31)'.
+
+    >>> significance_mark({"mean_diff": 0.01, "t_pvalue": 0.3})
+    '+0.0100 n.s. (p=0.30)'
+    """
+    p = test["t_pvalue"]
+    if p != p:
+        return f"{test['mean_diff']:+.4f} (no test)"
+    return f"{test['mean_diff']:+.4f} " + (f"(p={p:.3g})" if p < ALPHA else f"n.s. (p={p:.2f})")
+
+
+def _cell(mean: float, std: float, seeds: int = 2) -> str:
+    """mean ± std over seeds (a single seed has no spread to show)."""
+    return f"{mean:.4f}" if seeds < 2 else f"{mean:.4f} ± {std:.4f}"
+
+
+NOTE = ("\nvs ORI: mean difference over the test impressions (one per user, each user's value averaged over the "
+        "seeds), paired t-test; n.s. = p >= {alpha} (not significant). Wilcoxon p-values and 95% CIs are "
+        "in the JSON.\n")
+
+
+def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
+    results = {v: {m: train(args, v, m) for m in args.models} for v in TABLE10}
+    tests = {v: {m: paired(args, "ORI", v, m) for m in args.models} for v in TABLE10 if v != "ORI"}
+    rows = []
+    for m in args.models:
+        for v in TABLE10:
+            r = results[v][m]
+            cells = [_cell(r["test"][k], r["test_std"][k], len(r["seeds"])) for k in METRICS]
+            vs = "—" if v == "ORI" else "; ".join(f"{k} {significance_mark(tests[v][m][k])}"
+                                                  for k in ("auc", "ndcg@10"))
+            rows.append([m if v == "ORI" else "", v, *cells, vs])
+    md = _md(["model", "variant", "AUC", "MRR", "nDCG@5", "nDCG@10", "vs ORI (paired t, per impression)"], rows)
+    md += NOTE.format(alpha=ALPHA) + f"Seeds: {args.seeds}; at most {args.max_epochs} epochs.\n"
+    _bar(args.models, {v: [results[v][m]["test"]["auc"] for m in args.models] for v in TABLE10},
+         Path(args.results_dir) / "table10.png", "test AUC")
+    return {"markdown": md, "results": results, "tests": tests}
+
+
+def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
+    new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
+    results = {v: {m: train(args, v, m) for m in args.models} for v in ("ORI", "NG")}
+    tests = {m: {"new": paired(args, "ORI", "NG", m, new_users), "warm": _warm_tests(args, m, new_users)}
+             for m in args.models}
+    rows = []
+    for m in args.models:
+        for g, prefix in (("new", "new_"), ("warm", "warm_")):
+            o, n = results["ORI"][m]["test"], results["NG"][m]["test"]
+            rows.append([m, f"{g} ({int(o[prefix + 'impressions'])})",
+                         *[f"{o[prefix + k]:.4f} → {n[prefix + k]:.4f}, {significance_mark(tests[m][g][k])}"
+                           for k in METRICS]])
+    md = _md(["model", "users (impressions)", "AUC ORI → NG, Imp.", "MRR", "nDCG@5", "nDCG@10"], rows)
+    md += NOTE.format(alpha=ALPHA).replace("vs ORI", "Imp.") + "New users: the simulated cold-start users.\n"
+    _bar([f"{m}/{g}" for m in args.models for g in ("new", "warm")],
+         {v: [results[v][m]["test"][f"{g}_auc"] for m in args.models for g in ("new", "warm")] for v in ("ORI", "NG")},
+         Path(args.results_dir) / "table6.png", "test AUC")
+    return {"markdown": md, "results": results, "tests": tests}
+
+
+def _warm_tests(args: argparse.Namespace, model: str, new_users: set[str]) -> dict[str, dict[str, float]]:
+    """Paired NG − ORI tests over the warm users (everyone evaluated but the new users)."""
+    from genrecsys.eval.compare import load_per_user
+
+    users, _ = load_per_user(run_dir(args, "ORI", model), "test", METRICS)
+    return paired(args, "ORI", "NG", model, {u for u in users.index if u not in new_users})
+
+
+def cmd_fig7(args: argparse.Namespace) -> dict[str, Any]:
+    new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
+    results = {k: {m: train(args, v, m) for m in args.models} for k, v in FIG7.items()}
+    tests = {k: {m: paired(args, "ORI", v, m) for m in args.models} for k, v in FIG7.items() if k}
+    tests_new = {k: {m: paired(args, "ORI", v, m, new_users) for m in args.models} for k, v in FIG7.items() if k}
+    rows = [[m, k, _cell(results[k][m]["test"]["auc"], results[k][m]["test_std"]["auc"], args.seeds),
+             f"{results[k][m]['test']['new_auc']:.4f}",
+             "—" if not k else significance_mark(tests[k][m]["auc"]),
+             "—" if not k else significance_mark(tests_new[k][m]["auc"])]
+            for m in args.models for k in FIG7]
+    md = _md(["model", "generated items / new user", "AUC (all)", "AUC (new users)", "vs 0 (all)", "vs 0 (new)"], rows)
+    md += NOTE.format(alpha=ALPHA).replace("vs ORI", "vs 0")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for m in args.models:
+        ax.plot(list(FIG7), [results[k][m]["test"]["auc"] for k in FIG7], marker="o", label=m)
+    ax.set_xlabel("generated items per new user")
+    ax.set_ylabel("test AUC")
+    ax.set_xticks(list(FIG7))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(Path(args.results_dir) / "fig7.png")
+    plt.close(fig)
+    return {"markdown": md, "results": {str(k): v for k, v in results.items()},
+            "tests": {str(k): v for k, v in tests.items()},
+            "tests_new_users": {str(k): v for k, v in tests_new.items()}}
+
+
+# ----------------------------------------------------------------------------- cost (Table 8)
+def cost_rows(manifests: dict[str, dict[str, Any]], auc: dict[str, dict[str, float]], price: tuple[float, float] | None,
+              matching: tuple[str, ...] = MATCHING, ranking: tuple[str, ...] = RANKING) -> list[dict[str, Any]]:
+    """Table 8 from the variants' manifests and the test AUCs (variant -> model -> AUC).
+
+    cost: the manifest's ``cost_total`` (what all its answers cost at the LLM's own price),
+    or, with ``price`` = (prompt, completion) USD per 1M tokens, its tokens at that price.
+    Imp.: the mean over the models of a family of (AUC − ORI's AUC), in AUC points (x100),
+    as GENRE reports it; CCR (%) = 100 x Imp. / cost (GENRE: NS 1.82 / 60 USD = 3.03 %).
+    A family with no model trained, or a zero cost, gives None.
+
+    >>> m = {"NG": {"prompt_tokens": 1_000_000, "completion_tokens": 500_000, "cost_total": 0.0}}
+    >>> a = {"ORI": {"nrms": 0.60}, "NG": {"nrms": 0.62}}
+    >>> r = cost_rows(m, a, (1.0, 2.0), matching=("nrms",), ranking=())[0]
+    >>> r["cost"], round(r["imp_matching"], 6), round(r["ccr_matching"], 6), r["imp_ranking"]
+    (2.0, 2.0, 100.0, None)
+    """
+    rows = []
+    for name, m in manifests.items():
+        pt, ct = int(m["prompt_tokens"]), int(m["completion_tokens"])
+        cost = (pt * price[0] + ct * price[1]) / 1e6 if price is not None else float(m["cost_total"])
+        row: dict[str, Any] = {"variant": name, "prompt_tokens": pt, "completion_tokens": ct, "rows": m.get("rows"),
+                               "cost": cost}
+        for family, models in (("matching", matching), ("ranking", ranking)):
+            diffs = [100.0 * (auc[name][x] - auc["ORI"][x]) for x in models
+                     if x in auc.get(name, {}) and x in auc["ORI"]]
+            imp = sum(diffs) / len(diffs) if diffs else None
+            row[f"imp_{family}"] = imp
+            row[f"ccr_{family}"] = 100.0 * imp / cost if imp is not None and cost > 0 else None
+        rows.append(row)
+    return rows
+
+
+def cmd_table8(args: argparse.Namespace) -> dict[str, Any]:
+    from genrecsys.augment import load_variant
+    from genrecsys.llm.accounting import DEFAULT_PRICES
+
+    t10 = Path(args.results_dir) / "table10.json"
+    if not t10.is_file():
+        raise SystemExit(f"{t10}: run `genre.py table10` first (Table 8 needs its AUCs)")
+    res = json.loads(t10.read_text())["results"]
+    auc = {v: {m: r["test"]["auc"] for m, r in per.items()} for v, per in res.items()}
+    manifests = {v: load_variant(variant_dir(args, v)).manifest for v in TABLE10 if v != "ORI"}
+    price = None
+    if args.price_as:
+        p = DEFAULT_PRICES.get(args.price_as)
+        if p is None:
+            raise SystemExit(f"--price-as: no list price for {args.price_as!r} (known: {', '.join(DEFAULT_PRICES)})")
+        price = (p.prompt, p.completion)
+    rows = cost_rows(manifests, auc, price)
+
+    def f(x, d=2):
+        return "—" if x is None else f"{x:.{d}f}"
+
+    md = _md(["variant", "LLM rows", "prompt tokens", "completion tokens",
+              f"cost (USD{', at ' + args.price_as + ' prices' if args.price_as else ''})",
+              "Imp. matching (AUC pts)", "CCR matching (%)", "Imp. ranking (AUC pts)", "CCR ranking (%)"],
+             [[r["variant"], r["rows"], r["prompt_tokens"], r["completion_tokens"], f(r["cost"], 4),
+               f(r["imp_matching"]), f(r["ccr_matching"]), f(r["imp_ranking"]), f(r["ccr_ranking"])] for r in rows])
+    md += ("\nImp. is a difference of means; whether it is significant per model is in table10.md. "
+           "Costs count the LLM rows actually run (see --limit in the manifests).\n")
+    _bar([r["variant"] for r in rows], {"cost (USD)": [r["cost"] for r in rows]}, Path(args.results_dir) / "table8.png",
+         "cost (USD)")
+    return {"markdown": md, "rows": rows, "price_as": args.price_as,
+            "manifests": {v: {k: m[k] for k in ("task", "rows", "limit", "prompt_tokens", "completion_tokens", "cost",
+                                                  "cost_total")} for v, m in manifests.items()}}
+
+
+# ----------------------------------------------------------------------------- statistics (Table 1)
+def dataset_stats(path: Path, new_users: set[str], tokenizer) -> dict[str, Any]:
+    """GENRE Table 1's rows for one variant directory."""
+    import numpy as np
+
+    from genrecsys.data.load import load_dataset
+
+    ds = load_dataset(str(path))
+    items = ds.items
+
+    def n_tok(titles) -> float:
+        return float(np.mean([len(x) for x in tokenizer(list(titles), add_special_tokens=False)["input_ids"]]))
+
+    per_user = ds.interactions.groupby("user").size()
+    syn = ds.synthetic if ds.synthetic is not None else None
+    syn_per_user = syn.groupby("user").size() if syn is not None and len(syn) else None
+    new = [u for u in per_user.index if u in new_users]
+    out: dict[str, Any] = {
+        "users": int(len(per_user)), "new_users": len(new), "new_user_ratio": round(len(new) / len(per_user), 4),
+        "items": int(len(items)), "synthetic_items": int(len(syn)) if syn is not None else 0,
+        "interactions": int(len(ds.interactions)), "items_per_user": round(float(per_user.mean()), 2),
+        # a new user's items: the training ones plus the synthetic ones (valid / test excluded)
+        "items_per_new_user": round(float(np.mean([per_user[u] - 2 + (syn_per_user.get(u, 0) if syn_per_user is not None
+                                                                        else 0) for u in new])), 2) if new else None,
+        "tokens_per_title": round(n_tok(items["title"].fillna("").astype(str)), 2),
+    }
+    if "title_original" in items.columns:
+        out["tokens_per_title_before"] = round(n_tok(items["title_original"].fillna("").astype(str)), 2)
+    for col in ("topics", "regions"):
+        if col in ds.users.columns:
+            lists = [list(v) if v is not None and not isinstance(v, float) else None for v in ds.users[col]]
+            done = [x for x in lists if x is not None]
+            out[f"{col}_per_user"] = round(float(np.mean([len(x) for x in done])), 2) if done else None
+            out[f"distinct_{col}"] = len({t for x in done for t in x})
+            out[f"users_profiled_{col}"] = len(done)
+    return out
+
+
+def cmd_table1(args: argparse.Namespace) -> dict[str, Any]:
+    from genrecsys.data.itemtext import load_tokenizer
+
+    tok = load_tokenizer(None, args.cache_dir)
+    new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
+    names = [v for v in VARIANTS if (Path(args.variants_dir) / VARIANTS[v][0]).is_dir()]
+    stats = {v: dataset_stats(variant_dir(args, v), new_users, tok) for v in names}
+    keys = ["users", "new_users", "new_user_ratio", "items", "synthetic_items", "interactions", "items_per_user",
+            "items_per_new_user", "tokens_per_title_before", "tokens_per_title", "topics_per_user", "distinct_topics",
+            "regions_per_user", "distinct_regions", "users_profiled_topics"]
+    rows = [[k, *[_stat(stats[v].get(k), stats["ORI"].get(k) if k != "tokens_per_title_before" else None)
+                  for v in names]] for k in keys]
+    md = _md(["statistic", *names], rows)
+    md += ("\ntokens per title: WordPiece tokens (the models' tokenizer); 'before' is the title the summarizer "
+           "read. items per new user: training items + synthetic items. (+x): change against ORI.\n")
+    _bar(names, {"items per new user": [stats[v].get("items_per_new_user") or 0 for v in names],
+                 "tokens per title": [stats[v]["tokens_per_title"] for v in names]},
+         Path(args.results_dir) / "table1.png", "value")
+    return {"markdown": md, "stats": stats}
+
+
+def _stat(x, base) -> str:
+    if x is None:
+        return "—"
+    if isinstance(base, (int, float)) and isinstance(x, (int, float)) and x != base:
+        return f"{x} ({x - base:+.2f})" if isinstance(x, float) else f"{x} ({x - base:+d})"
+    return str(x)
+
+
+# ----------------------------------------------------------------------------- output
+def _md(header: list[str], rows: list[list[Any]]) -> str:
+    from genrecsys.eval.report import markdown_table
+
+    return markdown_table(header, rows)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _bar(labels: list[str], series: dict[str, list[float]], path: Path, ylabel: str) -> None:
+    """Grouped bars: one group per label, one bar per series. AUC axes start near the data,
+    not at 0, so that differences of a point are visible (the tables carry the tests)."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.7 * len(labels) * max(1, len(series)) / 2), 4.0), dpi=110)
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(labels))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, [v or 0 for v in values], width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    values = [v for vs in series.values() for v in vs if v]
+    if "AUC" in ylabel and values:
+        ax.set_ylim(max(0.0, min(values) - 0.02), min(1.0, max(values) + 0.01))
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+COMMANDS = {"variants": cmd_variants, "table10": cmd_table10, "table6": cmd_table6, "fig7": cmd_fig7,
+            "table8": cmd_table8, "table1": cmd_table1}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=list(COMMANDS))
+    p.add_argument("--variants-dir", default="runs/genre/variants")
+    p.add_argument("--runs-dir", default="runs/genre/runs")
+    p.add_argument("--results-dir", default="benchmarks/results/genre")
+    p.add_argument("--cache-dir", default=os.environ.get("GENRECSYS_CACHE"))
+    p.add_argument("--models", nargs="+", default=None, choices=MODELS)
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")
+    p.add_argument("--lr", type=float, default=None, help="override the models' learning rate")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="LLM rows per task (items / users); default all")
+    p.add_argument("--max-tokens", type=int, default=None, help="LLM answer cap for every task")
+    p.add_argument("--backend", default="local", choices=["local", "openai", "llamacpp"])
+    p.add_argument("--base-url", default=None, help="an OpenAI-compatible server (with --backend openai)")
+    p.add_argument("--model", default=None, help="LLM: a model name (openai) or a model path; default SmolLM2")
+    p.add_argument("--price-as", default=None, help="table8: price the tokens at this model's list price")
+    p.add_argument("--quick", action="store_true", help="smoke test: " + json.dumps(QUICK))
+    args = p.parse_args(argv)
+    full = {"models": MODELS, "seeds": 5, "max_epochs": 20, "limit": None}
+    for k, v in (QUICK if args.quick else full).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    Path(args.results_dir).mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    out = COMMANDS[args.command](args)
+    env = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+           "args": {k: v for k, v in vars(args).items()}, "wall_s": round(time.perf_counter() - t0, 1)}
+    base = Path(args.results_dir) / args.command
+    base.with_suffix(".md").write_text(out["markdown"])
+    base.with_suffix(".json").write_text(json.dumps({"env": env, **out}, indent=2, ensure_ascii=False, default=str))
+    print(out["markdown"])
+    print(f"wrote {base}.md, .png, .json in {env['wall_s']} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""benchmarks/genre.py's arithmetic: Table 8 (cost, improvement, cost conversion rate)
+from manifests and AUCs, and the honest marking of differences that are not significant."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "genre.py"
+
+
+@pytest.fixture(scope="module")
+def genre():
+    spec = importlib.util.spec_from_file_location("genre_benchmark", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses / doctest lookups need the module registered
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+MANIFESTS = {
+    "NS": {"prompt_tokens": 2_000_000, "completion_tokens": 100_000, "cost_total": 1.15, "rows": 1682},
+    "NG": {"prompt_tokens": 400_000, "completion_tokens": 200_000, "cost_total": 0.0, "rows": 378},
+}
+AUC = {"ORI": {"nrms": 0.6000, "naml": 0.6100, "bst": 0.5900},
+       "NS": {"nrms": 0.6150, "naml": 0.6200, "bst": 0.5850},
+       "NG": {"nrms": 0.6050, "naml": 0.6100}}
+
+
+def test_table8_takes_cost_from_the_manifest_and_improvement_in_auc_points(genre):
+    rows = {r["variant"]: r for r in genre.cost_rows(MANIFESTS, AUC, None, matching=("nrms", "naml"), ranking=("bst",))}
+    ns = rows["NS"]
+    assert ns["cost"] == 1.15 and ns["prompt_tokens"] == 2_000_000 and ns["rows"] == 1682
+    assert ns["imp_matching"] == pytest.approx((1.5 + 1.0) / 2)  # mean over the family, in AUC points
+    assert ns["ccr_matching"] == pytest.approx(100 * 1.25 / 1.15)  # GENRE: CCR (%) = 100 x Imp. / cost
+    assert ns["imp_ranking"] == pytest.approx(-0.5) and ns["ccr_ranking"] == pytest.approx(100 * -0.5 / 1.15)
+    # a free (local) model: the improvement stands, the rate is undefined rather than infinite
+    assert rows["NG"]["imp_matching"] == pytest.approx(0.25) and rows["NG"]["ccr_matching"] is None
+    assert rows["NG"]["imp_ranking"] is None  # no ranking model was trained on NG
+
+
+def test_table8_prices_tokens_at_a_list_price_when_asked(genre):
+    rows = {r["variant"]: r for r in genre.cost_rows(MANIFESTS, AUC, (0.5, 1.5), matching=("nrms",), ranking=())}
+    assert rows["NS"]["cost"] == pytest.approx((2_000_000 * 0.5 + 100_000 * 1.5) / 1e6)
+    assert rows["NG"]["cost"] == pytest.approx(0.5) and rows["NG"]["ccr_matching"] == pytest.approx(100 * 0.5 / 0.5)
+
+
+def test_differences_that_are_not_significant_say_so(genre):
+    assert "n.s." in genre.significance_mark({"mean_diff": 0.02, "t_pvalue": 0.2})
+    assert "n.s." not in genre.significance_mark({"mean_diff": 0.02, "t_pvalue": 0.001})
+    assert "no test" in genre.significance_mark({"mean_diff": 0.0, "t_pvalue": float("nan")})
