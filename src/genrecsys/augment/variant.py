@@ -28,9 +28,6 @@ A variant is a saved canonical dataset, so ``genrecsys train --dataset VARIANT_D
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +37,7 @@ import pandas as pd
 
 from genrecsys.data.schema import SYNTHETIC_FILE, Dataset
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_dir
 from genrecsys.llm.accounting import JobStats
 
 FORMAT = "genrecsys-augment-variant"
@@ -189,9 +187,7 @@ def write_variant(output: str | Path, parent: Variant, steps: Sequence[Step], ma
     if target.exists() and any(target.iterdir()) and not (target / MANIFEST).is_file():
         raise GenrecsysError(f"{target}: exists and is not an augmented variant; refusing to replace it")
     last = steps[-1]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with building_dir(target, replace=True) as tmp:
         ds = Dataset(name=manifest["name"], interactions=last.dataset.interactions, items=last.dataset.items,
                      users=with_synthetic_history(last.dataset.users, last.synthetic),
                      impressions=last.dataset.impressions)
@@ -204,10 +200,4 @@ def write_variant(output: str | Path, parent: Variant, steps: Sequence[Step], ma
                     f.write(json.dumps({"task": s.task, **a}, ensure_ascii=False, default=str) + "\n")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n",
                                     encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

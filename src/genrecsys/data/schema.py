@@ -17,9 +17,6 @@ timestamp ties deterministically (see `splits.py`).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_dir
 
 INTERACTION_COLUMNS = ("user", "item", "timestamp", "rating")
 SYNTHETIC_FILE = "synthetic_items.parquet"  # an augmented variant's synthetic items (genrecsys.augment.variant)
@@ -68,9 +66,7 @@ class Dataset:
     def save(self, directory: str | Path) -> Path:
         """Write three Parquet files + meta.json atomically (a temp dir renamed into place)."""
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with building_dir(target, replace=True) as tmp:
             self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
             self.items.to_parquet(tmp / "items.parquet", index=False)
             self.users.to_parquet(tmp / "users.parquet", index=False)
@@ -79,12 +75,6 @@ class Dataset:
             if self.synthetic is not None and len(self.synthetic):
                 self.synthetic.to_parquet(tmp / SYNTHETIC_FILE, index=False)
             (tmp / "meta.json").write_text(json.dumps({"name": self.name}))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod

@@ -1,0 +1,47 @@
+"""Crash-safe directory writes: build beside the target, publish in one rename.
+
+Readers (and a rerun after a crash) see either the old directory or the complete new one,
+never a half-written one.
+
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> with building_dir(root / "out") as tmp:
+...     _ = (tmp / "a.txt").write_text("1")
+>>> sorted(p.name for p in (root / "out").iterdir())
+['a.txt']
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def building_dir(target: Path, replace: bool = False) -> Iterator[Path]:
+    """A temporary directory beside ``target`` that becomes ``target`` in one rename when the
+    block succeeds, and disappears when it fails.
+
+    ``replace=False`` (shared caches): if another process published ``target`` first, its copy
+    is kept. ``replace=True`` (outputs the caller owns): an existing ``target`` is replaced.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        if replace:
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        else:
+            try:
+                tmp.rename(target)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
