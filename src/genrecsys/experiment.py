@@ -206,7 +206,6 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
 def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
     """Rebuild (config, split, model) of a finished run directory."""
     import torch
-    import yaml
 
     from genrecsys.config import load_experiment
 
