@@ -119,10 +119,19 @@ class LLMConfig:
     cache: str | None = None  # SQLite file; None: <cache dir>/llm/cache.sqlite
     templates_dir: str | None = None  # user templates, override built-ins by name
     prices: dict[str, Any] = field(default_factory=dict)  # model -> {prompt, completion} USD per 1M tokens
+    executor: str = "local"  # local: this process | ray: Ray Data actors (pip install genrecsys[ray])
+    ray_address: str | None = None  # ray: cluster to join ("auto", "ray://host:10001"); None starts a local Ray
+    ray_workers: int = 2  # ray: actors, each holding one backend
+    ray_batch_size: int = 64  # ray: prompts per actor call (one job.generate each)
+    ray_cpus_per_worker: float = 1.0  # ray: CPUs reserved per actor (an HTTP backend needs far less than 1)
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "openai", "llamacpp"):
             raise GenrecsysError(f"llm.backend must be local, openai or llamacpp, got {self.backend!r}")
+        if self.executor not in ("local", "ray"):
+            raise GenrecsysError(f"llm.executor must be local or ray, got {self.executor!r}")
+        if self.ray_workers < 1 or self.ray_batch_size < 1 or self.ray_cpus_per_worker <= 0:
+            raise GenrecsysError("llm.ray_workers and llm.ray_batch_size must be >= 1, llm.ray_cpus_per_worker > 0")
         if self.concurrency < 1 or self.batch_size < 1 or self.max_attempts < 1 or self.max_reasks < 0:
             raise GenrecsysError("llm.concurrency, llm.batch_size, llm.max_attempts must be >= 1, llm.max_reasks >= 0")
         if self.timeout_s <= 0:

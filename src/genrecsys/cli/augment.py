@@ -148,6 +148,8 @@ def cmd_augment_show(args: argparse.Namespace, cache_dir: Path) -> int:
 
 
 def _llm_flags(sp: argparse.ArgumentParser) -> None:
+    from genrecsys.cli.llm import add_ray_flags
+
     g = sp.add_argument_group("LLM (same flags as `genrecsys llm generate`)")
     g.add_argument("--config", help="YAML with LLM settings (an `llm:` section or the whole file)")
     g.add_argument("--backend", choices=["local", "openai", "llamacpp"], help="default local: the embedded SmolLM2-135M")
@@ -166,6 +168,7 @@ def _llm_flags(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--templates-dir", help="directory of user templates overriding built-ins by name")
     g.add_argument("--cache", help="SQLite answer cache (default <cache dir>/llm/cache.sqlite); reruns resume from it")
     g.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
+    add_ray_flags(g)
 
 
 def add_augment_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None:

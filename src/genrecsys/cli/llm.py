@@ -72,6 +72,14 @@ def llm_config(args: argparse.Namespace):
     raw.update({k: v for k, v in over.items() if v is not None})
     if args.allow_remote:
         raw["allow_remote"] = True
+    # getattr: commands that share this builder but not the Ray flags keep the YAML's choice
+    if getattr(args, "ray", False):
+        raw["executor"] = "ray"
+    ray_flags = {k: getattr(args, k) for k in ("ray_workers", "ray_address", "ray_batch_size", "ray_cpus_per_worker")
+                 if getattr(args, k, None) is not None}
+    if ray_flags and raw.get("executor") != "ray":
+        raise GenrecsysError(f"{', '.join('--' + k.replace('_', '-') for k in ray_flags)} need(s) --ray")
+    raw.update(ray_flags)
     if args.prices:
         raw["prices"] = load_yaml(args.prices)
     return from_dict(LLMConfig, raw, str(args.config or "llm"))
@@ -210,6 +218,18 @@ def cmd_llm_templates(args: argparse.Namespace, cache_dir: Path) -> int:
     return 0
 
 
+def add_ray_flags(g) -> None:
+    """`--ray [--ray-workers N] [--ray-address A] [--ray-batch-size B] [--ray-cpus-per-worker C]`."""
+    g.add_argument("--ray", action="store_true",
+                   help="answer on a pool of Ray actors (Ray Data; pip install \"genrecsys[ray]\") sharing the same "
+                        "cache; same results, same order as without it")
+    g.add_argument("--ray-workers", type=int, help="--ray: actors, each holding one backend (default 2)")
+    g.add_argument("--ray-address", help="--ray: cluster to join (\"auto\", \"ray://host:10001\"); default: start a local Ray")
+    g.add_argument("--ray-batch-size", type=int, help="--ray: prompts per actor call (default 64)")
+    g.add_argument("--ray-cpus-per-worker", type=float,
+                   help="--ray: CPUs each actor reserves (default 1; an HTTP backend needs far less, e.g. 0.25)")
+
+
 def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None:
     """Attach `llm generate|cache|templates` to the top-level subparsers."""
     llm = sub.add_parser("llm", help="run prompts through an LLM backend; manage the answer cache",
@@ -256,6 +276,7 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--cache", help="SQLite cache file (default <cache dir>/llm/cache.sqlite)")
     sp.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
     sp.add_argument("--limit", type=int, help="only the first N rows")
+    add_ray_flags(sp)
     sp.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     sp.add_argument("--no-progress", action="store_true")
 

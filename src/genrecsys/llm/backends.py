@@ -29,6 +29,8 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Completion]: ...
 
 
+BackendFactory = Callable[[], Backend]  # builds a backend where it will run (e.g. inside a Ray actor)
+
 BACKENDS = Registry("LLM backend")
 BACKENDS.add("local", "genrecsys.llm.local:LocalBackend")
 BACKENDS.add("openai", "genrecsys.llm.openai_compat:OpenAIBackend")

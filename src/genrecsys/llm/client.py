@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from genrecsys.config import LLMConfig
 from genrecsys.llm.accounting import JobStats, PriceTable
-from genrecsys.llm.backends import Backend, OnResult, make_backend
+from genrecsys.llm.backends import Backend, BackendFactory, OnResult, make_backend
 from genrecsys.llm.cache import LLMCache
 from genrecsys.llm.job import Parser, TruncateRule, default_cache_path, generate, render_requests
 from genrecsys.llm.templates import PromptTemplate, load_template
@@ -30,6 +31,10 @@ class LLM:
         self.cfg = cfg or LLMConfig()
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.backend = backend or make_backend(self.cfg, self.cache_dir)
+        # What a Ray actor calls to get its own backend (executor "ray"): built from the
+        # config there, or a pickled copy of the instance this facade was handed.
+        self.backend_factory: BackendFactory = (partial(make_backend, self.cfg, self.cache_dir) if backend is None
+                                                else partial(_same, backend))
         path = cache_path or self.cfg.cache or default_cache_path(self.cache_dir)
         if str(path) == ":memory:":  # a throwaway cache (doctests, dry runs)
             path = Path(tempfile.mkdtemp()) / "cache.sqlite"
@@ -52,9 +57,20 @@ class LLM:
 
     def generate(self, requests: Sequence[Request | Completion], *, parser: Parser | None = None,
                  desc: str = "llm") -> list[Completion]:
-        """Answer ``requests`` in input order through the cache; adds to ``self.stats``."""
-        out, stats = generate(requests, self.backend, self.cache, parser=parser, max_reasks=self.cfg.max_reasks,
-                              prices=self.prices, progress=self.progress, desc=desc)
+        """Answer ``requests`` in input order through the cache; adds to ``self.stats``.
+
+        With ``cfg.executor == "ray"`` the same job runs on a pool of Ray actors
+        (:func:`genrecsys.llm.distributed.generate_on_ray`) sharing this cache file.
+        """
+        if self.cfg.executor == "ray":
+            from genrecsys.llm.distributed import generate_on_ray
+
+            out, stats = generate_on_ray(requests, self.cfg, self.cache.path, parser,
+                                         backend_factory=self.backend_factory, prices=self.prices,
+                                         progress=self.progress)
+        else:
+            out, stats = generate(requests, self.backend, self.cache, parser=parser, max_reasks=self.cfg.max_reasks,
+                                  prices=self.prices, progress=self.progress, desc=desc)
         self.stats.merge(stats)
         self.last_stats = stats
         return out
@@ -78,6 +94,10 @@ class LLM:
         closer = getattr(self.backend, "close", None)
         if closer:
             closer()
+
+
+def _same(backend: Backend) -> Backend:
+    return backend
 
 
 class EchoBackend:

@@ -85,15 +85,22 @@ def load_text_matrix(source: str | Path | np.ndarray, n_rows: int, name: str, la
 
 
 def encode_texts(texts: Sequence[str], model_dir: str | Path | None = None, batch_size: int = 64,
-                 cache_dir: str | Path | None = None) -> np.ndarray:
+                 cache_dir: str | Path | None = None, *, executor: str = "local", ray_workers: int = 2,
+                 ray_address: str | None = None) -> np.ndarray:
     """(N,) texts -> (N, H) float32 sentence embeddings, in input order.
 
     `model_dir` is a sentence-transformers directory; None is the embedded
     all-MiniLM-L6-v2 (H = 384), found offline. Embeddings are cached as
     ``<cache_dir>/text_vectors/<hash>.npy`` keyed by the model files and the texts, so
     re-running an experiment never re-encodes (`cache_dir` None: the default cache).
+    ``executor="ray"`` encodes on ``ray_workers`` Ray actors
+    (:func:`genrecsys.llm.distributed.embed_on_ray`; same vectors to float tolerance, so
+    both executors share one cache entry).
     """
     from genrecsys.data.movielens import default_cache_dir
+
+    if executor not in ("local", "ray"):
+        raise GenrecsysError(f"executor must be local or ray, got {executor!r}")
 
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if model_dir is None:
@@ -109,6 +116,22 @@ def encode_texts(texts: Sequence[str], model_dir: str | Path | None = None, batc
         return np.load(cache)
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
+    if executor == "ray":
+        from genrecsys.llm.distributed import embed_on_ray
+
+        vectors = embed_on_ray(texts, model_dir, num_workers=ray_workers, encode_batch_size=batch_size,
+                               address=ray_address)  # (N, H)
+    else:
+        vectors = _encode_local(texts, model_dir, batch_size)  # (N, H)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    tmp.replace(cache)  # atomic: a killed run never leaves a truncated cache entry
+    return vectors
+
+
+def _encode_local(texts: list[str], model_dir: Path, batch_size: int) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
@@ -119,13 +142,7 @@ def encode_texts(texts: Sequence[str], model_dir: str | Path | None = None, batc
     finally:
         if bar:
             hf_logging.enable_progress_bar()
-    vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(cache)  # atomic: a killed run never leaves a truncated cache entry
-    return vectors
+    return model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)  # (N, H)
 
 
 def _texts_key(texts: list[str], model_dir: Path) -> str:
