@@ -1,5 +1,12 @@
-"""The main job (README command one): prepare ML-100K, train every backbone over
-seeds, and write one report with tables, significance tests and plots.
+"""The main job (README command one): prepare ML-100K, train every backbone over seeds,
+then each seed system as a stage (RELAND, GENRE; genrecsys.stages), and write one report
+with tables, significance tests and plots.
+
+Stages use an LLM: by default the embedded local SmolLM2-135M (offline); ``llm`` points
+them at any backend (`genrecsys main --llm-backend openai --llm-base-url ...`). Answers are
+cached, so a rerun sends nothing to the LLM. Quick mode keeps the LLM work to a small seed
+budget and a few augmented rows; full mode runs the papers' settings, where GENRE over
+every item and user takes hours with SmolLM2 on a CPU (``genre=False`` skips it).
 
 >>> # run_main_job(MainJobConfig(quick=True), Path("outputs/main"))
 """
@@ -7,17 +14,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from genrecsys.config import LLMConfig, RelandConfig, TrainConfig
+from genrecsys.errors import GenrecsysError
 
 BACKBONES = ("pop", "bpr", "neumf", "lightgcn", "ngcf", "gru4rec", "sasrec", "bert4rec")
 GENERATIVE = ("genrec",)
 # Pretraining epochs for models that have a pretraining objective (full mode; quick skips it).
 PRETRAIN = {"genrec": 10}
+GENRE_QUICK_VARIANTS = ("NS", "UP", "NG")
+GENRE_FULL_VARIANTS = ("NS", "UP", "NG", "UP→NG", "ALL")
+QUICK_STAGES_NOTE = ("\n## Seed systems (quick mode)\n\nQuick mode runs the RELAND and GENRE stages end to end on a "
+                     "smoke budget: one seed, capped epochs, a small seed-user pool and a handful of augmented rows "
+                     "answered by a small LLM. Their differences are mostly seed-level noise, not the papers' "
+                     "results; run without --quick (5 seeds, full budgets) for those.\n")
 
 
 @dataclass
 class MainJobConfig:
+    """What the main job runs. Stage settings left at None take the mode's default (quick
+    mode: smoke budgets that keep the job to minutes; full mode: the papers' settings)."""
+
     quick: bool = False
     seeds: int | None = None  # default: 1 when quick, else 5
     models: tuple[str, ...] | None = None
@@ -25,15 +44,75 @@ class MainJobConfig:
     progress: bool = True
     quick_epochs: int = 15
     quick_seconds_per_model: float = 25.0
+    # RELAND stage (see reland_config)
+    reland: bool = True
+    reland_models: tuple[str, ...] | None = None  # sasrec (quick); sasrec, lightgcn (full)
+    reland_seed_fraction: int | float | None = None  # 2% of users (quick); 10%, the paper's (full)
+    reland_max_tokens: int | None = None  # 40 (quick: SmolLM2 on 2 cores); 256 (full)
+    # LightGCN behaviour encoder, trained only when the backbone stage did not train LightGCN
+    # (else its run is the encoder): 2 epochs (quick), 300 with patience 10 (full)
+    reland_encoder_epochs: int | None = None
+    # GENRE stage (see _genre_stage)
+    genre: bool = True
+    # nrms (quick: one model keeps the stage short); nrms + dcn, one matching and one CTR model (full)
+    genre_models: tuple[str, ...] | None = None
+    genre_variants: tuple[str, ...] | None = None  # NS, UP, NG (quick); + UP→NG, ALL (full)
+    genre_limit: int | None = None  # LLM rows per augmentation step: 6 (quick); None = every row (full)
+    genre_epochs: int | None = None  # 1 (quick); at most 20 with patience 3 (full)
+    llm: LLMConfig = field(default_factory=LLMConfig)  # default: the embedded local SmolLM2-135M
+
+    def __post_init__(self) -> None:
+        from genrecsys.stages.genre import VARIANTS
+
+        unknown = [v for v in self.genre_variants or () if v not in VARIANTS]
+        if unknown:
+            raise GenrecsysError(f"genre variants {unknown} unknown; choose from {', '.join(VARIANTS)}")
+        if self.genre_limit is not None and self.genre_limit < 1:
+            raise GenrecsysError("genre_limit must be >= 1 (None: every row)")
+        if self.genre_epochs is not None and self.genre_epochs < 1:
+            raise GenrecsysError("genre_epochs must be >= 1")
 
     @property
     def n_seeds(self) -> int:
         return self.seeds if self.seeds is not None else (1 if self.quick else 5)
 
+    def train_config(self, name: str) -> TrainConfig:
+        """Training settings of a backbone; the RELAND stage uses the same ones, so its
+        ID-only runs are the backbone stage's."""
+        train = TrainConfig(threads=self.threads, progress=self.progress)
+        if self.quick:
+            return replace(train, epochs=self.quick_epochs, max_seconds=self.quick_seconds_per_model)
+        if name in PRETRAIN:
+            return replace(train, pretrain_epochs=PRETRAIN[name])
+        return train
+
+    @property
+    def genre_model_names(self) -> tuple[str, ...]:
+        return self.genre_models or (("nrms",) if self.quick else ("nrms", "dcn"))
+
+    def reland_config(self) -> RelandConfig:
+        """The +RELAND variant's settings (the encoder may be swapped for the backbone
+        stage's LightGCN run, see _reland_stage)."""
+
+        q = self.quick
+        return RelandConfig(
+            item_features=True,  # +RELAND is the paper's full variant: rationales + item text
+            seed_fraction=self.reland_seed_fraction if self.reland_seed_fraction is not None else (0.02 if q else 0.1),
+            clusters=0.05, max_tokens=self.reland_max_tokens or (40 if q else 256),
+            # quick: 10 history titles per seed prompt instead of 30; prefill dominates SmolLM2 on a CPU
+            max_history=10 if q else 30,
+            encoder_epochs=self.reland_encoder_epochs or (2 if q else 300), llm=self.stage_llm())
+
+    def stage_llm(self) -> LLMConfig:
+        """The LLM settings; a local backend runs on the job's threads unless told otherwise."""
+        if self.llm.threads is None and self.threads is not None:
+            return replace(self.llm, threads=self.threads)
+        return self.llm
+
 
 def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = None) -> Path:
     """Returns the path of the written report."""
-    from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+    from genrecsys.config import DataConfig, ExperimentConfig
     from genrecsys.data.load import prepare
     from genrecsys.data.splits import leave_one_out
     from genrecsys.data.stats import dataset_stats
@@ -42,20 +121,18 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
 
     output_dir.mkdir(parents=True, exist_ok=True)
     models = cfg.models or BACKBONES + GENERATIVE
-    for m in models:
-        MODELS.get(m)
+    reland_models = cfg.reland_models or (("sasrec",) if cfg.quick else ("sasrec", "lightgcn"))
+    for m in (*models, *(reland_models if cfg.reland else ()), *(cfg.genre_model_names if cfg.genre else ())):
+        MODELS.get(m)  # fail fast on an unknown name, before hours of training
     t0 = time.perf_counter()
     ds = prepare(DataConfig(dataset="ml-100k"), cache_dir)
     stats = dataset_stats(ds)
     split = leave_one_out(ds)
+    if cache_dir is not None:
+        split.meta["cache_dir"] = str(cache_dir)  # models and RELAND find embedded assets here
     results = {}
     for name in models:
-        train = TrainConfig(threads=cfg.threads, progress=cfg.progress)
-        if cfg.quick:
-            train = replace(train, epochs=cfg.quick_epochs, max_seconds=cfg.quick_seconds_per_model)
-        elif name in PRETRAIN:
-            train = replace(train, pretrain_epochs=PRETRAIN[name])
-        exp = ExperimentConfig(model=name, train=train)
+        exp = ExperimentConfig(model=name, train=cfg.train_config(name))
         run_dir = output_dir / "runs" / name
         print(f"[main] training {name} ({cfg.n_seeds} seed(s))", flush=True)
         if cfg.n_seeds > 1:
@@ -64,11 +141,73 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
             m = run_experiment(exp, run_dir, cache_dir=cache_dir, split=split)
             results[name] = {**m, "test_std": {}, "valid_std": {}}
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-    report = write_main_report(output_dir, results, stats, cfg, time.perf_counter() - t0)
-    return report
+    timings = {"backbones_s": time.perf_counter() - t0}
+    sections = []
+    if cfg.reland:
+        t = time.perf_counter()
+        sections.append(_reland_stage(cfg, output_dir, split, reland_models, models, cache_dir))
+        timings["reland_s"] = time.perf_counter() - t
+    if cfg.genre:
+        t = time.perf_counter()
+        sections.append(_genre_stage(cfg, output_dir, cache_dir))
+        timings["genre_s"] = time.perf_counter() - t
+    return write_main_report(output_dir, results, stats, cfg, time.perf_counter() - t0, sections=sections,
+                             timings=timings)
 
 
-def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJobConfig, seconds: float) -> Path:
+def _reland_stage(cfg: MainJobConfig, output_dir: Path, split, reland_models: tuple[str, ...],
+                  trained: tuple[str, ...], cache_dir: Path | None) -> str:
+    """Run the RELAND stage and return its report section (a failure the user can fix,
+    e.g. an unreachable LLM server, becomes a note in the report, not a lost job)."""
+    from genrecsys.stages.reland import reland_section, run_reland_stage
+
+    out = output_dir / "reland"
+    print(f"[main] RELAND stage: {', '.join(reland_models)} ID-only vs +RELAND", flush=True)
+    reland = cfg.reland_config()
+    if "lightgcn" in trained:  # the paper's behaviour encoder is LightGCN: the backbone stage's run is one
+        reland = replace(reland, encoder=str((output_dir / "runs" / "lightgcn").resolve()))
+    try:
+        res = run_reland_stage(out, models=reland_models, reland=reland,
+                               train=cfg.train_config, n_seeds=cfg.n_seeds, split=split,
+                               cache_dir=cache_dir,
+                               baselines={m: output_dir / "runs" / m for m in reland_models if m in trained})
+    except GenrecsysError as exc:
+        print(f"[main] RELAND stage failed: {exc}", flush=True)
+        return f"## RELAND\n\nThe stage failed: {exc}\n\n"
+    (out / "reland.json").write_text(json.dumps(res, indent=2, default=str))
+    return reland_section(res, output_dir, rel="reland")
+
+
+def _genre_stage(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None) -> str:
+    """Run the GENRE stage and return its report section (see :func:`_reland_stage`)."""
+    from genrecsys.llm.client import LLM
+    from genrecsys.stages.genre import genre_section, run_genre_stage
+
+    out = output_dir / "genre"
+    variants = cfg.genre_variants or (GENRE_QUICK_VARIANTS if cfg.quick else GENRE_FULL_VARIANTS)
+    # quick: 6 rows per step; the generator's rows are sequential per user (2 items each) and
+    # SmolLM2 re-asks most of them, so NG dominates the stage's LLM time
+    limit = cfg.genre_limit if cfg.genre_limit is not None else (6 if cfg.quick else None)
+    epochs = cfg.genre_epochs or (1 if cfg.quick else 20)
+    train = TrainConfig(threads=cfg.threads, progress=cfg.progress, epochs=epochs, patience=3)
+    print(f"[main] GENRE stage: variants {', '.join(variants)}; models {', '.join(cfg.genre_model_names)}", flush=True)
+    try:
+        llm = LLM(cfg.stage_llm(), cache_dir, progress=cfg.progress)
+        try:
+            res = run_genre_stage(out, llm, variants=variants, models=cfg.genre_model_names, train=train,
+                                  n_seeds=cfg.n_seeds, limit=limit, quick_tokens=cfg.quick, cache_dir=cache_dir)
+        finally:
+            llm.close()
+    except GenrecsysError as exc:
+        print(f"[main] GENRE stage failed: {exc}", flush=True)
+        return f"## GENRE\n\nThe stage failed: {exc}\n\n"
+    (out / "genre.json").write_text(json.dumps(res, indent=2, default=str, ensure_ascii=False))
+    return genre_section(res, output_dir, rel="genre")
+
+
+def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJobConfig, seconds: float, *,
+                      sections: list[str] | tuple[str, ...] = (), timings: dict[str, float] | None = None) -> Path:
+    """report.md: dataset, backbone table and plots, paired tests, then one section per stage."""
     from genrecsys.data.stats import format_stats_table
     from genrecsys.eval.compare import compare_runs
     from genrecsys.eval.peers import RECBOLE_ML100K
@@ -100,7 +239,8 @@ def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJob
     text = (
         "# genrecsys main job — ML-100K\n\n"
         f"Mode: {'quick (capped epochs, 1 seed)' if cfg.quick else f'full ({cfg.n_seeds} seeds, early stopping)'}; "
-        f"total wall time {seconds:.0f} s.\n\n"
+        f"total wall time {seconds:.0f} s"
+        + (" (" + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timings.items()) + ")" if timings else "") + ".\n\n"
         "Protocol: chronological leave-one-out (last item test, second last validation; timestamp ties keep file "
         "order), full ranking over all 1,682 items with already-seen items masked, model selection on validation "
         "NDCG@10 (patience 10).\n\n## Dataset\n\n" + format_stats_table({"ml-100k": stats})
@@ -109,6 +249,8 @@ def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJob
         "![test NDCG@10](ndcg.png)\n\n![validation NDCG@10 per epoch](curves.png)\n\n"
         f"## Paired tests against the best model ({best}), per-user test NDCG@10\n\n"
         + markdown_table(["pair", "mean diff", "t-test p", "Wilcoxon p"], sig_rows)
+        + (QUICK_STAGES_NOTE if cfg.quick and sections else "")
+        + "".join("\n" + sec for sec in sections)
     )
     path = output_dir / "report.md"
     path.write_text(text)

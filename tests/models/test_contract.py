@@ -22,7 +22,7 @@ from genrecsys.train.loop import evaluate, fit
 FAST = {
     "pop": {},
     "bpr": {"lr": 0.05, "epochs": 60},
-    "neumf": {"lr": 0.01, "epochs": 60},
+    "neumf": {"lr": 0.005, "epochs": 100},
     "lightgcn": {"lr": 0.05, "epochs": 60},
     "ngcf": {"lr": 0.01, "epochs": 60},
     "gru4rec": {"lr": 0.01, "epochs": 60},

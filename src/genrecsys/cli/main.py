@@ -90,7 +90,7 @@ _LLM_FLAGS = {"llm_backend": "backend", "llm_model": "model", "llm_base_url": "b
 
 def _reland_config(args: argparse.Namespace, current):
     """RelandConfig from the YAML's ``reland:`` section and the RELAND flags; None = an ID-only run."""
-    from genrecsys.config import RelandConfig, from_dict, load_yaml, to_dict
+    from genrecsys.config import RelandConfig, from_dict, to_dict
 
     if current is None and not (args.reland or args.item_features):
         used = [f"--{k.replace('_', '-')}" for k in (*_RELAND_FLAGS, *_LLM_FLAGS) if getattr(args, k) is not None]
@@ -103,15 +103,22 @@ def _reland_config(args: argparse.Namespace, current):
     if args.item_features:
         raw["item_features"] = True
     raw.update({key: getattr(args, flag) for flag, key in _RELAND_FLAGS.items() if getattr(args, flag) is not None})
-    llm = raw.get("llm", {})
+    raw["llm"] = _llm_settings(args, raw.get("llm", {}))
+    return from_dict(RelandConfig, raw, "reland")
+
+
+def _llm_settings(args: argparse.Namespace, llm: dict) -> dict:
+    """LLM settings: ``llm`` (e.g. a YAML section), then --llm-config, then the --llm-* flags."""
+    from genrecsys.config import load_yaml
+
+    llm = dict(llm)
     if args.llm_config:
         loaded = load_yaml(args.llm_config)
         llm = {**llm, **loaded.get("llm", loaded)}
     llm.update({key: getattr(args, flag) for flag, key in _LLM_FLAGS.items() if getattr(args, flag) is not None})
     if args.allow_remote:
         llm["allow_remote"] = True
-    raw["llm"] = llm
-    return from_dict(RelandConfig, raw, "reland")
+    return llm
 
 
 def _fields(obj) -> dict:
@@ -208,10 +215,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_main(args: argparse.Namespace) -> int:
+    from genrecsys.config import LLMConfig, from_dict
     from genrecsys.pipeline import MainJobConfig, run_main_job
 
     cfg = MainJobConfig(quick=args.quick, seeds=args.seeds, models=tuple(args.models) if args.models else None,
-                        threads=args.threads, progress=not args.no_progress)
+                        threads=args.threads, progress=not args.no_progress,
+                        reland=not args.skip_reland, reland_seed_fraction=args.reland_seed_fraction,
+                        reland_max_tokens=args.reland_max_tokens, genre=not args.skip_genre,
+                        genre_limit=args.genre_limit, llm=from_dict(LLMConfig, _llm_settings(args, {}), "llm"))
     report = run_main_job(cfg, Path(args.output_dir), cache_dir=_cache_dir(args))
     print(report)
     return 0
@@ -300,13 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_augment_parser(sub, _cache_dir)
 
-    sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone and GenRec, write one report")
-    sp.add_argument("--quick", action="store_true", help="a few minutes: fewer epochs, one seed")
+    sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone and GenRec, then the RELAND and "
+                               "GENRE stages (LLM: the embedded SmolLM2 unless told otherwise), write one report")
+    sp.add_argument("--quick", action="store_true",
+                    help="a few minutes: fewer epochs, one seed, a 2%% RELAND seed budget, 6 GENRE rows per step")
     sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 1 with --quick, else 5)")
-    sp.add_argument("--models", nargs="+", help="subset of models")
+    sp.add_argument("--models", nargs="+", help="subset of backbone models (the stages pick their own)")
     sp.add_argument("--threads", type=int, default=None)
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", default="outputs/main")
+    g = sp.add_argument_group("stages")
+    g.add_argument("--skip-reland", action="store_true", help="no RELAND stage (SASRec/LightGCN ID-only vs +RELAND)")
+    g.add_argument("--skip-genre", action="store_true",
+                   help="no GENRE stage; without --quick it augments every item and user, hours with SmolLM2 on a CPU")
+    g.add_argument("--reland-seed-fraction", type=_parse_value,
+                   help="RELAND seed users: a fraction or a count (default 0.02 with --quick, else 0.1)")
+    g.add_argument("--reland-max-tokens", type=int, help="RELAND answer budget per seed (default 40 quick, else 256)")
+    g.add_argument("--genre-limit", type=int, help="GENRE LLM rows per augmentation step (default 6 quick, else all)")
+    _add_llm_flags(sp.add_argument_group("LLM of the stages (default: the embedded local SmolLM2-135M)"))
     return p
 
 
@@ -326,6 +348,11 @@ def _add_reland_flags(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--retrieval", choices=["auto", "exact", "faiss"], help="nearest-seed search (default auto)")
     g.add_argument("--text-encoder", help="sentence-transformers directory (default: the embedded MiniLM)")
     g.add_argument("--reland-max-tokens", type=int, help="answer budget per seed (default 256)")
+    _add_llm_flags(g)
+
+
+def _add_llm_flags(g) -> None:
+    """The --llm-* flags (prefixed: `train --model` and `main --threads` mean other things)."""
     g.add_argument("--llm-config", help="YAML with LLM settings (an `llm:` section or the whole file)")
     g.add_argument("--llm-backend", choices=["local", "openai", "llamacpp"], help="default local (embedded SmolLM2)")
     g.add_argument("--llm-model", help="local: HF directory or .gguf; openai: model name")
