@@ -20,9 +20,6 @@ seed vectors aligned with the rows, and ``pool.json`` (template, model, dimensio
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -32,6 +29,7 @@ import pandas as pd
 
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_dir
 from genrecsys.llm.accounting import JobStats
 from genrecsys.llm.templates import PromptTemplate
 from genrecsys.reasoning.rationale import TitleCatalog, parse_rationale
@@ -94,18 +92,10 @@ class ReasoningPool:
     def save(self, directory: str | Path) -> Path:
         """Write pool.parquet, vectors.npy and pool.json; the directory appears in one rename."""
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with building_dir(target, replace=True) as tmp:
             self.frame.to_parquet(tmp / "pool.parquet", index=False)
             np.save(tmp / "vectors.npy", self.vectors.astype(np.float32))
             (tmp / "pool.json").write_text(json.dumps(self.meta, indent=2))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
 
