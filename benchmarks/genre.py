@@ -55,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genrecsys.stages.genre import build_original  # ML-100K with 20% of users cut to 1-3 items
+
 MODELS = ["naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din"]
 MATCHING = ("naml", "lstur", "nrms", "plmnr")
 RANKING = ("bst", "dcn", "pnn", "din")
@@ -67,37 +69,12 @@ VARIANTS: dict[str, tuple[str, str | None, int]] = {
 TABLE10 = ("ORI", "NS", "UP", "NG", "UP→NG", "ALL")
 FIG7 = {0: "ORI", 1: "NG-1", 2: "NG", 4: "NG-4"}
 MODEL_PARAMS = {"UP": {"interest_fusion": True}}  # the profiles reach a model only through interest fusion
-COLD_START = {"fraction": 0.2, "min_len": 1, "max_len": 3, "seed": 0}
 ALPHA = 0.05
 QUICK = {"limit": 20, "models": ["nrms"], "seeds": 1, "max_epochs": 1}
 QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 120}
 
 
 # ----------------------------------------------------------------------------- variants
-def build_original(directory: Path, cache_dir: str | None) -> list[str]:
-    """ML-100K with 20% of the users cut to their 1-3 most recent training items, saved as a
-    dataset directory; returns the simulated new users (raw ids)."""
-    import pandas as pd
-
-    from genrecsys.data.coldstart import simulate_cold_start
-    from genrecsys.data.load import load_dataset
-    from genrecsys.data.schema import Dataset
-    from genrecsys.data.splits import leave_one_out
-
-    ds = load_dataset("ml-100k", cache_dir=cache_dir)
-    cold = simulate_cold_start(leave_one_out(ds), **COLD_START)
-    s = cold.split
-    keep = set()
-    for part in (s.train, s.valid, s.test):  # what the cold-start split still holds, as (user, item) pairs
-        keep |= set(zip(s.user_ids[part.users()], s.item_ids[part.items]))
-    inter = ds.interactions
-    mask = [pair in keep for pair in zip(inter["user"], inter["item"])]
-    Dataset("ml-100k-cold", inter[pd.Series(mask, index=inter.index)], ds.items, ds.users).save(directory)
-    new = sorted(str(u) for u in s.user_ids[cold.new_user])
-    (directory / "cold_start.json").write_text(json.dumps({**COLD_START, "new_users": new}, indent=1))
-    return new
-
-
 def augment_config(args: argparse.Namespace, n_items: int):
     from genrecsys.augment import AugmentConfig, GenerateConfig, ProfileConfig, SummarizeConfig
 
@@ -124,8 +101,7 @@ def cmd_variants(args: argparse.Namespace) -> dict[str, Any]:
 
     root = Path(args.variants_dir)
     ori = root / VARIANTS["ORI"][0]
-    if not (ori / "cold_start.json").is_file():
-        build_original(ori, args.cache_dir)
+    build_original(ori, args.cache_dir)  # the main job's builder: reused when already built
     new_users = json.loads((ori / "cold_start.json").read_text())["new_users"]
     out: dict[str, Any] = {"ORI": {"path": str(ori), "new_users": len(new_users)}}
     llm = make_llm(args)
