@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -46,7 +45,7 @@ def augment_config(args: argparse.Namespace):
 
 def cmd_augment_task(args: argparse.Namespace, cache_dir: Path) -> int:
     from genrecsys.augment import augment, load_variant
-    from genrecsys.cli.llm import llm_config
+    from genrecsys.cli.llm import exit_interrupted, llm_config
     from genrecsys.llm.client import LLM
 
     if args.new_user_min < 1 or args.new_user_max < args.new_user_min:
@@ -56,13 +55,8 @@ def cmd_augment_task(args: argparse.Namespace, cache_dir: Path) -> int:
     try:
         out = augment(args.task, args.dataset, args.output, llm, cfg, cache_dir=cache_dir)
     except KeyboardInterrupt:
-        # Answers that arrived are committed to the cache and the variant is written only at
-        # the end, so nothing is half-written. Exit at once rather than wait for requests in flight.
-        print(f"\ngenrecsys: interrupted; {len(llm.cache)} answers are in {llm.cache.path} and no variant was written. "
-              "Rerun the same command to resume: answered prompts are not sent again.", file=sys.stderr)
-        sys.stderr.flush()
-        llm.cache.close()
-        os._exit(130)
+        # the variant is written only at the end, so nothing is half-written
+        exit_interrupted(llm, " and no variant was written")
     finally:
         llm.close()
     m = load_variant(out).manifest

@@ -98,13 +98,7 @@ def cmd_llm_generate(args: argparse.Namespace, cache_dir: Path) -> int:
     try:
         comps = _run(args, llm, rows, params, parser)
     except KeyboardInterrupt:
-        # Every answer that arrived is already committed to the cache. Exit at once rather than
-        # wait for requests still in flight (they may hang until their timeout).
-        print(f"\ngenrecsys: interrupted; {len(llm.cache)} answers are in {llm.cache.path}. "
-              "Rerun the same command to resume: answered prompts are not sent again.", file=sys.stderr)
-        sys.stderr.flush()
-        llm.cache.close()
-        os._exit(130)
+        exit_interrupted(llm)
     finally:
         llm.close()
     _write_jsonl(Path(args.output), [{"id": row["id"], **_row(c)} for row, c in zip(rows, comps)])
@@ -291,3 +285,14 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
 
     sp = add("templates", cmd_llm_templates, "list prompt templates (name, version, variables)")
     sp.add_argument("--templates-dir", help="directory of user templates overriding built-ins by name")
+
+
+def exit_interrupted(llm, note: str = "") -> None:
+    """Ctrl-C during an LLM job: every answer that arrived is already committed to the cache.
+    Exit at once (130) rather than wait for requests still in flight, which may hang until
+    their timeout."""
+    print(f"\ngenrecsys: interrupted; {len(llm.cache)} answers are in {llm.cache.path}{note}. "
+          "Rerun the same command to resume: answered prompts are not sent again.", file=sys.stderr)
+    sys.stderr.flush()
+    llm.cache.close()
+    os._exit(130)
