@@ -15,7 +15,7 @@ from reasoningdata import split  # noqa: F401  (fixtures)
     "### Step one - Likes tense crime films.\n### Step two - Categories: Crime, Thriller\nItems: Heat, Ronin",
     "Summary: Likes tense crime films.\nCategories: Crime, Thriller\nItems:\n- Heat\n- Ronin",
     "1. Likes tense crime films.\n2. Categories: Crime, Thriller\nItems: Heat; Ronin",
-    "Sure! Step 1: Likes tense crime films. Step 2: Categories: Crime, Thriller\nItems: \"Heat\" and \"Ronin\"",
+    "Sure! Step 1: Likes tense crime films. Step 2: Categories: Crime, Thriller\nItems: \"Heat\" and \"Ronin\"",    "Step 1: Likes tense crime films.\nCategories: Crime, Thriller\nItems:\n1. Heat\n2. Ronin",
 ])
 def test_step_formats_small_models_use_all_parse_to_the_same_rationale(text):
     r = parse_rationale(text)
@@ -42,6 +42,14 @@ def test_an_answer_that_parses_to_nothing_is_whole_text_flagged_and_never_raises
     assert not r.parsed and r.item_names == ()
     body = (text or "").strip() or "recent: Heat"
     assert r.step1 == r.step2 == body
+
+
+def test_step_two_without_its_marker_opens_at_the_first_categories_or_items_header():
+    r = parse_rationale("Step 0: heists\nStep 1: Likes heists.\nItems: Heat, Ronin")
+    assert r.parsed and (r.step0, r.step1, r.step2) == ("heists", "Likes heists.", "Items: Heat, Ronin")
+    assert r.item_names == ("Heat", "Ronin")
+    # a header before Step 1 is not Step 2's body
+    assert not parse_rationale("Categories: Crime\nStep 1: Likes heists.").parsed
 
 
 def test_a_missing_step_holds_the_whole_answer():
