@@ -81,6 +81,8 @@ def llm_flags(args: argparse.Namespace) -> list[str]:
 
 def train(args: argparse.Namespace, name: str, model: str, extra: list[str]) -> Path:
     """One `genrecsys train` process (all seeds); reused when its command is unchanged."""
+    if "--reland" in extra and (args.backend != "local" or args.model):  # another LLM: its own run, same baselines
+        name = f"{name} {args.backend} {args.model or 'default'}"
     out = Path(args.runs_dir) / re.sub(r"[^A-Za-z0-9.+_-]+", "_", name).strip("_") / model
     if "--no-item-features" in extra:  # the ablation drops what the RELAND variant adds
         extra = [e for e in extra if e not in ("--no-item-features", "--item-features")]
