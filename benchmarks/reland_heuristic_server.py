@@ -48,8 +48,7 @@ class Catalog:
         split = load_split(ExperimentConfig(data=DataConfig(dataset=dataset)), cache_dir)
         titles = TitleCatalog.from_split(split)
         cats = _categories(split)
-        pop = np.bincount(np.concatenate([split.train.of(u) for u in range(split.n_users)]),
-                          minlength=split.n_items + 1)
+        pop = np.bincount(split.train.items, minlength=split.n_items + 1)
         order = np.argsort(-pop[1:], kind="stable") + 1
         self.ranked = [(titles.display(int(i)), set(cats.get(int(i), []))) for i in order]
 
@@ -66,9 +65,11 @@ class Catalog:
                 if g.strip():
                     genres[g.strip()] += 1.0 / (1.0 + 0.05 * rank)  # recent items weigh more
         top = [g for g, _ in genres.most_common(3)]
-        n = int(_N_ITEMS.search(prompt).group(1)) if _N_ITEMS.search(prompt) else 10
+        asked = _N_ITEMS.search(prompt)
+        n = int(asked.group(1)) if asked else 10
         picks = [t for t, gs in self.ranked if t not in seen and (not top or gs & set(top))][:n]
-        latest = _LINE.match(lines[0]).group(1) if lines and _LINE.match(lines[0]) else "nothing yet"
+        first = _LINE.match(lines[0]) if lines else None
+        latest = first.group(1) if first else "nothing yet"
         summary = (f"This user mostly chooses {', '.join(top[:-1])} and {top[-1]} titles, most recently {latest}."
                    if len(top) > 1 else f"This user's taste is centred on {top[0] if top else 'popular'} titles, "
                    f"most recently {latest}.")

@@ -90,36 +90,36 @@ def split_steps(text: str) -> dict[int, str] | None:
     numbers); the first that finds both Step 1 and Step 2 wins, else the first that finds
     either.
     """
-    readings = [r for r in (_by_step_markers(text), _by_markers_then_headers(text), _by_headers(text),
-                            _by_bare_numbers(text))
+    marks = _step_marks(text)
+    readings = [r for r in (_split_at(text, marks) if marks else None, _by_markers_then_headers(text, marks),
+                            _by_headers(text), _by_bare_numbers(text))
                 if r and (r.get(1) or r.get(2))]
     return next((r for r in readings if r.get(1) and r.get(2)), readings[0] if readings else None)
 
 
-def _by_step_markers(text: str) -> dict[int, str] | None:
+def _step_marks(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, step) of every ``Step N`` marker for steps 0-2, none inside another."""
     found = {m.start(): m for m in _STEP_INLINE.finditer(text)}
     found.update({m.start(): m for m in _STEP.finditer(text)})
     marks = [(m.start(), m.end(), int(_WORD_NUMBERS.get(m.group(1).lower(), m.group(1)))) for m in found.values()]
-    marks = [m for m in marks if m[2] <= 2 and not any(o[0] < m[0] < o[1] for o in marks)]
-    return _split_at(text, marks) if marks else None
+    return [m for m in marks if m[2] <= 2 and not any(o[0] < m[0] < o[1] for o in marks)]
 
 
-def _by_markers_then_headers(text: str) -> dict[int, str] | None:
+def _by_markers_then_headers(text: str, marks: list[tuple[int, int, int]]) -> dict[int, str] | None:
     """A ``Step 1`` marker followed by the template's Step 2 body without its marker.
 
     SmolLM2 often writes "Step 1: ..." and then goes straight to "Categories: ..." or
     "Items: ...": the first Step-2 header after Step 1 opens Step 2 (labels kept).
     """
-    steps = _by_step_markers(text)
-    if not steps or 2 in steps or 1 not in steps:
+    if any(m[2] == 2 for m in marks) or not any(m[2] == 1 for m in marks):
         return None
-    one = next(m for m in list(_STEP.finditer(text)) + list(_STEP_INLINE.finditer(text))
-               if int(_WORD_NUMBERS.get(m.group(1).lower(), m.group(1))) == 1)
-    header = next((m for m in _HEADER.finditer(text, one.end()) if m.group("h2")), None)
+    one_end = min(m for m in marks if m[2] == 1)[1]
+    header = next((h for h in _HEADER.finditer(text, one_end) if h.group("h2")), None)
     if header is None:
         return None
-    before = _by_step_markers(text[:header.start()]) or {}
-    return {**before, 2: text[header.start():].strip()} if before.get(1) else None
+    at = header.start()  # an empty-width mark: Step 2's text keeps its "Categories:" label
+    steps = _split_at(text, [m for m in marks if m[0] < at] + [(at, at, 2)])
+    return steps if steps.get(1) else None
 
 
 def _by_headers(text: str) -> dict[int, str] | None:
