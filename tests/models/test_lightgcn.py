@@ -8,8 +8,10 @@ import torch
 
 from genrecsys.data.schema import Dataset
 from genrecsys.data.splits import leave_one_out
+from genrecsys.errors import GenrecsysError
 from genrecsys.models.lightgcn import (LightGCN, LightGCNConfig, graph_bpr_loss, normalized_adjacency, propagate,
                                       symmetric_spmm)
+from genrecsys.reasoning.fusion import UserFusion
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +121,37 @@ def test_bpr_loss_averages_over_negatives_and_regularises_ego_embeddings():
     single = {**batch, "neg": batch["neg"][:, 0]}  # (B,) negatives: the plain one-negative loss
     assert torch.allclose(graph_bpr_loss(single, final_u, final_i, ego_u, ego_i, 0.0),
                           graph_bpr_loss({**batch, "neg": batch["neg"][:, :1]}, final_u, final_i, ego_u, ego_i, 0.0))
+
+
+def _rationales(split) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(split.n_users + 1, 5)).astype(np.float32)
+
+
+def test_ego_fusion_mixes_the_rationale_in_before_propagation(split):
+    torch.manual_seed(0)
+    model = LightGCN(split, LightGCNConfig(embedding_size=4, n_layers=2, user_fusion_at="ego"))
+    model.user_fusion = UserFusion(_rationales(split), 4)
+    users, items = model.propagated()
+    with torch.no_grad():
+        ego = torch.cat([model.user_fusion(model.user_emb.weight), model.item_emb.weight])
+        out = propagate(model.adj, ego, 2)
+    assert torch.allclose(users, out[:split.n_users]) and torch.allclose(items, out[split.n_users:])
+    # the rationale reaches the items too: a neighbour's text moves an item's vector
+    plain = propagate(model.adj, torch.cat([model.user_emb.weight, model.item_emb.weight]), 2)
+    assert not torch.allclose(items, plain[split.n_users:])
+
+
+def test_output_fusion_leaves_the_item_vectors_alone(split):
+    torch.manual_seed(0)
+    model = LightGCN(split, LightGCNConfig(embedding_size=4, n_layers=2))
+    model.user_fusion = UserFusion(_rationales(split), 4)
+    users, items = model.propagated()
+    with torch.no_grad():
+        plain = propagate(model.adj, torch.cat([model.user_emb.weight, model.item_emb.weight]), 2)
+    assert torch.allclose(items, plain[split.n_users:])
+    assert torch.allclose(users, model.user_fusion(plain[:split.n_users]))
+
+
+def test_an_unknown_fusion_point_is_a_clear_error():
+    with pytest.raises(GenrecsysError, match="user_fusion_at must be 'output' or 'ego'"):
+        LightGCNConfig(user_fusion_at="layer-1")

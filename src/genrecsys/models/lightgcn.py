@@ -36,11 +36,17 @@ class LightGCNConfig:
     n_neg: int = 4  # sampled negatives per positive; BPR averages over them (4 beat 1 on ML-100K validation)
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
+    # Where RELAND fuses: "output" = the propagated user vector (RELAND eq. 5 on the
+    # backbone's user representation); "ego" = the layer-0 user embedding, so the
+    # rationale is smoothed over the graph like the ID embedding it is mixed with.
+    user_fusion_at: str = "output"
 
     def __post_init__(self) -> None:
         if self.n_layers < 0 or self.embedding_size < 1 or self.reg_weight < 0 or self.n_neg < 1:
             raise GenrecsysError("lightgcn: n_layers >= 0, embedding_size >= 1, reg_weight >= 0 and n_neg >= 1 "
                                  "are required")
+        if self.user_fusion_at not in ("output", "ego"):
+            raise GenrecsysError(f"lightgcn: user_fusion_at must be 'output' or 'ego', not {self.user_fusion_at!r}")
 
 
 def normalized_adjacency(split: SplitData) -> torch.Tensor:
@@ -146,9 +152,12 @@ class LightGCN(Recommender):
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user (U, D) and item (I+1, D) embeddings."""
-        ego = torch.cat([self.user_emb.weight, item_table(self.item_features, self.item_emb.weight)])  # (N, D)
+        ego_fused = self.config.user_fusion_at == "ego"
+        users = fuse_users(self.user_fusion, self.user_emb.weight) if ego_fused else self.user_emb.weight
+        ego = torch.cat([users, item_table(self.item_features, self.item_emb.weight)])  # (N, D)
         out = propagate(self.adj, ego, self.config.n_layers)
-        return fuse_users(self.user_fusion, out[:self.n_users]), out[self.n_users:]
+        final = out[:self.n_users] if ego_fused else fuse_users(self.user_fusion, out[:self.n_users])
+        return final, out[self.n_users:]
 
     def batches(self, split, batch_size, rng: np.random.Generator):
         return pair_batches(split, batch_size, rng, n_neg=self.config.n_neg)
