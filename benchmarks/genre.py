@@ -26,7 +26,7 @@ Subcommands, each writing <name>.md, <name>.png and <name>.json to --results-dir
         --backend openai --base-url http://127.0.0.1:8000/v1 --model gpt-4o-mini   # or the embedded SmolLM2
     # 2. the experiments (reuse each other's runs under --runs-dir)
     python benchmarks/genre.py table10 --variants-dir runs/genre/variants --runs-dir runs/genre/runs \\
-        --seeds 5 --max-epochs 20 --threads 1
+        --seeds 5 --max-epochs 20 --threads 1      # --variants ORI NS ... : a subset of the six
     python benchmarks/genre.py table6 --variants-dir runs/genre/variants --runs-dir runs/genre/runs --seeds 5
     python benchmarks/genre.py fig7 --variants-dir runs/genre/variants --runs-dir runs/genre/runs --seeds 5
     # 3. from what 1-2 wrote: cost and CCR (needs table10.json), dataset statistics
@@ -220,11 +220,12 @@ NOTE = ("\nvs ORI: mean difference over the test impressions (one per user, each
 
 
 def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
-    results = {v: {m: train(args, v, m) for m in args.models} for v in TABLE10}
-    tests = {v: {m: paired(args, "ORI", v, m) for m in args.models} for v in TABLE10 if v != "ORI"}
+    names = ["ORI", *[v for v in args.variants if v != "ORI"]]  # ORI is every comparison's base
+    results = {v: {m: train(args, v, m) for m in args.models} for v in names}
+    tests = {v: {m: paired(args, "ORI", v, m) for m in args.models} for v in names if v != "ORI"}
     rows = []
     for m in args.models:
-        for v in TABLE10:
+        for v in names:
             r = results[v][m]
             cells = [_cell(r["test"][k], r["test_std"][k], len(r["seeds"])) for k in METRICS]
             vs = "—" if v == "ORI" else "; ".join(f"{k} {significance_mark(tests[v][m][k])}"
@@ -232,7 +233,7 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
             rows.append([m if v == "ORI" else "", v, *cells, vs])
     md = _md(["model", "variant", "AUC", "MRR", "nDCG@5", "nDCG@10", "vs ORI (paired t, per impression)"], rows)
     md += NOTE.format(alpha=ALPHA) + f"Seeds: {args.seeds}; at most {args.max_epochs} epochs.\n"
-    _bar(args.models, {v: [results[v][m]["test"]["auc"] for m in args.models] for v in TABLE10},
+    _bar(args.models, {v: [results[v][m]["test"]["auc"] for m in args.models] for v in names},
          Path(args.results_dir) / "table10.png", "test AUC")
     return {"markdown": md, "results": results, "tests": tests}
 
@@ -336,7 +337,7 @@ def cmd_table8(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{t10}: run `genre.py table10` first (Table 8 needs its AUCs)")
     res = json.loads(t10.read_text())["results"]
     auc = {v: {m: r["test"]["auc"] for m, r in per.items()} for v, per in res.items()}
-    manifests = {v: load_variant(variant_dir(args, v)).manifest for v in TABLE10 if v != "ORI"}
+    manifests = {v: load_variant(variant_dir(args, v)).manifest for v in res if v != "ORI"}  # what table10 ran
     price = None
     if args.price_as:
         p = DEFAULT_PRICES.get(args.price_as)
@@ -482,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results-dir", default="benchmarks/results/genre")
     p.add_argument("--cache-dir", default=os.environ.get("GENRECSYS_CACHE"))
     p.add_argument("--models", nargs="+", default=None, choices=MODELS)
+    p.add_argument("--variants", nargs="+", default=list(TABLE10), choices=list(TABLE10),
+                   help="table10: the variants to train and compare with ORI (default all six)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")
