@@ -52,3 +52,29 @@ def test_differences_that_are_not_significant_say_so(genre):
     assert "n.s." in genre.significance_mark({"mean_diff": 0.02, "t_pvalue": 0.2})
     assert "n.s." not in genre.significance_mark({"mean_diff": 0.02, "t_pvalue": 0.001})
     assert "no test" in genre.significance_mark({"mean_diff": 0.0, "t_pvalue": float("nan")})
+
+
+def test_seed_level_test_sees_training_noise_that_the_impression_test_cannot(genre):
+    noisy = genre.seed_test([0.870, 0.880, 0.875, 0.866, 0.884], [0.874, 0.882, 0.879, 0.870, 0.887])
+    assert noisy["mean_diff"] == pytest.approx(0.0034) and noisy["t_pvalue"] > 0.05  # within the seed spread
+    clear = genre.seed_test([0.870, 0.871, 0.869, 0.870, 0.872], [0.890, 0.891, 0.889, 0.892, 0.890])
+    assert clear["t_pvalue"] < 1e-6
+    assert genre.seed_test([0.87], [0.88])["t_pvalue"] != genre.seed_test([0.87], [0.88])["t_pvalue"]  # NaN: one seed
+
+
+def test_seed_level_test_compares_variants_on_the_users_both_evaluate(genre, tmp_path):
+    import argparse
+
+    import pandas as pd
+
+    args = argparse.Namespace(runs_dir=str(tmp_path), seeds=2)
+    rows = {"ORI": {"a": 0.9, "b": 0.5, "gone": 0.1}, "UP→NG": {"a": 0.8, "b": 0.6}}  # UP→NG dropped a user
+    for name, values in rows.items():
+        for seed, shift in ((2020, 0.0), (2021, 0.02)):
+            d = tmp_path / genre.VARIANTS[name][0] / "dcn" / f"seed-{seed}"
+            d.mkdir(parents=True)
+            pd.DataFrame([{"stage": "test", "user": u, "auc": v + shift} for u, v in values.items()]
+                         + [{"stage": "valid", "user": "a", "auc": 0.0}]).to_parquet(d / "per_user.parquet")
+    r = genre.seed_pair(args, "ORI", "UP→NG", "dcn")
+    assert r["mean_diff"] == pytest.approx(0.0)  # (0.8 + 0.6) / 2 − (0.9 + 0.5) / 2: "gone" is not counted
+    assert genre.seed_pair(args, "ORI", "UP→NG", "dcn", users={"a"})["mean_diff"] == pytest.approx(-0.1)
