@@ -236,8 +236,7 @@ def seed_pair(args: argparse.Namespace, base: str, other: str, model: str, users
         return out
 
     a, b = per_seed(base), per_seed(other)
-    common = set(a[0].index) & set(b[0].index) & (users if users is not None else set(a[0].index))
-    keep = sorted(common)
+    keep = sorted(a[0].index.intersection(b[0].index).intersection(list(users) if users is not None else a[0].index))
     return seed_test([float(x.loc[keep].mean()) for x in a], [float(x.loc[keep].mean()) for x in b])
 
 
@@ -293,15 +292,13 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
     new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
     results = {v: {m: train(args, v, m) for m in args.models} for v in ("ORI", "NG")}
-    tests = {m: {"new": paired(args, "ORI", "NG", m, new_users), "warm": _warm_tests(args, m, new_users)}
-             for m in args.models}
+    groups = {m: {"new": new_users, "warm": _warm_users(args, m, new_users)} for m in args.models}
+    tests = {m: {g: paired(args, "ORI", "NG", m, users) for g, users in groups[m].items()} for m in args.models}
     rows = []
     for m in args.models:
         for g, prefix in (("new", "new_"), ("warm", "warm_")):
             o, n = results["ORI"][m]["test"], results["NG"][m]["test"]
-            group = new_users if g == "new" else None
-            by_seed = seed_pair(args, "ORI", "NG", m, group) if group else _warm_seed_pair(args, m, new_users)
-            tests[m][g]["auc_seeds"] = by_seed
+            by_seed = tests[m][g]["auc_seeds"] = seed_pair(args, "ORI", "NG", m, groups[m][g])
             rows.append([m, f"{g} ({int(o[prefix + 'impressions'])})",
                          *[f"{o[prefix + k]:.4f} → {n[prefix + k]:.4f}, {significance_mark(tests[m][g][k])}"
                            for k in METRICS], significance_mark(by_seed)])
@@ -315,19 +312,12 @@ def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
     return {"markdown": md, "results": results, "tests": tests}
 
 
-def _warm_seed_pair(args: argparse.Namespace, model: str, new_users: set[str]) -> dict[str, float]:
+def _warm_users(args: argparse.Namespace, model: str, new_users: set[str]) -> set[str]:
+    """Everyone ORI evaluates but the new users."""
     from genrecsys.eval.compare import load_per_user
 
     users, _ = load_per_user(run_dir(args, "ORI", model), "test", METRICS)
-    return seed_pair(args, "ORI", "NG", model, {u for u in users.index if u not in new_users})
-
-
-def _warm_tests(args: argparse.Namespace, model: str, new_users: set[str]) -> dict[str, dict[str, float]]:
-    """Paired NG − ORI tests over the warm users (everyone evaluated but the new users)."""
-    from genrecsys.eval.compare import load_per_user
-
-    users, _ = load_per_user(run_dir(args, "ORI", model), "test", METRICS)
-    return paired(args, "ORI", "NG", model, {u for u in users.index if u not in new_users})
+    return {u for u in users.index if u not in new_users}
 
 
 def cmd_fig7(args: argparse.Namespace) -> dict[str, Any]:
