@@ -284,8 +284,8 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
     md = _md(["model", "variant", "AUC", "MRR", "nDCG@5", "nDCG@10", "vs ORI (paired t, per impression)",
               "AUC vs ORI (Welch t over seeds)"], rows)
     md += NOTE.format(alpha=ALPHA) + SEED_NOTE + f"Seeds: {args.seeds}; at most {args.max_epochs} epochs.\n"
-    _bar(args.models, {v: [results[v][m]["test"]["auc"] for m in args.models] for v in names},
-         Path(args.results_dir) / "table10.png", "test AUC")
+    _delta_plot(args.models, {v: [tests[v][m]["auc"] for m in args.models] for v in names if v != "ORI"},
+                Path(args.results_dir) / "table10.png")
     return {"markdown": md, "results": results, "tests": tests, "seed_tests": seed_tests}
 
 
@@ -520,6 +520,56 @@ def _bar(labels: list[str], series: dict[str, list[float]], path: Path, ylabel: 
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+
+def delta_limits(values: list[float], outlier: float = 0.05) -> tuple[float, float]:
+    """Symmetric y-limits for differences against ORI: wide enough for every value (CI
+    ends included) up to ``outlier``; a larger one (UP→NG's collapse, −0.26) is drawn
+    clipped at the edge with its number, so it does not flatten the others to a line.
+
+    >>> delta_limits([0.004, -0.007, -0.26])
+    (-0.00805, 0.00805)
+    """
+    inliers = [abs(v) for v in values if v == v and abs(v) <= outlier]
+    lim = round(1.15 * max(inliers, default=0.01), 6)
+    return -lim, lim
+
+
+def _delta_plot(models: list[str], tests: dict[str, list[dict[str, float]]], path: Path) -> None:
+    """ΔAUC vs ORI per model (groups) and variant (markers), with the per-impression 95% CI."""
+    import numpy as np
+
+    plt = _pyplot()
+    ends = [t.get(k, t["mean_diff"]) for ts in tests.values() for t in ts for k in ("ci_low", "ci_high")]
+    lo, hi = delta_limits(ends)
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.2 * len(models) * max(1, len(tests)) / 2), 4.0), dpi=110)
+    width = 0.8 / max(1, len(tests))
+    x = np.arange(len(models))
+    for i, (name, ts) in enumerate(tests.items()):
+        xs = x + i * width - 0.4 + width / 2
+        mean = np.array([t["mean_diff"] for t in ts])
+        low = np.array([t.get("ci_low", t["mean_diff"]) for t in ts])
+        high = np.array([t.get("ci_high", t["mean_diff"]) for t in ts])
+        inside = (mean >= lo) & (mean <= hi)
+        line = ax.errorbar(xs[inside], mean[inside], yerr=[mean[inside] - np.clip(low[inside], lo, hi),
+                                                         np.clip(high[inside], lo, hi) - mean[inside]],
+                           fmt="o", capsize=3, label=name)
+        for xi, m in zip(xs[~inside], mean[~inside]):
+            edge = hi if m > hi else lo
+            ax.plot([xi], [edge], marker="^" if m > hi else "v", color=line[0].get_color(), label=None)
+            ax.annotate(f"{m:+.3f}", (xi, edge), textcoords="offset points", xytext=(0, 8 if m > hi else -12),
+                        ha="center", fontsize=7)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_ylim(lo * 1.25, hi * 1.25)
+    ax.set_xticks(x)
+    ax.set_xticklabels(models)
+    ax.set_ylabel("test AUC − ORI (95% CI per impression)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

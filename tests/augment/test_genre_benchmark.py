@@ -78,3 +78,13 @@ def test_seed_level_test_compares_variants_on_the_users_both_evaluate(genre, tmp
     r = genre.seed_pair(args, "ORI", "UP→NG", "dcn")
     assert r["mean_diff"] == pytest.approx(0.0)  # (0.8 + 0.6) / 2 − (0.9 + 0.5) / 2: "gone" is not counted
     assert genre.seed_pair(args, "ORI", "UP→NG", "dcn", users={"a"})["mean_diff"] == pytest.approx(-0.1)
+
+
+def test_table10_plot_keeps_small_differences_visible_beside_a_collapse(genre, tmp_path):
+    lo, hi = genre.delta_limits([0.004, -0.007, -0.26, float("nan")])
+    assert lo == -hi and 0.007 < hi < 0.01  # UP→NG's −0.26 does not set the scale
+    assert genre.delta_limits([]) == (-0.0115, 0.0115)
+    tests = {"NS": [{"mean_diff": 0.002, "ci_low": -0.001, "ci_high": 0.005}] * 2,
+             "UP→NG": [{"mean_diff": -0.26, "ci_low": -0.3, "ci_high": -0.2}] * 2}
+    genre._delta_plot(["dcn", "pnn"], tests, tmp_path / "table10.png")
+    assert (tmp_path / "table10.png").stat().st_size > 0
