@@ -17,15 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
-from genrecsys.models.base import Recommender
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
-from genrecsys.train.batches import sequence_windows, shuffled_batches
+from genrecsys.models.sasrec import NextItemRecommender
+from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, item_table
 
 
 @dataclass
@@ -56,7 +54,7 @@ def shift_padding(seqs: torch.Tensor, lengths: torch.Tensor, to_right: bool) -> 
     return seqs.gather(1, idx)
 
 
-class GRU4Rec(Recommender):
+class GRU4Rec(NextItemRecommender):
     Config = GRU4RecConfig
     default_lr = 3e-3  # tuned on ML-100K validation NDCG@10 (seeds 2020, 2021)
     default_batch_size = 64
@@ -103,21 +101,3 @@ class GRU4Rec(Recommender):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (B, L, H), zeros past the end
         out = shift_padding(out, lengths_c, to_right=False)  # (B, L, H), left-padded again
         return self.dense(out) * (seqs > 0).unsqueeze(-1)  # (B, L, E)
-
-    def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        if self._windows is None:
-            self._windows = sequence_windows(split.train, self.config.max_len)
-        x, y, owners = self._windows
-        arrays = {"seqs": x, "targets": y} if self.user_fusion is None else {"seqs": x, "targets": y, "users": owners}
-        return shuffled_batches(arrays, batch_size, rng)
-
-    def loss(self, batch):
-        h = fuse_users(self.user_fusion, self.encode(batch["seqs"]), batch.get("users"))  # (B, L, E)
-        mask = batch["targets"] > 0
-        logits = h[mask] @ self.items().T  # (N, I+1)
-        return F.cross_entropy(logits, batch["targets"][mask])
-
-    def score(self, users, seqs):
-        seqs = seqs[:, -self.config.max_len:]
-        h = fuse_users(self.user_fusion, self.encode(seqs)[:, -1], users)  # (B, E)
-        return h @ self.items().T  # (B, I+1)

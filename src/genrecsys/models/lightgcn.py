@@ -129,35 +129,23 @@ def graph_bpr_loss(batch: dict[str, torch.Tensor], user_final: torch.Tensor, ite
     return bpr_loss(pos, neg) + reg_weight * 0.5 * ego_sq / len(u)
 
 
-class LightGCN(Recommender):
-    Config = LightGCNConfig
-    default_lr = 1e-2
-    default_batch_size = 2048
+class GraphRecommender(Recommender):
+    """Base of the graph models (LightGCN, NGCF): subclasses define `propagated()` and
+    the ego tables `user_emb`, `item_emb`; their config carries `n_neg` and `reg_weight`.
+    BPR on sampled (user, positive, negatives) with L2 on the batch's ego embeddings; one
+    propagation is cached for a whole round of scoring and dropped when training resumes
+    or new weights are loaded."""
 
-    def __init__(self, split: SplitData, config: LightGCNConfig | None = None) -> None:
+    _cache: tuple[torch.Tensor, torch.Tensor] | None
+
+    def __init__(self, split: SplitData, config=None) -> None:
         super().__init__(split, config)
-        c = self.config
-        self.user_emb = nn.Embedding(self.n_users, c.embedding_size)
-        self.item_emb = nn.Embedding(self.n_items + 1, c.embedding_size)
-        nn.init.normal_(self.user_emb.weight, std=c.init_std)
-        nn.init.normal_(self.item_emb.weight, std=c.init_std)
-        # RELAND fuses the propagated user vector; "+f_item" enriches the item ego embeddings.
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
-        # Derived from the split, not learned: kept out of the state dict.
-        self.register_buffer("adj", normalized_adjacency(split), persistent=False)
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        # New weights make any cached propagation stale.
+        self._cache = None
         self.register_load_state_dict_post_hook(lambda module, _keys: module.on_train_start())
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final user (U, D) and item (I+1, D) embeddings."""
-        ego_fused = self.config.user_fusion_at == "ego"
-        users = fuse_users(self.user_fusion, self.user_emb.weight) if ego_fused else self.user_emb.weight
-        ego = torch.cat([users, item_table(self.item_features, self.item_emb.weight)])  # (N, D)
-        out = propagate(self.adj, ego, self.config.n_layers)
-        final = out[:self.n_users] if ego_fused else fuse_users(self.user_fusion, out[:self.n_users])
-        return final, out[self.n_users:]
+        """Final user (U, D) and item (I+1, D) representations."""
+        raise NotImplementedError
 
     def batches(self, split, batch_size, rng: np.random.Generator):
         return pair_batches(split, batch_size, rng, n_neg=self.config.n_neg)
@@ -174,8 +162,33 @@ class LightGCN(Recommender):
         self._cache = None
 
     def score(self, users, seqs):
-        if self._cache is not None:
-            user_final, item_final = self._cache
-        else:
-            user_final, item_final = self.propagated()
+        user_final, item_final = self._cache if self._cache is not None else self.propagated()
         return user_final[users] @ item_final.T  # (B, I+1)
+
+
+class LightGCN(GraphRecommender):
+    Config = LightGCNConfig
+    default_lr = 1e-2
+    default_batch_size = 2048
+
+    def __init__(self, split: SplitData, config: LightGCNConfig | None = None) -> None:
+        super().__init__(split, config)
+        c = self.config
+        self.user_emb = nn.Embedding(self.n_users, c.embedding_size)
+        self.item_emb = nn.Embedding(self.n_items + 1, c.embedding_size)
+        nn.init.normal_(self.user_emb.weight, std=c.init_std)
+        nn.init.normal_(self.item_emb.weight, std=c.init_std)
+        # RELAND fuses the propagated user vector; "+f_item" enriches the item ego embeddings.
+        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
+        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        # Derived from the split, not learned: kept out of the state dict.
+        self.register_buffer("adj", normalized_adjacency(split), persistent=False)
+
+    def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user (U, D) and item (I+1, D) embeddings."""
+        ego_fused = self.config.user_fusion_at == "ego"
+        users = fuse_users(self.user_fusion, self.user_emb.weight) if ego_fused else self.user_emb.weight
+        ego = torch.cat([users, item_table(self.item_features, self.item_emb.weight)])  # (N, D)
+        out = propagate(self.adj, ego, self.config.n_layers)
+        final = out[:self.n_users] if ego_fused else fuse_users(self.user_fusion, out[:self.n_users])
+        return final, out[self.n_users:]

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
-from genrecsys.models.base import Recommender
-from genrecsys.models.lightgcn import graph_bpr_loss, normalized_adjacency, symmetric_spmm
+from genrecsys.models.lightgcn import GraphRecommender, normalized_adjacency, symmetric_spmm
 from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
-from genrecsys.train.batches import pair_batches
 
 
 @dataclass
@@ -64,7 +61,7 @@ class BiInteraction(nn.Module):
         return self.w1(side + x) + self.w2(side * x)
 
 
-class NGCF(Recommender):
+class NGCF(GraphRecommender):
     Config = NGCFConfig
     default_lr = 2e-3
     default_batch_size = 2048
@@ -83,8 +80,6 @@ class NGCF(Recommender):
         self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, sum(sizes))
         self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
         self.register_buffer("lap", normalized_adjacency(split), persistent=False)  # derived, not learned
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.on_train_start())
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user (U, D_all) and item (I+1, D_all) representations, D_all = D + sum(layer_sizes)."""
@@ -95,21 +90,3 @@ class NGCF(Recommender):
             outs.append(F.normalize(x, dim=1))
         final = torch.cat(outs, dim=1)  # (N, D_all)
         return fuse_users(self.user_fusion, final[:self.n_users]), final[self.n_users:]
-
-    def batches(self, split, batch_size, rng: np.random.Generator):
-        return pair_batches(split, batch_size, rng, n_neg=self.config.n_neg)
-
-    def loss(self, batch):
-        users, items = self.propagated()
-        return graph_bpr_loss(batch, users, items, self.user_emb.weight, self.item_emb.weight, self.config.reg_weight)
-
-    def on_eval_start(self) -> None:
-        with torch.no_grad():
-            self._cache = self.propagated()
-
-    def on_train_start(self) -> None:
-        self._cache = None
-
-    def score(self, users, seqs):
-        user_final, item_final = self._cache if self._cache is not None else self.propagated()
-        return user_final[users] @ item_final.T  # (B, I+1)

@@ -43,7 +43,33 @@ def attention_mask(pad: torch.Tensor, n_heads: int, causal: bool = True) -> torc
     return blocked.repeat_interleave(n_heads, dim=0)
 
 
-class SASRec(Recommender):
+class NextItemRecommender(Recommender):
+    """Base of the next-item sequence models (SASRec, GRU4Rec): subclasses define
+    `encode(seqs) -> (B, L, D)` and `items() -> (I+1, D)` and set `user_fusion` and
+    `_windows = None`. Training is full-softmax cross-entropy at every position of the
+    sequence windows (each training transition is a target once per epoch); scoring reads
+    the last position. RELAND's rationale vector is fused into every position's state."""
+
+    def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
+        if self._windows is None:
+            self._windows = sequence_windows(split.train, self.config.max_len)
+        x, y, owners = self._windows
+        arrays = {"seqs": x, "targets": y} if self.user_fusion is None else {"seqs": x, "targets": y, "users": owners}
+        return shuffled_batches(arrays, batch_size, rng)
+
+    def loss(self, batch):
+        h = fuse_users(self.user_fusion, self.encode(batch["seqs"]), batch.get("users"))  # (B, L, D)
+        mask = batch["targets"] > 0
+        logits = h[mask] @ self.items().T  # (N, I+1)
+        return F.cross_entropy(logits, batch["targets"][mask])
+
+    def score(self, users, seqs):
+        seqs = seqs[:, -self.config.max_len:]
+        h = fuse_users(self.user_fusion, self.encode(seqs)[:, -1], users)  # (B, D)
+        return h @ self.items().T  # (B, I+1)
+
+
+class SASRec(NextItemRecommender):
     Config = SASRecConfig
     default_lr = 1e-3
     default_batch_size = 128
@@ -77,21 +103,3 @@ class SASRec(Recommender):
         pad = seqs == 0
         h = self.encoder(x, mask=attention_mask(pad, self.config.n_heads))
         return self.norm(h) * (~pad).unsqueeze(-1)
-
-    def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        if self._windows is None:
-            self._windows = sequence_windows(split.train, self.config.max_len)
-        x, y, owners = self._windows
-        arrays = {"seqs": x, "targets": y} if self.user_fusion is None else {"seqs": x, "targets": y, "users": owners}
-        return shuffled_batches(arrays, batch_size, rng)
-
-    def loss(self, batch):
-        h = fuse_users(self.user_fusion, self.encode(batch["seqs"]), batch.get("users"))  # (B, L, D)
-        mask = batch["targets"] > 0
-        logits = h[mask] @ self.items().T  # (N, I+1)
-        return F.cross_entropy(logits, batch["targets"][mask])
-
-    def score(self, users, seqs):
-        seqs = seqs[:, -self.config.max_len:]
-        h = fuse_users(self.user_fusion, self.encode(seqs)[:, -1], users)  # (B, D)
-        return h @ self.items().T
