@@ -325,17 +325,24 @@ def cmd_fig7(args: argparse.Namespace) -> dict[str, Any]:
     results = {k: {m: train(args, v, m) for m in args.models} for k, v in FIG7.items()}
     tests = {k: {m: paired(args, "ORI", v, m) for m in args.models} for k, v in FIG7.items() if k}
     tests_new = {k: {m: paired(args, "ORI", v, m, new_users) for m in args.models} for k, v in FIG7.items() if k}
+    seed_tests = {k: {m: {"all": seed_pair(args, "ORI", v, m), "new": seed_pair(args, "ORI", v, m, new_users)}
+                      for m in args.models} for k, v in FIG7.items() if k}
     rows = [[m, k, _cell(results[k][m]["test"]["auc"], results[k][m]["test_std"]["auc"], args.seeds),
              f"{results[k][m]['test']['new_auc']:.4f}",
-             "—" if not k else significance_mark(tests[k][m]["auc"]),
-             "—" if not k else significance_mark(tests_new[k][m]["auc"])]
+             *(["—"] * 4 if not k else [significance_mark(tests[k][m]["auc"]),
+                                        significance_mark(seed_tests[k][m]["all"]),
+                                        significance_mark(tests_new[k][m]["auc"]),
+                                        significance_mark(seed_tests[k][m]["new"])])]
             for m in args.models for k in FIG7]
-    md = _md(["model", "generated items / new user", "AUC (all)", "AUC (new users)", "vs 0 (all)", "vs 0 (new)"], rows)
-    md += NOTE.format(alpha=ALPHA).replace("vs ORI", "vs 0")
+    md = _md(["model", "generated items / new user", "AUC (all)", "AUC (new users)", "vs 0, all (per impression)",
+              "vs 0, all (over seeds)", "vs 0, new (per impression)", "vs 0, new (over seeds)"], rows)
+    md += NOTE.format(alpha=ALPHA).replace("vs ORI", "vs 0") + SEED_NOTE.replace("against ORI's", "against 0's")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for m in args.models:
-        ax.plot(list(FIG7), [results[k][m]["test"]["auc"] for k in FIG7], marker="o", label=m)
+        line = ax.plot(list(FIG7), [results[k][m]["test"]["auc"] for k in FIG7], marker="o", label=f"{m}, all users")
+        ax.plot(list(FIG7), [results[k][m]["test"]["new_auc"] for k in FIG7], marker="s", ls="--",
+                color=line[0].get_color(), label=f"{m}, new users")
     ax.set_xlabel("generated items per new user")
     ax.set_ylabel("test AUC")
     ax.set_xticks(list(FIG7))
@@ -346,7 +353,8 @@ def cmd_fig7(args: argparse.Namespace) -> dict[str, Any]:
     plt.close(fig)
     return {"markdown": md, "results": {str(k): v for k, v in results.items()},
             "tests": {str(k): v for k, v in tests.items()},
-            "tests_new_users": {str(k): v for k, v in tests_new.items()}}
+            "tests_new_users": {str(k): v for k, v in tests_new.items()},
+            "seed_tests": {str(k): v for k, v in seed_tests.items()}}
 
 
 # ----------------------------------------------------------------------------- cost (Table 8)
