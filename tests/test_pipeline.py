@@ -47,16 +47,6 @@ def movie_server():
     s.close()
 
 
-@pytest.fixture
-def minilm(ml100k_cache_dir):
-    from genrecsys.assets import embedded_text_encoder
-
-    try:
-        return embedded_text_encoder(ml100k_cache_dir)
-    except GenrecsysError as exc:  # no network and no installed wheel
-        pytest.skip(str(exc))
-
-
 @pytest.mark.integration
 def test_main_job_stages_run_reland_and_genre_through_a_real_llm_server(ml100k_cache_dir, minilm, movie_server,
                                                                         tmp_path):

