@@ -115,3 +115,17 @@ def test_stage_defaults_are_the_embedded_llm_with_small_quick_and_paper_full_bud
     assert full.reland_config().clusters == 0.05 and full.reland_config().max_tokens == 256
     with pytest.raises(GenrecsysError, match="unknown"):
         MainJobConfig(genre_variants=("XX",))
+
+
+def test_reland_reuses_the_backbone_lightgcn_only_when_no_clock_cap_cut_it(tmp_path):
+    from genrecsys.pipeline import backbone_encoder
+
+    run = tmp_path / "lightgcn"
+    assert backbone_encoder(run) is None  # not trained
+    (run / "seed-2020").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"stopped_by": "patience"}))
+    (run / "seed-2020" / "metrics.json").write_text(json.dumps({"stopped_by": "epochs"}))
+    assert backbone_encoder(run) == run
+    # a capped seed: its vectors depend on machine load, so the seed users (and LLM prompts) would too
+    (run / "seed-2020" / "metrics.json").write_text(json.dumps({"stopped_by": "max_seconds"}))
+    assert backbone_encoder(run) is None

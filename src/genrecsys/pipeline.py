@@ -50,7 +50,8 @@ class MainJobConfig:
     reland_seed_fraction: int | float | None = None  # 2% of users (quick); 10%, the paper's (full)
     reland_max_tokens: int | None = None  # 40 (quick: SmolLM2 on 2 cores); 256 (full)
     # LightGCN behaviour encoder, trained only when the backbone stage did not train LightGCN
-    # (else its run is the encoder): 2 epochs (quick), 300 with patience 10 (full)
+    # or a wall-clock cap cut it short (else its run is the encoder): 2 epochs (quick), 300
+    # with patience 10 (full)
     reland_encoder_epochs: int | None = None
     # GENRE stage (see _genre_stage)
     genre: bool = True
@@ -155,6 +156,20 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
                              timings=timings)
 
 
+def backbone_encoder(run_dir: Path) -> Path | None:
+    """The backbone stage's LightGCN run as RELAND's behaviour encoder, unless a wall-clock
+    cap (quick mode) stopped any of its seeds: such vectors depend on how busy the machine
+    was, so the seed users, and the prompts the LLM is paid for, would change from run to
+    run. Then None: the stage trains its own encoder, fixed epochs, cached by its settings."""
+    files = [run_dir / "metrics.json", *sorted(run_dir.glob("seed-*/metrics.json"))]
+    found = [f for f in files if f.is_file()]
+    if not found:
+        return None
+    if any(json.loads(f.read_text()).get("stopped_by") == "max_seconds" for f in found):
+        return None
+    return run_dir
+
+
 def _reland_stage(cfg: MainJobConfig, output_dir: Path, split, reland_models: tuple[str, ...],
                   trained: tuple[str, ...], cache_dir: Path | None) -> str:
     """Run the RELAND stage and return its report section (a failure the user can fix,
@@ -164,8 +179,9 @@ def _reland_stage(cfg: MainJobConfig, output_dir: Path, split, reland_models: tu
     out = output_dir / "reland"
     print(f"[main] RELAND stage: {', '.join(reland_models)} ID-only vs +RELAND", flush=True)
     reland = cfg.reland_config()
-    if "lightgcn" in trained:  # the paper's behaviour encoder is LightGCN: the backbone stage's run is one
-        reland = replace(reland, encoder=str((output_dir / "runs" / "lightgcn").resolve()))
+    encoder_run = backbone_encoder(output_dir / "runs" / "lightgcn") if "lightgcn" in trained else None
+    if encoder_run is not None:  # the paper's behaviour encoder is LightGCN: the backbone stage's run is one
+        reland = replace(reland, encoder=str(encoder_run.resolve()))
     try:
         res = run_reland_stage(out, models=reland_models, reland=reland,
                                train=cfg.train_config, n_seeds=cfg.n_seeds, split=split,

@@ -76,3 +76,10 @@ def test_max_seconds_guard_stops_training():
     model = _model("bpr", split)
     res = fit(model, split, _cfg(epochs=10_000, patience=10_000, max_seconds=0.5), EVAL)
     assert res.stopped_by == "max_seconds" and res.epochs_run < 10_000
+
+
+def test_a_run_that_finishes_its_epochs_past_the_clock_cap_is_not_called_capped():
+    split = _split()
+    model = _model("bpr", split)
+    res = fit(model, split, _cfg(epochs=1, patience=10_000, max_seconds=1e-9), EVAL)  # over the cap after its one epoch
+    assert res.stopped_by == "epochs" and res.epochs_run == 1

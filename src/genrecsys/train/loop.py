@@ -168,7 +168,8 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         if state["bad_rounds"] >= train_cfg.patience:
             stopped_by = "early_stopping"
             break
-        if train_cfg.max_seconds is not None and elapsed > train_cfg.max_seconds:
+        # after the last epoch the cap cut nothing: such a run is as reproducible as any other
+        if train_cfg.max_seconds is not None and elapsed > train_cfg.max_seconds and epoch + 1 < pretrain + train_cfg.epochs:
             stopped_by = "max_seconds"
             break
     bar.close()
