@@ -123,7 +123,7 @@ def test_reland_reuses_the_backbone_lightgcn_only_when_no_clock_cap_cut_it(tmp_p
     run = tmp_path / "lightgcn"
     assert backbone_encoder(run) is None  # not trained
     (run / "seed-2020").mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"stopped_by": "patience"}))
+    (run / "metrics.json").write_text(json.dumps({"stopped_by": "early_stopping"}))
     (run / "seed-2020" / "metrics.json").write_text(json.dumps({"stopped_by": "epochs"}))
     assert backbone_encoder(run) == run
     # a capped seed: its vectors depend on machine load, so the seed users (and LLM prompts) would too

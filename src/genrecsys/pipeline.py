@@ -161,13 +161,9 @@ def backbone_encoder(run_dir: Path) -> Path | None:
     cap (quick mode) stopped any of its seeds: such vectors depend on how busy the machine
     was, so the seed users, and the prompts the LLM is paid for, would change from run to
     run. Then None: the stage trains its own encoder, fixed epochs, cached by its settings."""
-    files = [run_dir / "metrics.json", *sorted(run_dir.glob("seed-*/metrics.json"))]
-    found = [f for f in files if f.is_file()]
-    if not found:
-        return None
-    if any(json.loads(f.read_text()).get("stopped_by") == "max_seconds" for f in found):
-        return None
-    return run_dir
+    files = [run_dir / "metrics.json", *run_dir.glob("seed-*/metrics.json")]
+    stops = [json.loads(f.read_text()).get("stopped_by") for f in files if f.is_file()]
+    return run_dir if stops and "max_seconds" not in stops else None
 
 
 def _reland_stage(cfg: MainJobConfig, output_dir: Path, split, reland_models: tuple[str, ...],
