@@ -152,3 +152,26 @@ def test_job_killed_midway_resumes_answering_each_prompt_exactly_once(tmp_path, 
         assert _stable(out) == _stable(fresh / "out.jsonl")  # same as an uninterrupted run
     finally:
         server.close()
+
+
+def test_every_llm_using_command_reads_the_backend_flags_into_the_same_config(tmp_path):
+    from genrecsys.cli.llm import llm_config
+    from genrecsys.cli.main import _llm_settings, build_parser
+    from genrecsys.config import LLMConfig, from_dict
+
+    yaml = tmp_path / "llm.yaml"
+    yaml.write_text("llm:\n  max_reasks: 3\n  concurrency: 2\n")
+    values = ["--config", str(yaml), "--backend", "openai", "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
+              "--api-key-env", "K", "--concurrency", "5", "--batch-size", "3", "--threads", "1", "--device", "cpu",
+              "--timeout", "7.5", "--max-context", "512", "--cache", str(tmp_path / "c.sqlite"),
+              "--templates-dir", str(tmp_path), "--allow-remote"]
+    prefixed = [v if not v.startswith("--") or v == "--allow-remote" else "--llm-" + v[2:] for v in values]
+    p = build_parser()
+    generate = llm_config(p.parse_args(["llm", "generate", "--input", "x", "--output", "y", *values]))
+    augment = llm_config(p.parse_args(["augment", "summarize", "--dataset", "d", "--output", "o", *values]))
+    train = from_dict(LLMConfig, _llm_settings(p.parse_args(["train", "--model", "pop", "--reland", *prefixed]), {}),
+                      "llm")
+    main_job = from_dict(LLMConfig, _llm_settings(p.parse_args(["main", *prefixed]), {}), "llm")
+    assert generate == augment == train == main_job
+    assert (generate.backend, generate.timeout_s, generate.max_reasks, generate.concurrency) == ("openai", 7.5, 3, 5)
+    assert generate.allow_remote and generate.templates_dir == str(tmp_path)

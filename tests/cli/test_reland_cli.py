@@ -148,3 +148,9 @@ def test_two_seeds_keep_one_llm_block_and_each_seed_reuses_the_pool(server, tmp_
     capsys.readouterr()
     assert main(["--cache-dir", str(tmp_path / "cache"), "recommend", str(out), "--user", "u2", "-k", "2"]) == 0
     assert "why (LLM rationale of seed user" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", [["--llm-config", "llm.yaml"], ["--llm-timeout", "5"], ["--llm-backend", "openai"]])
+def test_llm_flags_without_reland_are_an_error(tmp_path, data_dir, minilm, capsys, flag):
+    code = main(train_args(tmp_path, data_dir, minilm, tmp_path / "run", *flag))
+    assert code == 2 and f"{flag[0]} need(s) --reland" in capsys.readouterr().err

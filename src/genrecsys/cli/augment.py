@@ -142,25 +142,12 @@ def cmd_augment_show(args: argparse.Namespace, cache_dir: Path) -> int:
 
 
 def _llm_flags(sp: argparse.ArgumentParser) -> None:
-    from genrecsys.cli.llm import add_ray_flags
+    from genrecsys.cli.llm import add_llm_flags, add_ray_flags
 
     g = sp.add_argument_group("LLM (same flags as `genrecsys llm generate`)")
-    g.add_argument("--config", help="YAML with LLM settings (an `llm:` section or the whole file)")
-    g.add_argument("--backend", choices=["local", "openai", "llamacpp"], help="default local: the embedded SmolLM2-135M")
-    g.add_argument("--model", help="local: HF directory or .gguf (default: embedded SmolLM2-135M); openai: model name")
-    g.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--api-key-env", help="env variable holding the API key (default OPENAI_API_KEY)")
-    g.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
-    g.add_argument("--concurrency", type=int, help="openai: requests in flight (default 8)")
-    g.add_argument("--batch-size", type=int, help="local: prompts per batch (default 8)")
-    g.add_argument("--threads", type=int, help="local: torch threads")
-    g.add_argument("--device", help="local: cpu, cuda or auto")
-    g.add_argument("--timeout", type=float, help="seconds per HTTP request")
-    g.add_argument("--max-context", type=int, help="context window in tokens (default: the model's)")
+    add_llm_flags(g)
     g.add_argument("--max-tokens", type=int, help="tokens per answer (default per task: 48 / 64 / 160)")
     g.add_argument("--max-reasks", type=int, help="re-asks of an answer that does not parse (default 1)")
-    g.add_argument("--templates-dir", help="directory of user templates overriding built-ins by name")
-    g.add_argument("--cache", help="SQLite answer cache (default <cache dir>/llm/cache.sqlite); reruns resume from it")
     g.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
     add_ray_flags(g)
 

@@ -57,6 +57,47 @@ def _parser(args: argparse.Namespace):
     return partial(parse.parse_bracketed, fields=args.fields)
 
 
+# flag -> (LLMConfig field, argparse keywords): the backend flags every LLM-using command shares.
+# `train` and `main` name them --llm-*, since there --model, --threads, ... are the recommender's.
+LLM_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "backend": ("backend", {"choices": ["local", "openai", "llamacpp"],
+                            "help": "default local: the embedded SmolLM2-135M"}),
+    "model": ("model", {"help": "local: HF directory or .gguf (default: embedded SmolLM2-135M); openai: model name"}),
+    "base-url": ("base_url", {"help": "openai backend: server URL, e.g. http://127.0.0.1:8000/v1"}),
+    "api-key-env": ("api_key_env", {"help": "env variable holding the API key (default OPENAI_API_KEY)"}),
+    "concurrency": ("concurrency", {"type": int, "help": "openai: requests in flight (default 8)"}),
+    "batch-size": ("batch_size", {"type": int, "help": "local: prompts per batch (default 8)"}),
+    "threads": ("threads", {"type": int, "help": "local: torch threads"}),
+    "device": ("device", {"help": "local: cpu, cuda or auto"}),
+    "timeout": ("timeout_s", {"type": float, "help": "seconds per HTTP request"}),
+    "max-context": ("max_context", {"type": int, "help": "context window in tokens (default: the model's)"}),
+    "cache": ("cache", {"help": "SQLite answer cache (default <cache dir>/llm/cache.sqlite); reruns resume from it"}),
+    "templates-dir": ("templates_dir", {"help": "directory of user templates overriding built-ins by name"}),
+}
+
+
+def add_llm_flags(g, prefix: str = "") -> None:
+    """`--{prefix}config`, `--{prefix}<flag>` for each of LLM_FLAGS, and `--allow-remote` (never prefixed)."""
+    g.add_argument(f"--{prefix}config", help="YAML with LLM settings (an `llm:` section or the whole file)")
+    for flag, (_, kw) in LLM_FLAGS.items():
+        g.add_argument(f"--{prefix}{flag}", **kw)
+    g.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
+
+
+def llm_flag_dests(prefix: str = "") -> list[str]:
+    """The argparse attribute names of add_llm_flags' valued flags (config first)."""
+    return [(prefix + flag).replace("-", "_") for flag in ("config", *LLM_FLAGS)]
+
+
+def llm_flag_values(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The LLMConfig fields the add_llm_flags flags set (unset flags left out; --config is the caller's)."""
+    out = {field: getattr(args, dest) for (field, _), dest in zip(LLM_FLAGS.values(), llm_flag_dests(prefix)[1:])}
+    out = {k: v for k, v in out.items() if v is not None}
+    if args.allow_remote:
+        out["allow_remote"] = True
+    return out
+
+
 def llm_config(args: argparse.Namespace):
     """LLMConfig from an optional YAML file (its `llm:` section or the whole file), then flags."""
     from genrecsys.config import LLMConfig, from_dict, load_yaml
@@ -65,13 +106,9 @@ def llm_config(args: argparse.Namespace):
     if getattr(args, "config", None):
         loaded = load_yaml(args.config)
         raw = loaded.get("llm", loaded)
-    over = {"backend": args.backend, "model": args.model, "base_url": args.base_url, "api_key_env": args.api_key_env,
-            "concurrency": args.concurrency, "batch_size": args.batch_size, "threads": args.threads,
-            "device": args.device, "cache": args.cache, "templates_dir": args.templates_dir,
-            "max_reasks": args.max_reasks, "timeout_s": args.timeout, "max_context": args.max_context}
-    raw.update({k: v for k, v in over.items() if v is not None})
-    if args.allow_remote:
-        raw["allow_remote"] = True
+    raw.update(llm_flag_values(args))
+    if args.max_reasks is not None:
+        raw["max_reasks"] = args.max_reasks
     # getattr: commands that share this builder but not the Ray flags keep the YAML's choice
     if getattr(args, "ray", False):
         raw["executor"] = "ray"
@@ -242,18 +279,7 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--output", required=True, help="JSONL output in input order (written atomically at the end)")
     sp.add_argument("--template", help="template name or .yaml file (see `genrecsys llm templates`)")
     sp.add_argument("--task", help="task name for accounting (default: the template name)")
-    sp.add_argument("--config", help="YAML with LLM settings (an `llm:` section or the whole file)")
-    sp.add_argument("--backend", choices=["local", "openai", "llamacpp"])
-    sp.add_argument("--model", help="local: HF directory or .gguf (default: embedded SmolLM2-135M); openai: model name")
-    sp.add_argument("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
-    sp.add_argument("--api-key-env", help="env variable holding the API key (default OPENAI_API_KEY)")
-    sp.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
-    sp.add_argument("--concurrency", type=int, help="openai: requests in flight (default 8)")
-    sp.add_argument("--batch-size", type=int, help="local: prompts per batch (default 8)")
-    sp.add_argument("--threads", type=int, help="local: torch threads")
-    sp.add_argument("--device", help="local: cpu, cuda or auto")
-    sp.add_argument("--timeout", type=float, help="seconds per HTTP request")
-    sp.add_argument("--max-context", type=int, help="context window in tokens (default: the model's)")
+    add_llm_flags(sp)
     sp.add_argument("--max-tokens", type=int, default=128, help="tokens to generate per answer (default 128)")
     sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     sp.add_argument("--top-p", type=float, default=1.0)
@@ -262,12 +288,10 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--parse", choices=["none", "json", "bracketed", "value", "numbered"], default="none",
                     help="parse and validate answers; a bad answer is re-asked up to --max-reasks times")
     sp.add_argument("--fields", nargs="+", help="--parse bracketed: the [field] names to extract")
-    sp.add_argument("--max-reasks", type=int)
+    sp.add_argument("--max-reasks", type=int, help="re-asks of an answer that does not parse (default 1)")
     sp.add_argument("--truncate", metavar="VARIABLE",
                     help="list variable to shorten (oldest items first) when a prompt is too long; else such rows fail")
     sp.add_argument("--oldest-first", action="store_true", help="the --truncate list is oldest-first (default: most recent first)")
-    sp.add_argument("--templates-dir", help="directory of user templates overriding built-ins by name")
-    sp.add_argument("--cache", help="SQLite cache file (default <cache dir>/llm/cache.sqlite)")
     sp.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
     sp.add_argument("--limit", type=int, help="only the first N rows")
     add_ray_flags(sp)

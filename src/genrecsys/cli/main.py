@@ -77,15 +77,11 @@ def _experiment_config(args: argparse.Namespace):
                    model_params=model_params, reland=_reland_config(args, cfg.reland))
 
 
-# flag -> RelandConfig key, and flag -> LLMConfig key (prefixed: `train --model` is the recommender)
+# flag -> RelandConfig key (the LLM's are genrecsys.cli.llm.LLM_FLAGS, named --llm-*)
 _RELAND_FLAGS = {"seed_fraction": "seed_fraction", "clusters": "clusters", "seed_sampling": "sampling",
                  "prompt": "prompt", "encoder": "encoder", "encoder_epochs": "encoder_epochs",
                  "reland_pool": "pool", "retrieval": "retrieval", "text_encoder": "text_encoder",
                  "reland_max_tokens": "max_tokens"}
-_LLM_FLAGS = {"llm_backend": "backend", "llm_model": "model", "llm_base_url": "base_url",
-              "llm_api_key_env": "api_key_env", "llm_concurrency": "concurrency", "llm_batch_size": "batch_size",
-              "llm_threads": "threads", "llm_device": "device", "llm_timeout": "timeout_s",
-              "llm_max_context": "max_context", "llm_cache": "cache", "llm_templates_dir": "templates_dir"}
 
 
 def _reland_config(args: argparse.Namespace, current):
@@ -93,7 +89,10 @@ def _reland_config(args: argparse.Namespace, current):
     from genrecsys.config import RelandConfig, from_dict, to_dict
 
     if current is None and not (args.reland or args.item_features):
-        used = [f"--{k.replace('_', '-')}" for k in (*_RELAND_FLAGS, *_LLM_FLAGS) if getattr(args, k) is not None]
+        from genrecsys.cli.llm import llm_flag_dests
+
+        used = [f"--{k.replace('_', '-')}" for k in (*_RELAND_FLAGS, *llm_flag_dests("llm-"))
+                if getattr(args, k) is not None]
         if used:
             raise GenrecsysError(f"{', '.join(used)} need(s) --reland or --item-features")
         return None
@@ -109,16 +108,14 @@ def _reland_config(args: argparse.Namespace, current):
 
 def _llm_settings(args: argparse.Namespace, llm: dict) -> dict:
     """LLM settings: ``llm`` (e.g. a YAML section), then --llm-config, then the --llm-* flags."""
+    from genrecsys.cli.llm import llm_flag_values
     from genrecsys.config import load_yaml
 
     llm = dict(llm)
     if args.llm_config:
         loaded = load_yaml(args.llm_config)
         llm = {**llm, **loaded.get("llm", loaded)}
-    llm.update({key: getattr(args, flag) for flag, key in _LLM_FLAGS.items() if getattr(args, flag) is not None})
-    if args.allow_remote:
-        llm["allow_remote"] = True
-    return llm
+    return {**llm, **llm_flag_values(args, "llm-")}
 
 
 def _fields(obj) -> dict:
@@ -353,20 +350,9 @@ def _add_reland_flags(sp: argparse.ArgumentParser) -> None:
 
 def _add_llm_flags(g) -> None:
     """The --llm-* flags (prefixed: `train --model` and `main --threads` mean other things)."""
-    g.add_argument("--llm-config", help="YAML with LLM settings (an `llm:` section or the whole file)")
-    g.add_argument("--llm-backend", choices=["local", "openai", "llamacpp"], help="default local (embedded SmolLM2)")
-    g.add_argument("--llm-model", help="local: HF directory or .gguf; openai: model name")
-    g.add_argument("--llm-base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")
-    g.add_argument("--llm-api-key-env", help="env variable holding the API key (default OPENAI_API_KEY)")
-    g.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
-    g.add_argument("--llm-concurrency", type=int, help="openai: requests in flight (default 8)")
-    g.add_argument("--llm-batch-size", type=int, help="local: prompts per batch (default 8)")
-    g.add_argument("--llm-threads", type=int, help="local: torch threads")
-    g.add_argument("--llm-device", help="local: cpu, cuda or auto")
-    g.add_argument("--llm-timeout", type=float, help="seconds per HTTP request")
-    g.add_argument("--llm-max-context", type=int, help="context window in tokens (default: the model's)")
-    g.add_argument("--llm-cache", help="SQLite answer cache (default <cache dir>/llm/cache.sqlite)")
-    g.add_argument("--llm-templates-dir", help="directory of user templates overriding built-ins by name")
+    from genrecsys.cli.llm import add_llm_flags
+
+    add_llm_flags(g, prefix="llm-")
 
 
 def main(argv: list[str] | None = None) -> int:
