@@ -149,7 +149,8 @@ def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:
 
     cfg = ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
                            data=DataConfig(dataset=str(variant_dir(args, name))),
-                           train=TrainConfig(threads=args.threads, progress=False, patience=args.patience,
+                           train=TrainConfig(threads=args.threads, device=args.device, progress=False,
+                                             patience=args.patience,
                                              epochs=args.max_epochs, **({"lr": args.lr} if args.lr else {})),
                            eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
     split = None
@@ -602,6 +603,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")
     p.add_argument("--lr", type=float, default=None, help="override the models' learning rate")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="training device: cpu or cuda (runs on disk are reused either way)")
     p.add_argument("--limit", type=int, default=None, help="LLM rows per task (items / users); default all")
     p.add_argument("--max-tokens", type=int, default=None, help="LLM answer cap for every task")
     p.add_argument("--backend", default="local", choices=["local", "openai", "llamacpp"])

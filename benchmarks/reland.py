@@ -95,7 +95,7 @@ def train(args: argparse.Namespace, name: str, model: str, extra: list[str]) -> 
     cmd = [sys.executable, "-m", "genrecsys", *(["--cache-dir", args.cache_dir] if args.cache_dir else []), "train",
            "--model", model, "--dataset", args.dataset, "--seeds", str(args.seeds), "--threads", str(args.threads),
            "--no-progress", "--output-dir", str(out), *(["--epochs", str(args.max_epochs)] if args.max_epochs else []),
-           *extra]
+           *(["--device", args.device] if args.device != "cpu" else []), *extra]
     record = out / "bench_cmd.json"
     if (out / "metrics.json").is_file() and record.is_file() and json.loads(record.read_text()) == cmd[1:]:
         print(f"reuse  {out}", file=sys.stderr)
@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--seeds", type=int, default=None, help="training seeds per run (default 5; 1 with --quick)")
         sp.add_argument("--max-epochs", type=int, default=None, help="default: each model's 300 with patience 10")
         sp.add_argument("--threads", type=int, default=2)
+        sp.add_argument("--device", default="cpu", help="training device: cpu or cuda")
         sp.add_argument("--backend", default="local", choices=["local", "openai", "llamacpp"])
         sp.add_argument("--base-url", help="OpenAI-compatible server URL (with --backend openai)")
         sp.add_argument("--model", help="LLM model (local: HF dir or .gguf; openai: model name)")
