@@ -89,24 +89,29 @@ def llm_flag_dests(prefix: str = "") -> list[str]:
     return [(prefix + flag).replace("-", "_") for flag in ("config", *LLM_FLAGS)]
 
 
-def llm_flag_values(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
-    """The LLMConfig fields the add_llm_flags flags set (unset flags left out; --config is the caller's)."""
-    out = {field: getattr(args, dest) for (field, _), dest in zip(LLM_FLAGS.values(), llm_flag_dests(prefix)[1:])}
-    out = {k: v for k, v in out.items() if v is not None}
+def llm_settings(args: argparse.Namespace, prefix: str = "", base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """LLMConfig fields: ``base`` (e.g. a YAML section), then the --{prefix}config file (its
+    `llm:` section or the whole file), then the add_llm_flags flags that were given."""
+    from genrecsys.config import load_yaml
+
+    config, *dests = llm_flag_dests(prefix)
+    raw = dict(base or {})
+    if getattr(args, config):
+        loaded = load_yaml(getattr(args, config))
+        raw.update(loaded.get("llm", loaded))
+    for (field, _), dest in zip(LLM_FLAGS.values(), dests):
+        if getattr(args, dest) is not None:
+            raw[field] = getattr(args, dest)
     if args.allow_remote:
-        out["allow_remote"] = True
-    return out
+        raw["allow_remote"] = True
+    return raw
 
 
 def llm_config(args: argparse.Namespace):
     """LLMConfig from an optional YAML file (its `llm:` section or the whole file), then flags."""
     from genrecsys.config import LLMConfig, from_dict, load_yaml
 
-    raw: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        loaded = load_yaml(args.config)
-        raw = loaded.get("llm", loaded)
-    raw.update(llm_flag_values(args))
+    raw = llm_settings(args)
     if args.max_reasks is not None:
         raw["max_reasks"] = args.max_reasks
     # getattr: commands that share this builder but not the Ray flags keep the YAML's choice

@@ -108,14 +108,9 @@ def _reland_config(args: argparse.Namespace, current):
 
 def _llm_settings(args: argparse.Namespace, llm: dict) -> dict:
     """LLM settings: ``llm`` (e.g. a YAML section), then --llm-config, then the --llm-* flags."""
-    from genrecsys.cli.llm import llm_flag_values
-    from genrecsys.config import load_yaml
+    from genrecsys.cli.llm import llm_settings
 
-    llm = dict(llm)
-    if args.llm_config:
-        loaded = load_yaml(args.llm_config)
-        llm = {**llm, **loaded.get("llm", loaded)}
-    return {**llm, **llm_flag_values(args, "llm-")}
+    return llm_settings(args, "llm-", llm)
 
 
 def _fields(obj) -> dict:
