@@ -26,7 +26,7 @@ Subcommands, each writing <name>.md, <name>.png and <name>.json to --results-dir
         --backend openai --base-url http://127.0.0.1:8000/v1 --model gpt-4o-mini   # or the embedded SmolLM2
     # 2. the experiments (reuse each other's runs under --runs-dir)
     python benchmarks/genre.py table10 --variants-dir runs/genre/variants --runs-dir runs/genre/runs \\
-        --seeds 5 --max-epochs 20 --threads 1      # --variants ORI NS ... : a subset of the six
+        --seeds 5 --max-epochs 20 --threads 1 --jobs 2   # --variants ORI NS ... : a subset of the six
     python benchmarks/genre.py table6 --variants-dir runs/genre/variants --runs-dir runs/genre/runs --seeds 5
     python benchmarks/genre.py fig7 --variants-dir runs/genre/variants --runs-dir runs/genre/runs --seeds 5
     # 3. from what 1-2 wrote: cost and CCR (needs table10.json), dataset statistics
@@ -35,6 +35,10 @@ Subcommands, each writing <name>.md, <name>.png and <name>.json to --results-dir
 
     # smoke test of the whole chain (tiny; minutes on a CPU): add --quick to every command
     python benchmarks/genre.py variants --quick --variants-dir /tmp/genre/v --results-dir /tmp/genre/r
+
+``--jobs N`` trains N runs (variant x model x seed) at a time, each in its own process with
+``--threads`` threads; a finished run is never trained again, so an interrupted command
+resumes where it stopped.
 
 ``--quick`` = ``--limit 20 --models nrms --seeds 1 --max-epochs 1`` and short LLM answers,
 unless those flags are given. Significance: every variant is compared with ORI by paired
@@ -139,32 +143,78 @@ def variant_dir(args: argparse.Namespace, name: str) -> Path:
     return d
 
 
+def experiment_config(args: argparse.Namespace, name: str, model: str):
+    """The ExperimentConfig of `model` on variant `name` (seed set per run)."""
+    from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig, TrainConfig
+
+    return ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
+                            data=DataConfig(dataset=str(variant_dir(args, name))),
+                            train=TrainConfig(threads=args.threads, device=args.device, progress=False,
+                                              patience=args.patience,
+                                              epochs=args.max_epochs, **({"lr": args.lr} if args.lr else {})),
+                            eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
+
+
+def seed_dir(args: argparse.Namespace, name: str, model: str, seed: int) -> Path:
+    return run_dir(args, name, model) / f"seed-{seed}"
+
+
+def missing_runs(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """(variant, model, seed) of every run of `pairs` (variant, model) with no metrics.json yet."""
+    return [(name, model, 2020 + i) for name, model in pairs for i in range(args.seeds)
+            if not (seed_dir(args, name, model, 2020 + i) / "metrics.json").is_file()]
+
+
+def _report(name: str, model: str, seed: int, metrics: dict[str, Any]) -> None:
+    print(f"{name} {model} seed {seed}: test auc {metrics['test']['auc']:.4f}, {metrics['epochs']} epochs",
+          file=sys.stderr, flush=True)
+
+
+def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> None:
+    """Train the runs of `pairs` not on disk yet, --jobs at a time, each in its own process
+    with --threads threads (runs are independent: one per seed directory, written
+    atomically). With --jobs 1 `train()` trains them in this process instead."""
+    tasks = missing_runs(args, pairs)
+    if getattr(args, "jobs", 1) <= 1 or not tasks:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from dataclasses import replace
+
+    from genrecsys.experiment import run_experiment
+
+    print(f"training {len(tasks)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
+    # spawn: a forked child would inherit this process's torch thread pools
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {}
+        for name, model, seed in tasks:
+            cfg = experiment_config(args, name, model)
+            cfg = replace(cfg, train=replace(cfg.train, seed=seed))
+            futures[pool.submit(run_experiment, cfg, seed_dir(args, name, model, seed),
+                                cache_dir=args.cache_dir)] = (name, model, seed)
+        for f in as_completed(futures):
+            _report(*futures[f], f.result())
+
+
 def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:
     """One model on one variant over --seeds seeds (runs already on disk are reused)."""
     from dataclasses import replace
 
-    from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig, TrainConfig
     from genrecsys.eval.report import aggregate_seeds
     from genrecsys.experiment import load_split, run_experiment
 
-    cfg = ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
-                           data=DataConfig(dataset=str(variant_dir(args, name))),
-                           train=TrainConfig(threads=args.threads, device=args.device, progress=False,
-                                             patience=args.patience,
-                                             epochs=args.max_epochs, **({"lr": args.lr} if args.lr else {})),
-                           eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
+    cfg = experiment_config(args, name, model)
     split = None
     runs = []
     for i in range(args.seeds):
-        out = run_dir(args, name, model) / f"seed-{2020 + i}"
+        out = seed_dir(args, name, model, 2020 + i)
         if (out / "metrics.json").is_file():
             runs.append(json.loads((out / "metrics.json").read_text()))
             continue
         split = split or load_split(cfg, args.cache_dir)
         runs.append(run_experiment(replace(cfg, train=replace(cfg.train, seed=2020 + i)), out, split=split,
                                    cache_dir=args.cache_dir))
-        print(f"{name} {model} seed {2020 + i}: test auc {runs[-1]['test']['auc']:.4f}, {runs[-1]['epochs']} epochs",
-              file=sys.stderr, flush=True)
+        _report(name, model, 2020 + i, runs[-1])
     agg = aggregate_seeds(runs)
     agg.pop("runs")
     return agg
@@ -270,6 +320,7 @@ SEED_NOTE = ("Welch t over seeds: each seed's mean test AUC of the variant again
 
 def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
     names = ["ORI", *[v for v in args.variants if v != "ORI"]]  # ORI is every comparison's base
+    train_missing(args, [(v, m) for v in names for m in args.models])
     results = {v: {m: train(args, v, m) for m in args.models} for v in names}
     tests = {v: {m: paired(args, "ORI", v, m) for m in args.models} for v in names if v != "ORI"}
     seed_tests = {v: {m: seed_pair(args, "ORI", v, m) for m in args.models} for v in names if v != "ORI"}
@@ -292,6 +343,7 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
     new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
+    train_missing(args, [(v, m) for v in ("ORI", "NG") for m in args.models])
     results = {v: {m: train(args, v, m) for m in args.models} for v in ("ORI", "NG")}
     groups = {m: {"new": new_users, "warm": _warm_users(args, m, new_users)} for m in args.models}
     tests = {m: {g: paired(args, "ORI", "NG", m, users) for g, users in groups[m].items()} for m in args.models}
@@ -323,6 +375,7 @@ def _warm_users(args: argparse.Namespace, model: str, new_users: set[str]) -> se
 
 def cmd_fig7(args: argparse.Namespace) -> dict[str, Any]:
     new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
+    train_missing(args, [(v, m) for v in FIG7.values() for m in args.models])
     results = {k: {m: train(args, v, m) for m in args.models} for k, v in FIG7.items()}
     tests = {k: {m: paired(args, "ORI", v, m) for m in args.models} for k, v in FIG7.items() if k}
     tests_new = {k: {m: paired(args, "ORI", v, m, new_users) for m in args.models} for k, v in FIG7.items() if k}
@@ -602,7 +655,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")
     p.add_argument("--lr", type=float, default=None, help="override the models' learning rate")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training runs (variant x model x seed) at a time, one process each; e.g. --jobs 2 "
+                        "--threads 1 on 2 cores. Results do not depend on it")
     p.add_argument("--device", default="cpu", help="training device: cpu or cuda (runs on disk are reused either way)")
     p.add_argument("--limit", type=int, default=None, help="LLM rows per task (items / users); default all")
     p.add_argument("--max-tokens", type=int, default=None, help="LLM answer cap for every task")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from augmentdata import news_dir  # noqa: F401  (fixture)
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "genre.py"
 
 
@@ -88,3 +90,32 @@ def test_table10_plot_keeps_small_differences_visible_beside_a_collapse(genre, t
              "UP→NG": [{"mean_diff": -0.26, "ci_low": -0.3, "ci_high": -0.2}] * 2}
     genre._delta_plot(["dcn", "pnn"], tests, tmp_path / "table10.png")
     assert (tmp_path / "table10.png").stat().st_size > 0
+
+
+def test_parallel_jobs_train_each_missing_run_once_and_match_a_sequential_run(genre, news_dir, tmp_path, monkeypatch):
+    import argparse
+    import shutil
+
+    from newsfixtures import news_params
+
+    variants = tmp_path / "variants"
+    shutil.copytree(news_dir, variants / "ori")
+    monkeypatch.setitem(genre.MODEL_PARAMS, "ORI", news_params("nrms", None))  # the tiny test tokenizer
+
+    def args(runs: str, jobs: int) -> argparse.Namespace:
+        return argparse.Namespace(variants_dir=str(variants), runs_dir=str(tmp_path / runs), threads=1, device="cpu",
+                                  cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=2, lr=None, seeds=2,
+                                  jobs=jobs)
+
+    pairs = [("ORI", "nrms")]
+    par, seq = args("par", 2), args("seq", 1)
+    assert genre.missing_runs(par, pairs) == [("ORI", "nrms", 2020), ("ORI", "nrms", 2021)]
+    genre.train_missing(par, pairs)  # two worker processes
+    assert genre.missing_runs(par, pairs) == []
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "par").rglob("metrics.json")}
+    genre.train_missing(par, pairs)  # nothing left to train
+    genre.train_missing(seq, pairs)  # one job: left to train(), in this process
+    assert len(genre.missing_runs(seq, pairs)) == 2
+    a, b = genre.train(par, "ORI", "nrms"), genre.train(seq, "ORI", "nrms")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "par").rglob("metrics.json")} == done  # reused
+    assert a["test"] == b["test"] and a["seeds"] == b["seeds"] == [2020, 2021]
