@@ -17,6 +17,8 @@ Variants (one ``augment()`` call each on ORI; the LLM cache makes a rerun free):
   UP→NG  chain: profiles in the generator's prompt; users without a valid profile removed
   ALL    summarizer titles + profiles + chain items, every user kept
   NG-1, NG-4  1 and 4 items per new user (Fig. 7; NG-1 is free after NG: same first prompt)
+  UP∅    control, no LLM: ORI with empty topic / region columns, trained like UP (interest
+         fusion on). UP's fusion layer changes the model; UP − UP∅ is what the profiles add
 
 Subcommands, each writing <name>.md, <name>.png and <name>.json to --results-dir:
 
@@ -69,10 +71,12 @@ METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 VARIANTS: dict[str, tuple[str, str | None, int]] = {
     "ORI": ("ori", None, 0), "NS": ("ns", "summarize", 0), "UP": ("up", "profile", 0), "NG": ("ng", "generate", 2),
     "UP→NG": ("up-ng", "chain", 2), "ALL": ("all", "all", 2), "NG-1": ("ng-1", "generate", 1),
-    "NG-4": ("ng-4", "generate", 4)}
+    "NG-4": ("ng-4", "generate", 4), "UP∅": ("up-empty", None, 0)}
 TABLE10 = ("ORI", "NS", "UP", "NG", "UP→NG", "ALL")
+CONTROLS = ("UP∅",)  # built from ORI without an LLM, on first use
 FIG7 = {0: "ORI", 1: "NG-1", 2: "NG", 4: "NG-4"}
-MODEL_PARAMS = {"UP": {"interest_fusion": True}}  # the profiles reach a model only through interest fusion
+# the profiles reach a model only through interest fusion
+MODEL_PARAMS = {"UP": {"interest_fusion": True}, "UP∅": {"interest_fusion": True}}
 ALPHA = 0.05
 QUICK = {"limit": 20, "models": ["nrms"], "seeds": 1, "max_epochs": 1}
 QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 120}
@@ -136,8 +140,23 @@ def cmd_variants(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- training
+def build_fusion_control(ori: Path, out: Path) -> Path:
+    """UP∅: ORI's data with the profile columns present and empty for every user, so a model
+    trained with interest fusion gets UP's architecture without a single profile."""
+    from dataclasses import replace
+
+    from genrecsys.data.load import load_dataset
+
+    ds = load_dataset(str(ori))
+    users = ds.users.copy()
+    users["topics"] = users["regions"] = None
+    return replace(ds, name=f"{ds.name}+UP-empty", users=users).save(out)
+
+
 def variant_dir(args: argparse.Namespace, name: str) -> Path:
     d = Path(args.variants_dir) / VARIANTS[name][0]
+    if name in CONTROLS and not d.is_dir():
+        build_fusion_control(variant_dir(args, "ORI"), d)
     if not d.is_dir():
         raise SystemExit(f"{d}: no such variant; run `genre.py variants` first")
     return d
@@ -336,9 +355,17 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
     md = _md(["model", "variant", "AUC", "MRR", "nDCG@5", "nDCG@10", "vs ORI (paired t, per impression)",
               "AUC vs ORI (Welch t over seeds)"], rows)
     md += NOTE.format(alpha=ALPHA) + SEED_NOTE + f"Seeds: {args.seeds}; at most {args.max_epochs} epochs.\n"
+    profile_tests = {}
+    if {"UP", "UP∅"} <= set(names):  # same model, with and without the profiles
+        profile_tests = {m: {"impression": paired(args, "UP∅", "UP", m), "seeds": seed_pair(args, "UP∅", "UP", m)}
+                         for m in args.models}
+        md += ("\nUP − UP∅ (interest fusion with the LLM's profiles − with none; what the profiles add): "
+               + "; ".join(f"{m} AUC {significance_mark(t['impression']['auc'])} per impression, "
+                           f"{significance_mark(t['seeds'])} over seeds" for m, t in profile_tests.items()) + ".\n")
     _delta_plot(args.models, {v: [tests[v][m]["auc"] for m in args.models] for v in names if v != "ORI"},
                 Path(args.results_dir) / "table10.png")
-    return {"markdown": md, "results": results, "tests": tests, "seed_tests": seed_tests}
+    return {"markdown": md, "results": results, "tests": tests, "seed_tests": seed_tests,
+            "profile_tests": profile_tests}
 
 
 def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
@@ -453,7 +480,8 @@ def cmd_table8(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{t10}: run `genre.py table10` first (Table 8 needs its AUCs)")
     res = json.loads(t10.read_text())["results"]
     auc = {v: {m: r["test"]["auc"] for m, r in per.items()} for v, per in res.items()}
-    manifests = {v: load_variant(variant_dir(args, v)).manifest for v in res if v != "ORI"}  # what table10 ran
+    manifests = {v: load_variant(variant_dir(args, v)).manifest for v in res  # what table10 ran
+                 if v != "ORI" and v not in CONTROLS}
     price = None
     if args.price_as:
         p = DEFAULT_PRICES.get(args.price_as)
@@ -522,7 +550,7 @@ def cmd_table1(args: argparse.Namespace) -> dict[str, Any]:
 
     tok = load_tokenizer(None, args.cache_dir)
     new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
-    names = [v for v in VARIANTS if (Path(args.variants_dir) / VARIANTS[v][0]).is_dir()]
+    names = [v for v in VARIANTS if v not in CONTROLS and (Path(args.variants_dir) / VARIANTS[v][0]).is_dir()]
     stats = {v: dataset_stats(variant_dir(args, v), new_users, tok) for v in names}
     keys = ["users", "new_users", "new_user_ratio", "items", "synthetic_items", "interactions", "items_per_user",
             "items_per_new_user", "tokens_per_title_before", "tokens_per_title", "topics_per_user", "distinct_topics",
@@ -649,8 +677,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results-dir", default="benchmarks/results/genre")
     p.add_argument("--cache-dir", default=os.environ.get("GENRECSYS_CACHE"))
     p.add_argument("--models", nargs="+", default=None, choices=MODELS)
-    p.add_argument("--variants", nargs="+", default=list(TABLE10), choices=list(TABLE10),
-                   help="table10: the variants to train and compare with ORI (default all six)")
+    p.add_argument("--variants", nargs="+", default=[*TABLE10, *CONTROLS], choices=[*TABLE10, *CONTROLS],
+                   help="table10: the variants to train and compare with ORI (default all six and the UP∅ control)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")

@@ -119,3 +119,32 @@ def test_parallel_jobs_train_each_missing_run_once_and_match_a_sequential_run(ge
     a, b = genre.train(par, "ORI", "nrms"), genre.train(seq, "ORI", "nrms")
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "par").rglob("metrics.json")} == done  # reused
     assert a["test"] == b["test"] and a["seeds"] == b["seeds"] == [2020, 2021]
+
+
+def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, news_dir, tmp_path, monkeypatch):
+    import argparse
+    import shutil
+
+    from newsfixtures import news_params
+
+    from genrecsys.data.load import load_dataset
+    from genrecsys.data.profiles import user_profiles
+    from genrecsys.data.splits import leave_one_out
+
+    variants = tmp_path / "variants"
+    shutil.copytree(news_dir, variants / "ori")
+    args = argparse.Namespace(variants_dir=str(variants), runs_dir=str(tmp_path / "runs"), threads=1, device="cpu",
+                              cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=1, lr=None, seeds=1, jobs=1)
+    path = genre.variant_dir(args, "UP∅")  # built from ORI on first use, no LLM
+    ori, control = load_dataset(str(variants / "ori")), load_dataset(str(path))
+    assert path == variants / "up-empty" and control.name != ori.name
+    assert control.interactions.equals(ori.interactions) and control.items.equals(ori.items)
+    assert control.users["topics"].isna().all() and control.users["regions"].isna().all()
+    p = user_profiles(leave_one_out(control))
+    assert p.n_topics == p.n_regions == 0 and not p.topics.any() and not p.regions.any()
+    assert genre.experiment_config(args, "UP∅", "nrms").model_params == {"interest_fusion": True}  # UP's model
+    monkeypatch.setitem(genre.MODEL_PARAMS, "UP∅", {"interest_fusion": True, **news_params("nrms", None)})
+    r = genre.train(args, "UP∅", "nrms")
+    assert 0.0 <= r["test"]["auc"] <= 1.0
+    with pytest.raises(SystemExit, match="no such variant"):
+        genre.variant_dir(args, "NS")  # an LLM variant is never made up
