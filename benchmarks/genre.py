@@ -61,7 +61,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from genrecsys.stages.genre import build_original  # ML-100K with 20% of users cut to 1-3 items
+# ML-100K with 20% of users cut to 1-3 items; the UP∅ control's data
+from genrecsys.stages.genre import build_fusion_control, build_original
 
 MODELS = ["naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din"]
 MATCHING = ("naml", "lstur", "nrms", "plmnr")
@@ -140,19 +141,6 @@ def cmd_variants(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- training
-def build_fusion_control(ori: Path, out: Path) -> Path:
-    """UP∅: ORI's data with the profile columns present and empty for every user, so a model
-    trained with interest fusion gets UP's architecture without a single profile."""
-    from dataclasses import replace
-
-    from genrecsys.data.load import load_dataset
-
-    ds = load_dataset(str(ori))
-    users = ds.users.copy()
-    users["topics"] = users["regions"] = None
-    return replace(ds, name=f"{ds.name}+UP-empty", users=users).save(out)
-
-
 def variant_dir(args: argparse.Namespace, name: str) -> Path:
     d = Path(args.variants_dir) / VARIANTS[name][0]
     if name in CONTROLS and not d.is_dir():

@@ -54,7 +54,7 @@ def test_main_job_stages_run_reland_and_genre_through_a_real_llm_server(ml100k_c
                     cache=str(tmp_path / "llm.sqlite"))
     cfg = MainJobConfig(quick=True, models=("pop", "lightgcn"), threads=1, progress=False, quick_epochs=1,
                         reland_seed_fraction=6, genre_models=("dcn",),
-                        genre_variants=("NS", "NG"), genre_limit=3, genre_epochs=1, llm=llm)
+                        genre_variants=("NS", "UP", "NG"), genre_limit=3, genre_epochs=1, llm=llm)
     out = tmp_path / "main"
     text = run_main_job(cfg, out, cache_dir=ml100k_cache_dir).read_text()
     assert "The stage failed" not in text
@@ -70,7 +70,12 @@ def test_main_job_stages_run_reland_and_genre_through_a_real_llm_server(ml100k_c
 
     # GENRE: variants built by augment(), trained against ORI, with quality and cost from the manifests
     genre = json.loads((out / "genre" / "genre.json").read_text())
-    assert set(genre["runs"]) == {"ORI", "NS", "NG"} and set(genre["tests"]) == {"NS", "NG"}
+    assert set(genre["runs"]) == set(genre["tests"]) | {"ORI"} == {"ORI", "NS", "UP", "NG", "UP∅"}
+    # UP's control: the same model (interest fusion) on ORI's data with no profile, no LLM rows
+    assert genre["variants"]["UP∅"]["control_of"] == "UP" and "rows" not in genre["variants"]["UP∅"]
+    assert set(genre["control_tests"]["UP"]["dcn"]) >= {"auc", "ndcg@10"}
+    assert "|  | UP∅ |" in text and "UP − UP∅, what the profiles themselves add" in text
+    assert genre["variants"]["UP"]["rows"] == 3
     assert genre["variants"]["NS"]["rows"] == 3 and genre["variants"]["NS"]["parse_failures"] == 0
     assert genre["variants"]["NG"]["completion_tokens"] > 0 and genre["variants"]["NG"]["cost_total"] > 0
     assert "| dcn | ORI |" in text and "|  | NG |" in text and "AUC" in text

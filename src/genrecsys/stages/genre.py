@@ -1,5 +1,6 @@
 """GENRE stage of the main job: LLM-augmented ML-100K variants through ``augment()``, then
-one matching (news) model and one CTR model trained on ORI and on each variant.
+one matching (news) model and one CTR model trained on ORI and on each variant (and on UP∅,
+UP's no-profile control, whenever UP runs).
 
 Setting (benchmarks/genre.py's): chronological leave-one-out; 20% of the users keep only
 their 1-3 most recent training items (simulated new users, baked into the ORI dataset
@@ -30,7 +31,11 @@ if TYPE_CHECKING:
 VARIANTS: dict[str, tuple[str, str, int]] = {
     "NS": ("ns", "summarize", 0), "UP": ("up", "profile", 0), "NG": ("ng", "generate", 2),
     "UP→NG": ("up-ng", "chain", 2), "ALL": ("all", "all", 2)}
-MODEL_PARAMS = {"UP": {"interest_fusion": True}}  # profiles reach a model only through interest fusion
+# UP is the one variant that changes the model: profiles reach it only through interest fusion.
+# The control UP∅ trains that model on ORI's data with every profile empty (no LLM), so
+# UP − UP∅ is what the profiles add and UP∅ − ORI what the fusion layer alone does.
+CONTROLS = {"UP∅": ("up-empty", "UP")}  # control -> (directory, the variant it controls)
+MODEL_PARAMS = {"UP": {"interest_fusion": True}, "UP∅": {"interest_fusion": True}}
 COLD_START = {"fraction": 0.2, "min_len": 1, "max_len": 3, "seed": 0}
 QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 80}  # short answers keep the quick stage short
 QUICK_HISTORY = 10  # history titles per profile prompt in quick mode (GENRE: 30); prefill dominates on a CPU
@@ -63,6 +68,21 @@ def build_original(directory: Path, cache_dir: Path | None) -> list[str]:
     new = sorted(str(u) for u in s.user_ids[cold.new_user])
     marker.write_text(json.dumps({**COLD_START, "new_users": new}, indent=1))
     return new
+
+
+def build_fusion_control(ori: Path, out: Path) -> Path:
+    """UP∅ (reused when present): ORI's dataset with the profile columns present and empty
+    for every user, for training UP's model (interest fusion on) without a single profile."""
+    from dataclasses import replace
+
+    from genrecsys.data.load import load_dataset
+
+    if (out / "interactions.parquet").is_file():
+        return out
+    ds = load_dataset(str(ori))
+    users = ds.users.copy()
+    users["topics"] = users["regions"] = None
+    return replace(ds, name=f"{ds.name}+UP-empty", users=users).save(out)
 
 
 def augment_config(n_items: int, limit: int | None, quick_tokens: bool):
@@ -104,24 +124,32 @@ def run_genre_stage(out: Path, llm: LLM, *, variants: tuple[str, ...], models: t
                                                       "cost_total", "wall_s")},
                                  "model": m["llm"]["model"], "backend": m["llm"]["backend"],
                                  "price": m["llm"]["price_per_1m_tokens"], "quality": m["quality"]}
-    for name in ("ORI", *variants):
+    for control, (sub, base) in CONTROLS.items():
+        if base in variants:
+            res["variants"][control] = {"path": str(build_fusion_control(ori, root / sub)), "control_of": base}
+    for name in res["variants"]:
         for model in models:
             _say(f"[main] GENRE: training {model} on {name} ({n_seeds} seed(s))")
             res["runs"].setdefault(name, {})[model] = _train(out, name, model, Path(res["variants"][name]["path"]),
                                                              train, n_seeds, cache_dir)
     from genrecsys.eval.compare import compare_runs
 
-    for name in variants:
-        for model in models:
-            cmp = compare_runs(_run_dir(out, "ORI", model), _run_dir(out, name, model), metrics=METRICS)
-            res["tests"].setdefault(name, {})[model] = {
-                r.metric: {"diff": r.diff, "t_pvalue": r.t_pvalue, "wilcoxon_pvalue": r.wilcoxon_pvalue,
+    def paired(base: str, other: str, model: str) -> dict[str, dict[str, float]]:
+        cmp = compare_runs(_run_dir(out, base, model), _run_dir(out, other, model), metrics=METRICS)
+        return {r.metric: {"diff": r.diff, "t_pvalue": r.t_pvalue, "wilcoxon_pvalue": r.wilcoxon_pvalue,
                            "n": cmp.n_users} for r in cmp.rows}
+
+    for name in res["variants"]:
+        if name != "ORI":
+            res["tests"][name] = {model: paired("ORI", name, model) for model in models}
+    res["control_tests"] = {base: {model: paired(control, base, model) for model in models}  # e.g. UP − UP∅
+                            for control, (_, base) in CONTROLS.items() if control in res["variants"]}
     return res
 
 
 def _run_dir(out: Path, variant: str, model: str) -> Path:
-    return out / "runs" / (VARIANTS[variant][0] if variant in VARIANTS else "ori") / model
+    sub = VARIANTS[variant][0] if variant in VARIANTS else CONTROLS[variant][0] if variant in CONTROLS else "ori"
+    return out / "runs" / sub / model
 
 
 def _train(out: Path, name: str, model: str, data_dir: Path, train: TrainConfig, n_seeds: int,
@@ -165,7 +193,7 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
     write_comparison_table(plot_rows, plot_dir / "genre.png", metrics=METRICS, title="GENRE: ORI vs variants")
     cost_rows, quality_rows = [], []
     for name, v in res["variants"].items():
-        if name == "ORI":
+        if name == "ORI" or "control_of" in v:
             continue
         fail = f"{v['parse_failures']}/{v['rows']}" + (f" ({v['parse_failures'] / v['rows']:.0%})" if v["rows"] else "")
         cost_rows.append([name, v["task"], v["rows"], fail, v["backend_calls"], v["cache_hits"],
@@ -173,7 +201,7 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
                           f"{v['wall_s']:.1f}"])
         for task, q in v["quality"].items():
             quality_rows.append([name, task, ", ".join(f"{k} {_q(x)}" for k, x in q.items())])
-    any_v = next((v for n, v in res["variants"].items() if n != "ORI"), None)
+    any_v = next((v for n, v in res["variants"].items() if n != "ORI" and "control_of" not in v), None)
     price = any_v["price"] if any_v is not None else {}
     llm = f"{any_v['backend']}:{any_v['model']}" if any_v else "—"
     limit = "every item / user" if res["limit"] is None else f"at most {res['limit']} rows per step"
@@ -186,7 +214,8 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
             + markdown_table(["model", "variant", "test AUC", "test MRR", "test nDCG@10", "AUC new users",
                               "vs ORI (paired t, per impression)"], rows)
             + f"\nvs ORI: mean per-user difference variant − ORI over the test impressions, paired t-test; n.s. = "
-              f"p ≥ {ALPHA}. {res['n_seeds']} seed(s) per run.\n\n"
+              f"p ≥ {ALPHA}. {res['n_seeds']} seed(s) per run.\n"
+            + _control_lines(res) + "\n"
             f"![GENRE test metrics]({rel}.png)\n\n"
             "LLM cost and quality, from the variants' manifests:\n\n"
             + markdown_table(["variant", "task", "LLM rows", "parse failures", "backend calls", "cache hits",
@@ -197,6 +226,17 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
                "\nCost 0: no price is known for this model (local models are free; set llm.prices in the "
                "--llm-config YAML to price a hosted one).\n")
             + "\n" + markdown_table(["variant", "step", "quality checks"], quality_rows) + "\n")
+
+
+def _control_lines(res: dict[str, Any]) -> str:
+    """UP∅'s meaning and UP − UP∅ per model, when the stage ran the control."""
+    out = ""
+    for base, per_model in res.get("control_tests", {}).items():
+        control = next(c for c, (_, b) in CONTROLS.items() if b == base)
+        out += (f"\n{control}: {base}'s model (interest fusion) on ORI's data with every profile empty, built without "
+                f"an LLM. {base} − {control}, what the profiles themselves add (AUC, paired t): "
+                + "; ".join(f"{m} {_mark(t['auc'])}" for m, t in per_model.items()) + ".\n")
+    return out
 
 
 def _mark(t: dict[str, float]) -> str:
