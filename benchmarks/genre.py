@@ -61,8 +61,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# ML-100K with 20% of users cut to 1-3 items; the UP∅ control's data
-from genrecsys.stages.genre import build_fusion_control, build_original
+# the main job's GENRE stage: ML-100K with 20% of users cut to 1-3 items, the UP∅ control's
+# data, and which variants train with interest fusion (UP, UP∅)
+from genrecsys.stages.genre import CONTROLS as STAGE_CONTROLS
+from genrecsys.stages.genre import MODEL_PARAMS, build_fusion_control, build_original
 
 MODELS = ["naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din"]
 MATCHING = ("naml", "lstur", "nrms", "plmnr")
@@ -72,12 +74,10 @@ METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 VARIANTS: dict[str, tuple[str, str | None, int]] = {
     "ORI": ("ori", None, 0), "NS": ("ns", "summarize", 0), "UP": ("up", "profile", 0), "NG": ("ng", "generate", 2),
     "UP→NG": ("up-ng", "chain", 2), "ALL": ("all", "all", 2), "NG-1": ("ng-1", "generate", 1),
-    "NG-4": ("ng-4", "generate", 4), "UP∅": ("up-empty", None, 0)}
+    "NG-4": ("ng-4", "generate", 4), **{c: (sub, None, 0) for c, (sub, _) in STAGE_CONTROLS.items()}}
 TABLE10 = ("ORI", "NS", "UP", "NG", "UP→NG", "ALL")
-CONTROLS = ("UP∅",)  # built from ORI without an LLM, on first use
+CONTROLS = tuple(STAGE_CONTROLS)  # built from ORI without an LLM, on first use
 FIG7 = {0: "ORI", 1: "NG-1", 2: "NG", 4: "NG-4"}
-# the profiles reach a model only through interest fusion
-MODEL_PARAMS = {"UP": {"interest_fusion": True}, "UP∅": {"interest_fusion": True}}
 ALPHA = 0.05
 QUICK = {"limit": 20, "models": ["nrms"], "seeds": 1, "max_epochs": 1}
 QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 120}
