@@ -199,8 +199,12 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
             cfg = replace(cfg, train=replace(cfg.train, seed=seed))
             futures[pool.submit(run_experiment, cfg, seed_dir(args, name, model, seed),
                                 cache_dir=args.cache_dir)] = (name, model, seed)
-        for f in as_completed(futures):
-            _report(*futures[f], f.result())
+        try:
+            for f in as_completed(futures):
+                _report(*futures[f], f.result())
+        except BaseException:  # a failed run (or Ctrl-C): let the running ones finish, start no more
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:

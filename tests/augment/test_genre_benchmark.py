@@ -148,3 +148,19 @@ def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, new
     assert 0.0 <= r["test"]["auc"] <= 1.0
     with pytest.raises(SystemExit, match="no such variant"):
         genre.variant_dir(args, "NS")  # an LLM variant is never made up
+
+
+def test_a_failing_parallel_run_stops_the_command_with_its_error(genre, news_dir, tmp_path):
+    import argparse
+    import shutil
+
+    from genrecsys.errors import GenrecsysError
+
+    shutil.copytree(news_dir, tmp_path / "variants" / "ori")
+    args = argparse.Namespace(variants_dir=str(tmp_path / "variants"), runs_dir=str(tmp_path / "runs"), threads=1,
+                              device="cpu", cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=1, lr=None,
+                              seeds=2, jobs=2)
+    with pytest.raises(GenrecsysError, match="no-such-model"):
+        genre.train_missing(args, [("ORI", "no-such-model")])  # raised in a worker, re-raised here
+    assert genre.missing_runs(args, [("ORI", "no-such-model")]) == [("ORI", "no-such-model", 2020),
+                                                                   ("ORI", "no-such-model", 2021)]
