@@ -143,21 +143,21 @@ def cmd_variants(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- training
 def variant_dir(args: argparse.Namespace, name: str) -> Path:
     d = Path(args.variants_dir) / VARIANTS[name][0]
-    if name in CONTROLS and not d.is_dir():
-        build_fusion_control(variant_dir(args, "ORI"), d)
+    if name in CONTROLS:
+        build_fusion_control(variant_dir(args, "ORI"), d)  # reused when present
     if not d.is_dir():
         raise SystemExit(f"{d}: no such variant; run `genre.py variants` first")
     return d
 
 
-def experiment_config(args: argparse.Namespace, name: str, model: str):
-    """The ExperimentConfig of `model` on variant `name` (seed set per run)."""
+def experiment_config(args: argparse.Namespace, name: str, model: str, seed: int = 2020):
+    """The ExperimentConfig of `model` on variant `name` under `seed`."""
     from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig, TrainConfig
 
     return ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
                             data=DataConfig(dataset=str(variant_dir(args, name))),
                             train=TrainConfig(threads=args.threads, device=args.device, progress=False,
-                                              patience=args.patience,
+                                              patience=args.patience, seed=seed,
                                               epochs=args.max_epochs, **({"lr": args.lr} if args.lr else {})),
                             eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
 
@@ -186,7 +186,6 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    from dataclasses import replace
 
     from genrecsys.experiment import run_experiment
 
@@ -195,10 +194,8 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {}
         for name, model, seed in tasks:
-            cfg = experiment_config(args, name, model)
-            cfg = replace(cfg, train=replace(cfg.train, seed=seed))
-            futures[pool.submit(run_experiment, cfg, seed_dir(args, name, model, seed),
-                                cache_dir=args.cache_dir)] = (name, model, seed)
+            futures[pool.submit(run_experiment, experiment_config(args, name, model, seed),
+                                seed_dir(args, name, model, seed), cache_dir=args.cache_dir)] = (name, model, seed)
         try:
             for f in as_completed(futures):
                 _report(*futures[f], f.result())
@@ -209,12 +206,9 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
 
 def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:
     """One model on one variant over --seeds seeds (runs already on disk are reused)."""
-    from dataclasses import replace
-
     from genrecsys.eval.report import aggregate_seeds
     from genrecsys.experiment import load_split, run_experiment
 
-    cfg = experiment_config(args, name, model)
     split = None
     runs = []
     for i in range(args.seeds):
@@ -222,9 +216,9 @@ def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:
         if (out / "metrics.json").is_file():
             runs.append(json.loads((out / "metrics.json").read_text()))
             continue
+        cfg = experiment_config(args, name, model, 2020 + i)
         split = split or load_split(cfg, args.cache_dir)
-        runs.append(run_experiment(replace(cfg, train=replace(cfg.train, seed=2020 + i)), out, split=split,
-                                   cache_dir=args.cache_dir))
+        runs.append(run_experiment(cfg, out, split=split, cache_dir=args.cache_dir))
         _report(name, model, 2020 + i, runs[-1])
     agg = aggregate_seeds(runs)
     agg.pop("runs")

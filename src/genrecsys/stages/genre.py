@@ -148,8 +148,7 @@ def run_genre_stage(out: Path, llm: LLM, *, variants: tuple[str, ...], models: t
 
 
 def _run_dir(out: Path, variant: str, model: str) -> Path:
-    sub = VARIANTS[variant][0] if variant in VARIANTS else CONTROLS[variant][0] if variant in CONTROLS else "ori"
-    return out / "runs" / sub / model
+    return out / "runs" / {**VARIANTS, **CONTROLS}.get(variant, ("ori",))[0] / model
 
 
 def _train(out: Path, name: str, model: str, data_dir: Path, train: TrainConfig, n_seeds: int,
@@ -231,8 +230,10 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
 def _control_lines(res: dict[str, Any]) -> str:
     """UP∅'s meaning and UP − UP∅ per model, when the stage ran the control."""
     out = ""
-    for base, per_model in res.get("control_tests", {}).items():
-        control = next(c for c, (_, b) in CONTROLS.items() if b == base)
+    for control, (_, base) in CONTROLS.items():
+        if base not in res.get("control_tests", {}):
+            continue
+        per_model = res["control_tests"][base]
         out += (f"\n{control}: {base}'s model (interest fusion) on ORI's data with every profile empty, built without "
                 f"an LLM. {base} − {control}, what the profiles themselves add (AUC, paired t): "
                 + "; ".join(f"{m} {_mark(t['auc'])}" for m, t in per_model.items()) + ".\n")
