@@ -24,6 +24,7 @@ import numpy as np
 from genrecsys.config import ExperimentConfig, from_dict
 from genrecsys.data.splits import SplitData, make_split
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_file
 
 
 def build_model(name: str, params: dict[str, Any], split: SplitData):
@@ -197,9 +198,8 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
     agg = aggregate_seeds(runs)
     if "llm" in runs[0]:  # RELAND: one pool serves every seed; the first seed's run paid for it
         agg["llm"] = runs[0]["llm"]
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(agg, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    with building_file(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(agg, indent=2))
     return agg
 
 

@@ -1,7 +1,7 @@
-"""Crash-safe directory writes: build beside the target, publish in one rename.
+"""Crash-safe writes: build beside the target, publish in one rename.
 
-Readers (and a rerun after a crash) see either the old directory or the complete new one,
-never a half-written one.
+Readers (and a rerun after a crash) see either the old directory / file or the complete new
+one, never a half-written one.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -44,4 +44,24 @@ def building_dir(target: Path, replace: bool = False) -> Iterator[Path]:
                 shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def building_file(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` (same suffix, so ``np.save`` / ``np.savez`` keep the
+    name) that replaces ``target`` in one rename when the block succeeds, and is removed when
+    it fails. The name is unique per call: processes that fill the same shared cache entry at
+    once each write their own file, and the last complete one wins.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise

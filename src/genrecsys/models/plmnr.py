@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from genrecsys.data.splits import SplitData
+from genrecsys.files import building_file
 from genrecsys.models.news import AdditiveAttention, ItemTokens, MatchingRecommender, NewsConfig, TransformerBlock
 
 
@@ -93,11 +94,9 @@ def plm_token_states(texts: list[str], plm_dir: str | Path, max_tokens: int, bat
             out = model(input_ids=ids, attention_mask=att).last_hidden_state  # (b, w, H)
             states[rows, :w] = out.numpy().astype(np.float16)
             mask[rows, :w] = att.numpy().astype(bool)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, states=states, mask=mask)
-        tmp.replace(cache)
+    if cache is not None:  # every seed's process of a variant may reach here at once: own temp file each
+        with building_file(cache) as tmp:
+            np.savez(tmp, states=states, mask=mask)
     return states, mask
 
 

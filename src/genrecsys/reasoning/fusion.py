@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_file
 
 
 def load_text_matrix(source: str | Path | np.ndarray, n_rows: int, name: str, layout: str = "") -> np.ndarray:
@@ -124,10 +125,8 @@ def encode_texts(texts: Sequence[str], model_dir: str | Path | None = None, batc
     else:
         vectors = _encode_local(texts, model_dir, batch_size)  # (N, H)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(cache)  # atomic: a killed run never leaves a truncated cache entry
+    with building_file(cache) as tmp:  # a killed run never leaves a truncated entry; concurrent runs don't share one
+        np.save(tmp, vectors)
     return vectors
 
 

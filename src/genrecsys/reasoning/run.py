@@ -34,6 +34,7 @@ import numpy as np
 from genrecsys.config import RelandConfig
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,10 +113,8 @@ def behaviour_matrix(split: SplitData, cfg: RelandConfig, cache_dir: str | Path 
     from genrecsys.reasoning.encoder import train_behaviour_encoder
 
     m, _ = train_behaviour_encoder(split, enc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, m)
-    tmp.replace(path)  # atomic: a killed run never leaves half a matrix in the cache
+    with building_file(path) as tmp:  # a killed run never leaves half a matrix; concurrent runs don't share one
+        np.save(tmp, m)
     return m, "trained"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 from genrecsys.config import EvalConfig, TrainConfig
 from genrecsys.data.splits import SplitData
 from genrecsys.eval.ranking import RankingResult, evaluate_ranking
+from genrecsys.files import building_file
 from genrecsys.models.base import Recommender
 
 
@@ -197,9 +197,8 @@ def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0):
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with building_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class _JsonLog:

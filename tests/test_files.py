@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from genrecsys.files import building_file
+
+
+def test_building_file_publishes_only_a_complete_file(tmp_path):
+    target = tmp_path / "states.npz"
+    with pytest.raises(RuntimeError):
+        with building_file(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed while writing")
+    assert list(tmp_path.iterdir()) == []
+    with building_file(target) as tmp:
+        np.savez(tmp, x=np.arange(3))  # keeps the name: the temp path already ends in .npz
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["states.npz"]
+    with np.load(target) as z:
+        assert z["x"].tolist() == [0, 1, 2]
+
+
+def test_concurrent_writers_of_one_cache_entry_never_share_a_temp_file(tmp_path):
+    # Two processes computing the same cache entry at once (two seeds of one variant):
+    # with a fixed temp name the second writer truncated the first one's file mid-write.
+    target = tmp_path / "vectors.npy"
+    with building_file(target) as a, building_file(target) as b:
+        assert a != b
+        np.save(a, np.ones(4))
+        np.save(b, np.zeros(4))
+        assert np.load(a).tolist() == [1.0] * 4  # b's write did not touch a
+    assert np.load(target).tolist() == [1.0] * 4  # the last to finish wins, complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.npy"]
