@@ -5,7 +5,7 @@ import json
 import pytest
 
 from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
-from genrecsys.experiment import load_run, run_experiment
+from genrecsys.experiment import load_run, run_experiment, run_seeds
 
 
 def _cfg(dataset_dir, **train):
@@ -42,3 +42,16 @@ def test_a_finished_run_reloads_with_identical_test_metrics(block_dataset_dir, t
     cfg, split, model = load_run(out)
     again = evaluate(model, split, "test", cfg.eval, cfg.data.max_seq_len).metrics
     assert again == pytest.approx(metrics["test"])
+
+
+def test_run_seeds_resumed_after_every_seed_finished_reads_no_data(block_dataset_dir, tmp_path, monkeypatch):
+    import genrecsys.experiment as experiment
+
+    first = run_seeds(_cfg(block_dataset_dir, epochs=1), tmp_path / "runs", seeds=2)
+
+    def no_data(*a, **k):
+        raise AssertionError("finished seeds must be reused without loading the dataset")
+
+    monkeypatch.setattr(experiment, "load_split", no_data)
+    again = run_seeds(_cfg(block_dataset_dir, epochs=1), tmp_path / "runs", seeds=2, resume=True)
+    assert again == first

@@ -188,12 +188,12 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
     for i in range(seeds):
         seed = cfg.train.seed + i
         run_cfg = replace(cfg, train=replace(cfg.train, seed=seed))
-        if split is None or cfg.data.split == "random_ratio":
-            split = load_split(run_cfg, cache_dir)
         run_dir = out / f"seed-{seed}"
-        if resume and (run_dir / "metrics.json").is_file():
+        if resume and (run_dir / "metrics.json").is_file():  # before loading: a finished seed needs no data
             runs.append(json.loads((run_dir / "metrics.json").read_text()))
             continue
+        if split is None or cfg.data.split == "random_ratio":
+            split = load_split(run_cfg, cache_dir)
         runs.append(run_experiment(run_cfg, run_dir, cache_dir=cache_dir, resume=resume, split=split))
     agg = aggregate_seeds(runs)
     if "llm" in runs[0]:  # RELAND: one pool serves every seed; the first seed's run paid for it
