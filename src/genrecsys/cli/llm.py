@@ -5,11 +5,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from genrecsys.errors import GenrecsysError
+from genrecsys.files import building_file
 
 
 def _read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -191,16 +191,9 @@ def _jsonable(value: Any) -> Any:
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Atomic: the output is either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with building_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def _cache_path(args: argparse.Namespace, cache_dir: Path) -> Path:
