@@ -108,6 +108,38 @@ def test_cache_stats_export_and_clear(server, tmp_path, capsys):
     assert _committed(cache) == 0
 
 
+def test_cache_exported_to_gz_and_imported_elsewhere_answers_a_rerun_with_no_backend_call(server, tmp_path, capsys):
+    inp = _write_rows(tmp_path / "in.jsonl", ["a", "b", "c"])
+    main(_args(server.url, inp, tmp_path / "out.jsonl", tmp_path / "c.sqlite"))
+    export = ["llm", "cache", "export", "--cache", str(tmp_path / "c.sqlite"), "--output"]
+    assert main([*export, str(tmp_path / "x.jsonl.gz")]) == 0
+    assert main([*export, str(tmp_path / "y.jsonl.gz")]) == 0
+    gz = (tmp_path / "x.jsonl.gz").read_bytes()
+    assert gz[:2] == b"\x1f\x8b" and gz == (tmp_path / "y.jsonl.gz").read_bytes()  # same answers, same bytes
+    capsys.readouterr()
+    fresh = tmp_path / "fresh.sqlite"
+    for expected_new in (3, 0):  # importing twice adds nothing the second time
+        assert main(["llm", "cache", "import", str(tmp_path / "x.jsonl.gz"), "--cache", str(fresh), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"cache": str(fresh), "rows": 3, "new": expected_new,
+                                                       "already_cached": 3 - expected_new}
+    n = len(server.bodies)
+    main(_args(server.url, inp, tmp_path / "again.jsonl", fresh))
+    assert json.loads(capsys.readouterr().out)["backend_calls"] == 0 and len(server.bodies) == n
+    assert _stable(tmp_path / "again.jsonl") == _stable(tmp_path / "out.jsonl")
+
+
+def test_importing_a_malformed_file_names_its_line_and_imports_nothing(tmp_path, capsys):
+    good = json.dumps({"key": "k", "backend": "b", "model": "m", "completion": {"text": "x"}})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good + "\n{oops\n")
+    cache = tmp_path / "c.sqlite"
+    assert main(["llm", "cache", "import", str(bad), "--cache", str(cache)]) == 2
+    assert "bad.jsonl:2: not a JSON object" in capsys.readouterr().err
+    assert _committed(cache) == 0
+    assert main(["llm", "cache", "import", "--cache", str(cache)]) == 2
+    assert "needs the exported JSONL" in capsys.readouterr().err
+
+
 def _kill_midway(tmp_path: Path, prompts: list[str], sig: int) -> tuple[OpenAITestServer, Path, Path, subprocess.Popen]:
     held = OpenAITestServer(hold_after=5)
     inp = _write_rows(tmp_path / "in.jsonl", prompts)

@@ -51,6 +51,29 @@ def test_stats_export_and_selective_clear(cache):
     assert cache.clear(template="t") == 1 and len(cache) == 1
 
 
+def test_imported_rows_keep_their_time_and_never_replace_a_cached_answer(tmp_path, cache):
+    cache.put_many([("a", Completion(text="x"), {**META, "created": 100.0}),
+                    ("b", Completion(text="y"), META)])
+    other = LLMCache(tmp_path / "other.sqlite")
+    other.put("b", Completion(text="mine"), backend="b", model="m")
+    assert other.import_rows(cache.export()) == 1
+    assert other.get_many(["b"])["b"].text == "mine"
+    assert [r["created"] for r in other.export() if r["key"] == "a"] == [100.0]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"key": "k", "backend": "b", "model": "m"}, "missing completion"),
+    ({"key": "", "backend": "b", "model": "m", "completion": {"text": "x"}}, "non-empty string key"),
+    ({"key": "k", "backend": "b", "model": "m", "completion": {"text": "", "error": "boom"}}, "failed request"),
+    (["not", "a", "row"], "not a JSON object"),
+])
+def test_a_malformed_import_row_imports_nothing(cache, bad, message):
+    good = {"key": "ok", "backend": "b", "model": "m", "completion": {"text": "fine"}}
+    with pytest.raises(GenrecsysError, match=f"row 2: .*{message}"):
+        cache.import_rows([good, bad])
+    assert len(cache) == 0
+
+
 def test_a_file_that_is_not_a_cache_is_a_clear_error(tmp_path):
     bad = tmp_path / "notes.sqlite"
     bad.write_text("this is not a database" * 100)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TextIO
 
 from genrecsys.errors import GenrecsysError
 from genrecsys.files import building_file
@@ -202,10 +204,67 @@ def _cache_path(args: argparse.Namespace, cache_dir: Path) -> Path:
     return Path(args.cache) if args.cache else default_cache_path(cache_dir)
 
 
+@contextlib.contextmanager
+def _open_text(path: Path, mode: str, gz: bool) -> Iterator[TextIO]:
+    """A UTF-8 text file, read or written through gzip when `gz`."""
+    if not gz:
+        with open(path, mode, encoding="utf-8") as f:
+            yield f
+        return
+    import gzip
+
+    # no file name and mtime 0 in the gzip header: the same answers export to the same bytes
+    with open(path, mode + "b") as raw, gzip.GzipFile(filename="", mode=mode + "b", fileobj=raw, mtime=0) as z, \
+            io.TextIOWrapper(z, encoding="utf-8") as f:
+        yield f
+
+
+def _import_cache(args: argparse.Namespace, path: Path) -> int:
+    """`llm cache import FILE...`: answers exported elsewhere (JSONL, or .gz of it) into this
+    cache. Each file is read and checked whole before its one transaction."""
+    from genrecsys.llm.cache import LLMCache
+
+    if not args.files:
+        raise GenrecsysError("`llm cache import` needs the exported JSONL file(s) to read")
+    cache = LLMCache(path)
+    total = new = 0
+    for name in args.files:
+        f = Path(name)
+        if not f.is_file():
+            raise GenrecsysError(f"{f}: no such file")
+        with open(f, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        rows = []
+        try:
+            with _open_text(f, "r", gz) as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise GenrecsysError(f"{f}:{lineno}: not a JSON object ({exc.msg})") from None
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise GenrecsysError(f"{f}: unreadable ({exc})") from None
+        try:
+            added = cache.import_rows(rows)
+        except GenrecsysError as exc:
+            raise GenrecsysError(f"{f}: {exc}; nothing imported from it") from None
+        total, new = total + len(rows), new + added
+    summary = {"cache": str(path), "rows": total, "new": new, "already_cached": total - new}
+    if args.json:
+        print(json.dumps(summary))
+    print(f"imported {new} new answers into {path} ({total - new} of {total} were already cached)", file=sys.stderr)
+    return 0
+
+
 def cmd_llm_cache(args: argparse.Namespace, cache_dir: Path) -> int:
     from genrecsys.llm.cache import LLMCache
 
     path = _cache_path(args, cache_dir)
+    if args.action == "import":
+        return _import_cache(args, path)
+    if args.files:
+        raise GenrecsysError(f"`llm cache {args.action}` takes no FILE arguments (only import does)")
     if not path.exists():
         raise GenrecsysError(f"no LLM cache at {path}")
     cache = LLMCache(path)
@@ -220,15 +279,16 @@ def cmd_llm_cache(args: argparse.Namespace, cache_dir: Path) -> int:
             for name, n in sorted(st.by_template.items()):
                 print(f"  template  {name}: {n}")
     elif args.action == "export":
-        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-        try:
-            n = 0
+        n = 0
+        if args.output:  # all or nothing; gzip-compressed when the name ends in .gz
+            with building_file(Path(args.output)) as tmp, _open_text(tmp, "w", gz=args.output.endswith(".gz")) as out:
+                for row in cache.export(template=args.template):
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    n += 1
+        else:
             for row in cache.export(template=args.template):
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
-        finally:
-            if out is not sys.stdout:
-                out.close()
         print(f"exported {n} answers", file=sys.stderr)
     else:
         if not (args.template or args.model or args.yes):
@@ -296,12 +356,14 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     sp.add_argument("--no-progress", action="store_true")
 
-    sp = add("cache", cmd_llm_cache, "inspect, export or clear the answer cache")
-    sp.add_argument("action", choices=["stats", "export", "clear"])
+    sp = add("cache", cmd_llm_cache, "inspect, export, import or clear the answer cache")
+    sp.add_argument("action", choices=["stats", "export", "import", "clear"])
+    sp.add_argument("files", nargs="*", metavar="FILE",
+                    help="import: files written by `export` (JSONL or JSONL.gz); keys already cached keep their answer")
     sp.add_argument("--cache", help="SQLite cache file (default <cache dir>/llm/cache.sqlite)")
     sp.add_argument("--template", help="export/clear only this template's answers")
     sp.add_argument("--model", help="clear only this model's answers")
-    sp.add_argument("--output", help="export: JSONL file (default stdout)")
+    sp.add_argument("--output", help="export: JSONL file, gzip-compressed if it ends in .gz (default stdout)")
     sp.add_argument("--yes", action="store_true", help="clear: really delete everything")
     sp.add_argument("--json", action="store_true")
 

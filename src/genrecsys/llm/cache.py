@@ -104,7 +104,8 @@ class LLMCache:
                                                      template_version=template_version, task=task))]) == 1
 
     def put_many(self, rows: list[tuple[str, Completion, dict[str, Any]]]) -> int:
-        """Commit several answers in one transaction; returns how many were new."""
+        """Commit several answers in one transaction; returns how many were new. A row's
+        meta may carry ``created`` (an imported answer keeps its original time)."""
         if not rows:
             return 0
         now = time.time()
@@ -116,7 +117,7 @@ class LLMCache:
             value["cached"] = False
             values.append((key, meta["backend"], meta["model"], meta.get("template"), meta.get("template_version"),
                            meta.get("task"), json.dumps(meta.get("request") or {}, ensure_ascii=False),
-                           json.dumps(value, ensure_ascii=False), now))
+                           json.dumps(value, ensure_ascii=False), meta.get("created") or now))
         con = self._con()
         for attempt in range(5):
             try:
@@ -159,6 +160,40 @@ class LLMCache:
         for key, backend, model, tmpl, ver, task, request, value, created in self._con().execute(q + " ORDER BY created, key", args):
             yield {"key": key, "backend": backend, "model": model, "template": tmpl, "template_version": ver,
                    "task": task, "created": created, "request": json.loads(request), "completion": json.loads(value)}
+
+    def import_rows(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Commit rows as `export` yields them (from another machine's cache, say) in one
+        transaction; returns how many were new. A key that already has an answer keeps it
+        (the first wins, as for `put`). Every row is checked before anything is written, so a
+        malformed file imports nothing.
+
+        >>> import tempfile, os
+        >>> a = LLMCache(os.path.join(tempfile.mkdtemp(), "a.sqlite"))
+        >>> _ = a.put("k", Completion(text="hi"), backend="b", model="m")
+        >>> b = LLMCache(os.path.join(tempfile.mkdtemp(), "b.sqlite"))
+        >>> b.import_rows(a.export()), b.import_rows(a.export()), b.get_many(["k"])["k"].text
+        (1, 0, 'hi')
+        """
+        batch = []
+        for n, row in enumerate(rows, 1):
+            if not isinstance(row, dict):
+                raise GenrecsysError(f"row {n}: not a JSON object")
+            missing = [k for k in ("key", "backend", "model", "completion") if k not in row]
+            if missing:
+                raise GenrecsysError(f"row {n}: not an exported cache row (missing {', '.join(missing)})")
+            comp = row["completion"]
+            if not isinstance(row["key"], str) or not row["key"] or not isinstance(comp, dict) \
+                    or not isinstance(comp.get("text"), str):
+                raise GenrecsysError(f"row {n}: needs a non-empty string key and a completion with a text")
+            completion = Completion.from_dict(comp)
+            if not completion.ok:
+                raise GenrecsysError(f"row {n}: a failed request ({completion.error}); errors are not cached")
+            created = row.get("created")
+            batch.append((row["key"], completion, {
+                "backend": str(row["backend"]), "model": str(row["model"]), "request": row.get("request"),
+                "template": row.get("template"), "template_version": row.get("template_version"),
+                "task": row.get("task"), "created": float(created) if isinstance(created, (int, float)) else None}))
+        return self.put_many(batch)
 
     def clear(self, template: str | None = None, model: str | None = None) -> int:
         """Delete rows (all, or those of one template and/or model); returns how many."""
