@@ -40,7 +40,9 @@ Subcommands, each writing <name>.md, <name>.png and <name>.json to --results-dir
 
 ``--jobs N`` trains N runs (variant x model x seed) at a time, each in its own process with
 ``--threads`` threads; a finished run is never trained again, so an interrupted command
-resumes where it stopped.
+resumes where it stopped. ``--earlier DIR/table10.json`` (table10, table6) copies the models of
+a table written before, under the same protocol, whose runs are not on disk any more, so a
+table can grow by model without retraining the others.
 
 ``--quick`` = ``--limit 20 --models nrms --seeds 1 --max-epochs 1`` and short LLM answers,
 unless those flags are given. Significance: every variant is compared with ORI by paired
@@ -323,14 +325,63 @@ SEED_NOTE = ("Welch t over seeds: each seed's mean test AUC of the variant again
              "averaged) does not.\n")
 
 
+# what must be equal for rows of two runs of one table command to stand in one table
+PROTOCOL = ("seeds", "max_epochs", "patience", "lr")
+
+
+def load_earlier(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], list[str]]:
+    """`--earlier`: a <command>.json this script wrote before, and the models of it to copy
+    (those not in --models). Refused when it was measured under another protocol."""
+    if not args.earlier:
+        return {}, []
+    path = Path(args.earlier)
+    if not path.is_file():
+        raise SystemExit(f"--earlier {path}: no such file")
+    earlier = json.loads(path.read_text())
+    if earlier.get("env", {}).get("args", {}).get("command") != command:
+        raise SystemExit(f"--earlier {path}: not a {command} result")
+    old = earlier["env"]["args"]
+    differ = [f"{k} {old.get(k)} != {getattr(args, k)}" for k in PROTOCOL if old.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--earlier {path}: measured under another protocol ({'; '.join(differ)})")
+    return earlier, [m for m in old.get("models", []) if m not in args.models]
+
+
+def merge_earlier(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]], models: list[str],
+                  keys: list[str], what: str) -> None:
+    """Copy `models`' entries of `theirs` (outer key -> model -> value) into `ours`, for every outer key in `keys`.
+
+    >>> ours = {"NS": {"din": 1}}
+    >>> merge_earlier(ours, {"NS": {"dcn": 2, "din": 9}}, ["dcn"], ["NS"], "results"); ours
+    {'NS': {'din': 1, 'dcn': 2}}
+    """
+    for k in keys:
+        for m in models:
+            if m not in theirs.get(k, {}):
+                raise SystemExit(f"--earlier: no {what} for {m} on {k}")
+            ours.setdefault(k, {})[m] = theirs[k][m]
+
+
+def _earlier_note(args: argparse.Namespace, earlier: dict[str, Any], models: list[str]) -> str:
+    if not models:
+        return ""
+    return (f"Rows of {', '.join(models)}: from {args.earlier} (this command with --models "
+            f"{' '.join(earlier['env']['args']['models'])}, the same protocol; their runs are not on disk here).\n")
+
+
 def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
     names = ["ORI", *[v for v in args.variants if v != "ORI"]]  # ORI is every comparison's base
+    earlier, copied = load_earlier(args, "table10")
     train_missing(args, [(v, m) for v in names for m in args.models])
     results = {v: {m: train(args, v, m) for m in args.models} for v in names}
     tests = {v: {m: paired(args, "ORI", v, m) for m in args.models} for v in names if v != "ORI"}
     seed_tests = {v: {m: seed_pair(args, "ORI", v, m) for m in args.models} for v in names if v != "ORI"}
+    merge_earlier(results, earlier.get("results", {}), copied, names, "results")
+    merge_earlier(tests, earlier.get("tests", {}), copied, names[1:], "tests")
+    merge_earlier(seed_tests, earlier.get("seed_tests", {}), copied, names[1:], "seed tests")
+    models = [*copied, *args.models]
     rows = []
-    for m in args.models:
+    for m in models:
         for v in names:
             r = results[v][m]
             cells = [_cell(r["test"][k], r["test_std"][k], len(r["seeds"])) for k in METRICS]
@@ -341,41 +392,53 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
     md = _md(["model", "variant", "AUC", "MRR", "nDCG@5", "nDCG@10", "vs ORI (paired t, per impression)",
               "AUC vs ORI (Welch t over seeds)"], rows)
     md += NOTE.format(alpha=ALPHA) + SEED_NOTE + f"Seeds: {args.seeds}; at most {args.max_epochs} epochs.\n"
+    md += _earlier_note(args, earlier, copied)
     profile_tests = {}
     if {"UP", "UP∅"} <= set(names):  # same model, with and without the profiles
         profile_tests = {m: {"impression": paired(args, "UP∅", "UP", m), "seeds": seed_pair(args, "UP∅", "UP", m)}
                          for m in args.models}
+        merge_earlier({"p": profile_tests}, {"p": earlier.get("profile_tests", {})}, copied, ["p"], "UP − UP∅ tests")
+        profile_tests = {m: profile_tests[m] for m in models}
         md += ("\nUP − UP∅ (interest fusion with the LLM's profiles − with none; what the profiles add): "
                + "; ".join(f"{m} AUC {significance_mark(t['impression']['auc'])} per impression, "
                            f"{significance_mark(t['seeds'])} over seeds" for m, t in profile_tests.items()) + ".\n")
-    _delta_plot(args.models, {v: [tests[v][m]["auc"] for m in args.models] for v in names if v != "ORI"},
+    _delta_plot(models, {v: [tests[v][m]["auc"] for m in models] for v in names if v != "ORI"},
                 Path(args.results_dir) / "table10.png")
-    return {"markdown": md, "results": results, "tests": tests, "seed_tests": seed_tests,
-            "profile_tests": profile_tests}
+    return {"markdown": md, "models": models, "results": results, "tests": tests, "seed_tests": seed_tests,
+            "profile_tests": profile_tests, **({"earlier": {"path": args.earlier, "models": copied}} if copied else {})}
 
 
 def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
+    earlier, copied = load_earlier(args, "table6")
     new_users = set(json.loads((variant_dir(args, "ORI") / "cold_start.json").read_text())["new_users"])
     train_missing(args, [(v, m) for v in ("ORI", "NG") for m in args.models])
     results = {v: {m: train(args, v, m) for m in args.models} for v in ("ORI", "NG")}
     groups = {m: {"new": new_users, "warm": _warm_users(args, m, new_users)} for m in args.models}
     tests = {m: {g: paired(args, "ORI", "NG", m, users) for g, users in groups[m].items()} for m in args.models}
-    rows = []
     for m in args.models:
+        for g in groups[m]:
+            tests[m][g]["auc_seeds"] = seed_pair(args, "ORI", "NG", m, groups[m][g])
+    merge_earlier(results, earlier.get("results", {}), copied, ["ORI", "NG"], "results")
+    merge_earlier({"t": tests}, {"t": earlier.get("tests", {})}, copied, ["t"], "tests")
+    models = [*copied, *args.models]
+    tests = {m: tests[m] for m in models}
+    rows = []
+    for m in models:
         for g, prefix in (("new", "new_"), ("warm", "warm_")):
             o, n = results["ORI"][m]["test"], results["NG"][m]["test"]
-            by_seed = tests[m][g]["auc_seeds"] = seed_pair(args, "ORI", "NG", m, groups[m][g])
+            by_seed = tests[m][g]["auc_seeds"]
             rows.append([m, f"{g} ({int(o[prefix + 'impressions'])})",
                          *[f"{o[prefix + k]:.4f} → {n[prefix + k]:.4f}, {significance_mark(tests[m][g][k])}"
                            for k in METRICS], significance_mark(by_seed)])
     md = _md(["model", "users (impressions)", "AUC ORI → NG, Imp.", "MRR", "nDCG@5", "nDCG@10",
               "AUC Imp. (Welch t over seeds)"], rows)
     md += (NOTE.format(alpha=ALPHA).replace("vs ORI", "Imp.") + SEED_NOTE.replace("both evaluate", "of the group")
-           + "New users: the simulated cold-start users.\n")
-    _bar([f"{m}/{g}" for m in args.models for g in ("new", "warm")],
-         {v: [results[v][m]["test"][f"{g}_auc"] for m in args.models for g in ("new", "warm")] for v in ("ORI", "NG")},
+           + "New users: the simulated cold-start users.\n" + _earlier_note(args, earlier, copied))
+    _bar([f"{m}/{g}" for m in models for g in ("new", "warm")],
+         {v: [results[v][m]["test"][f"{g}_auc"] for m in models for g in ("new", "warm")] for v in ("ORI", "NG")},
          Path(args.results_dir) / "table6.png", "test AUC")
-    return {"markdown": md, "results": results, "tests": tests}
+    return {"markdown": md, "models": models, "results": results, "tests": tests,
+            **({"earlier": {"path": args.earlier, "models": copied}} if copied else {})}
 
 
 def _warm_users(args: argparse.Namespace, model: str, new_users: set[str]) -> set[str]:
@@ -665,6 +728,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs="+", default=None, choices=MODELS)
     p.add_argument("--variants", nargs="+", default=[*TABLE10, *CONTROLS], choices=[*TABLE10, *CONTROLS],
                    help="table10: the variants to train and compare with ORI (default all six and the UP∅ control)")
+    p.add_argument("--earlier", default=None, metavar="JSON",
+                   help="table10/table6: a <command>.json written before under the same protocol; its models that "
+                        "are not in --models are copied into the table (for runs no longer on disk)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")

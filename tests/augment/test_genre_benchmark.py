@@ -164,3 +164,40 @@ def test_a_failing_parallel_run_stops_the_command_with_its_error(genre, news_dir
         genre.train_missing(args, [("ORI", "no-such-model")])  # raised in a worker, re-raised here
     assert genre.missing_runs(args, [("ORI", "no-such-model")]) == [("ORI", "no-such-model", 2020),
                                                                    ("ORI", "no-such-model", 2021)]
+
+
+def test_table10_copies_only_other_models_of_an_earlier_table_and_only_under_the_same_protocol(
+        genre, news_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from newsfixtures import news_params
+
+    shutil.copytree(news_dir, tmp_path / "variants" / "ori")
+    monkeypatch.setitem(genre.MODEL_PARAMS, "ORI", news_params("nrms", None))
+    monkeypatch.setitem(genre.MODEL_PARAMS, "UP∅", {"interest_fusion": True, **news_params("nrms", None)})
+    common = ["table10", "--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs"),
+              "--cache-dir", str(tmp_path / "cache"), "--seeds", "2", "--max-epochs", "1", "--variants", "ORI", "UP∅",
+              "--models", "nrms"]
+    genre.main([*common, "--results-dir", str(tmp_path / "a")])
+    first = json.loads((tmp_path / "a" / "table10.json").read_text())
+    # the same numbers as if they were DCN's, from runs on a machine that is gone
+    earlier = tmp_path / "earlier" / "table10.json"
+    earlier.parent.mkdir()
+    earlier.write_text(json.dumps(first).replace('"nrms"', '"dcn"'))
+    runs = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")}
+
+    genre.main([*common, "--results-dir", str(tmp_path / "b"), "--earlier", str(earlier)])
+    merged = json.loads((tmp_path / "b" / "table10.json").read_text())
+    assert merged["models"] == ["dcn", "nrms"] and merged["earlier"]["models"] == ["dcn"]
+    assert merged["results"]["UP∅"]["dcn"]["test"] == first["results"]["UP∅"]["nrms"]["test"] \
+        == merged["results"]["UP∅"]["nrms"]["test"]
+    assert merged["tests"]["UP∅"]["dcn"] == first["tests"]["UP∅"]["nrms"]
+    assert "Rows of dcn: from" in merged["markdown"] and "| dcn | ORI |" in merged["markdown"]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")} == runs  # nothing retrained
+
+    with pytest.raises(SystemExit, match="another protocol .*max_epochs 1 != 2"):
+        longer = [("2" if a == "1" and common[i - 1] == "--max-epochs" else a) for i, a in enumerate(common)]
+        genre.main([*longer, "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
+    with pytest.raises(SystemExit, match="not a table6 result"):
+        genre.main(["table6", *common[1:], "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
