@@ -758,7 +758,18 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     out = COMMANDS[args.command](args)
+    from importlib.metadata import PackageNotFoundError, version
+
+    def _v(pkg: str) -> str | None:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return None
+
+    # PLM-NR's frozen MiniLM states and the local LLM go through transformers: a new release
+    # can move the last digits, so the versions are part of what a table was measured with
     env = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+           **{pkg: _v(pkg) for pkg in ("transformers", "sentence-transformers", "numpy", "pandas")},
            "args": {k: v for k, v in vars(args).items()}, "wall_s": round(time.perf_counter() - t0, 1)}
     base = Path(args.results_dir) / args.command
     base.with_suffix(".md").write_text(out["markdown"])
