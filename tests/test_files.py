@@ -29,3 +29,11 @@ def test_concurrent_writers_of_one_cache_entry_never_share_a_temp_file(tmp_path)
         assert np.load(a).tolist() == [1.0] * 4  # b's write did not touch a
     assert np.load(target).tolist() == [1.0] * 4  # the last to finish wins, complete
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.npy"]
+
+
+def test_building_file_publishes_with_the_permissions_a_plain_open_gives(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with building_file(tmp_path / "built.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "built.txt").stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600

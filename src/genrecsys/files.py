@@ -13,6 +13,7 @@ one, never a half-written one.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -56,9 +57,13 @@ def building_file(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix or ".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    while True:  # mkstemp would make it 0600 and the rename would publish that: create it as open() does
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}{target.suffix or '.tmp'}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         os.replace(tmp, target)
