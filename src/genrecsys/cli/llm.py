@@ -280,14 +280,13 @@ def cmd_llm_cache(args: argparse.Namespace, cache_dir: Path) -> int:
                 print(f"  template  {name}: {n}")
     elif args.action == "export":
         n = 0
-        if args.output:  # all or nothing; gzip-compressed when the name ends in .gz
-            with building_file(Path(args.output)) as tmp, _open_text(tmp, "w", gz=args.output.endswith(".gz")) as out:
-                for row in cache.export(template=args.template):
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    n += 1
-        else:
+        with contextlib.ExitStack() as stack:
+            out: TextIO = sys.stdout
+            if args.output:  # all or nothing; gzip-compressed when the name ends in .gz
+                tmp = stack.enter_context(building_file(Path(args.output)))
+                out = stack.enter_context(_open_text(tmp, "w", gz=args.output.endswith(".gz")))
             for row in cache.export(template=args.template):
-                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
         print(f"exported {n} answers", file=sys.stderr)
     else:
