@@ -44,6 +44,11 @@ resumes where it stopped. ``--earlier DIR/table10.json`` (table10, table6) copie
 a table written before, under the same protocol, whose runs are not on disk any more, so a
 table can grow by model without retraining the others.
 
+Several processes (or machines) may share one --runs-dir: each run is locked while it trains,
+so a run another process is training is left to it and awaited. ``train --variants NS UP
+--models din`` trains exactly those runs (``table10`` always trains ORI first as its base),
+which is how the work is split without anyone waiting.
+
 ``--quick`` = ``--limit 20 --models nrms --seeds 1 --max-epochs 1`` and short LLM answers,
 unless those flags are given. Significance: every variant is compared with ORI by paired
 tests over the test impressions (one per user; each user's value averaged over seeds
@@ -190,6 +195,7 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from genrecsys.experiment import run_experiment
+    from genrecsys.files import Busy
 
     print(f"training {len(tasks)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     # spawn: a forked child would inherit this process's torch thread pools
@@ -197,34 +203,65 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
         futures = {}
         for name, model, seed in tasks:
             futures[pool.submit(run_experiment, experiment_config(args, name, model, seed),
-                                seed_dir(args, name, model, seed), cache_dir=args.cache_dir)] = (name, model, seed)
+                                seed_dir(args, name, model, seed), cache_dir=args.cache_dir,
+                                reuse=True)] = (name, model, seed)
         try:
             for f in as_completed(futures):
-                _report(*futures[f], f.result())
+                try:
+                    _report(*futures[f], f.result())
+                except Busy as e:  # another process trains it; `train()` waits for it
+                    print(f"left to the other process: {e}", file=sys.stderr, flush=True)
         except BaseException:  # a failed run (or Ctrl-C): let the running ones finish, start no more
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def train(args: argparse.Namespace, name: str, model: str) -> dict[str, Any]:
-    """One model on one variant over --seeds seeds (runs already on disk are reused)."""
+def train(args: argparse.Namespace, name: str, model: str, wait_s: float = 30.0) -> dict[str, Any]:
+    """One model on one variant over --seeds seeds (runs already on disk are reused).
+
+    Processes may share --runs-dir (two commands on two cores, or machines on one file
+    system): a seed that another process is training is left to it, the other seeds are
+    trained meanwhile, and its result is then awaited (polled every `wait_s` seconds).
+    """
     from genrecsys.eval.report import aggregate_seeds
     from genrecsys.experiment import load_split, run_experiment
+    from genrecsys.files import Busy
 
-    split = None
-    runs = []
-    for i in range(args.seeds):
-        out = seed_dir(args, name, model, 2020 + i)
-        if (out / "metrics.json").is_file():
-            runs.append(json.loads((out / "metrics.json").read_text()))
-            continue
-        cfg = experiment_config(args, name, model, 2020 + i)
-        split = split or load_split(cfg, args.cache_dir)
-        runs.append(run_experiment(cfg, out, split=split, cache_dir=args.cache_dir))
-        _report(name, model, 2020 + i, runs[-1])
-    agg = aggregate_seeds(runs)
+    seeds = [2020 + i for i in range(args.seeds)]
+    split, pending, told = None, seeds, set()
+    while pending:
+        busy = []
+        for seed in pending:
+            out = seed_dir(args, name, model, seed)
+            if (out / "metrics.json").is_file():
+                continue
+            cfg = experiment_config(args, name, model, seed)
+            split = split or load_split(cfg, args.cache_dir)
+            try:
+                _report(name, model, seed, run_experiment(cfg, out, split=split, cache_dir=args.cache_dir, reuse=True))
+            except Busy as e:
+                busy.append(seed)
+                if seed not in told:
+                    told.add(seed)
+                    print(f"waiting for the other process: {e}", file=sys.stderr, flush=True)
+        pending = busy
+        if pending:
+            time.sleep(wait_s)
+    agg = aggregate_seeds([json.loads((seed_dir(args, name, model, s) / "metrics.json").read_text()) for s in seeds])
     agg.pop("runs")
     return agg
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the missing runs of exactly --variants x --models (ORI only if listed), no table:
+    for splitting the runs of `table10` over processes or machines that share --runs-dir."""
+    pairs = [(v, m) for v in args.variants for m in args.models]
+    train_missing(args, pairs)
+    rows = []
+    for v, m in pairs:
+        r = train(args, v, m)
+        rows.append([v, m, len(r["seeds"]), _cell(r["test"]["auc"], r["test_std"]["auc"], len(r["seeds"]))])
+    return {"markdown": _md(["variant", "model", "seeds", "test AUC"], rows), "pairs": pairs}
 
 
 def run_dir(args: argparse.Namespace, name: str, model: str) -> Path:
@@ -714,8 +751,8 @@ def _delta_plot(models: list[str], tests: dict[str, list[dict[str, float]]], pat
     plt.close(fig)
 
 
-COMMANDS = {"variants": cmd_variants, "table10": cmd_table10, "table6": cmd_table6, "fig7": cmd_fig7,
-            "table8": cmd_table8, "table1": cmd_table1}
+COMMANDS = {"variants": cmd_variants, "train": cmd_train, "table10": cmd_table10, "table6": cmd_table6,
+            "fig7": cmd_fig7, "table8": cmd_table8, "table1": cmd_table1}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -727,7 +764,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", default=os.environ.get("GENRECSYS_CACHE"))
     p.add_argument("--models", nargs="+", default=None, choices=MODELS)
     p.add_argument("--variants", nargs="+", default=[*TABLE10, *CONTROLS], choices=[*TABLE10, *CONTROLS],
-                   help="table10: the variants to train and compare with ORI (default all six and the UP∅ control)")
+                   help="table10: the variants to train and compare with ORI (default all six and the UP∅ control); "
+                        "train: the variants to train")
     p.add_argument("--earlier", default=None, metavar="JSON",
                    help="table10/table6: a <command>.json written before under the same protocol; its models that "
                         "are not in --models are copied into the table (for runs no longer on disk)")

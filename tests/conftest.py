@@ -18,6 +18,35 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def other_process():
+    """``hold(path)`` makes another process take ``genrecsys.files.exclusive(path)`` and keep it
+    until ``kill()`` (SIGKILL: no cleanup runs, as when a training job dies)."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    class Other:
+        def hold(self, path) -> int:
+            code = ("import sys; from pathlib import Path; from genrecsys.files import exclusive; "
+                    "lock = exclusive(Path(sys.argv[1]), 'training into'); lock.__enter__(); "
+                    "print('held', flush=True); sys.stdin.read()")
+            proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+            procs.append(proc)
+            assert proc.stdout.readline().strip() == "held"
+            return proc.pid
+
+        def kill(self) -> None:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+
+    yield Other()
+    Other().kill()
+
+
+@pytest.fixture
 def server():
     """A real OpenAI-compatible HTTP server on 127.0.0.1 (see tests/openai_server.py)."""
     from openai_server import OpenAITestServer

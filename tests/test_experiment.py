@@ -55,3 +55,35 @@ def test_run_seeds_resumed_after_every_seed_finished_reads_no_data(block_dataset
     monkeypatch.setattr(experiment, "load_split", no_data)
     again = run_seeds(_cfg(block_dataset_dir, epochs=1), tmp_path / "runs", seeds=2, resume=True)
     assert again == first
+
+
+def test_a_run_another_process_is_training_is_refused_and_its_work_kept(block_dataset_dir, tmp_path, other_process):
+    from genrecsys.files import Busy
+
+    out = tmp_path / "run"
+    work = tmp_path / ".run.partial"
+    work.mkdir()
+    (work / "checkpoint.pt").write_bytes(b"the other process's epoch 7")
+    other_process.hold(out)
+    with pytest.raises(Busy, match="training into"):
+        run_experiment(_cfg(block_dataset_dir), out)  # without the lock this wiped `work`
+    assert (work / "checkpoint.pt").read_bytes() == b"the other process's epoch 7"
+    other_process.kill()
+    run_experiment(_cfg(block_dataset_dir, epochs=1), out)
+    assert not work.exists() and (out / "metrics.json").is_file()
+
+
+def test_reuse_returns_a_finished_run_without_training_it_again(block_dataset_dir, tmp_path, monkeypatch):
+    import genrecsys.experiment as experiment
+
+    out = tmp_path / "run"
+    first = run_experiment(_cfg(block_dataset_dir, epochs=1), out)
+    before = (out / "model.pt").stat().st_mtime_ns
+
+    def no_data(*a, **k):
+        raise AssertionError("a finished run must not be trained again")
+
+    monkeypatch.setattr(experiment, "load_split", no_data)
+    assert run_experiment(_cfg(block_dataset_dir, epochs=1), out, reuse=True) == json.loads(
+        json.dumps(first))
+    assert (out / "model.pt").stat().st_mtime_ns == before

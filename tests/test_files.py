@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrecsys.files import building_file
+from genrecsys.files import Busy, building_file, exclusive
 
 
 def test_building_file_publishes_only_a_complete_file(tmp_path):
@@ -37,3 +37,22 @@ def test_building_file_publishes_with_the_permissions_a_plain_open_gives(tmp_pat
     with building_file(tmp_path / "built.txt") as tmp:
         tmp.write_text("x")
     assert (tmp_path / "built.txt").stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600
+
+
+def test_exclusive_refuses_a_path_another_process_holds_until_that_process_dies(tmp_path, other_process):
+    target = tmp_path / "seed-2020"
+    pid = other_process.hold(target)
+    with pytest.raises(Busy, match=f"pid {pid}"):
+        with exclusive(target):
+            pass
+    other_process.kill()  # killed, not exited: the lock goes with the process
+    with exclusive(target):
+        assert (tmp_path / ".seed-2020.lock").is_file()
+    assert list(tmp_path.iterdir()) == []  # nothing left to clean up
+
+
+def test_exclusive_is_reentrant_within_one_process(tmp_path):
+    with exclusive(tmp_path / "run"):
+        with exclusive(tmp_path / "run"):  # e.g. a caller's claim, then run_experiment's own
+            pass
+        assert (tmp_path / ".run.lock").is_file()  # the inner block did not release the outer

@@ -3,7 +3,8 @@
 A run directory holds metrics.json, per_user.parquet (for paired tests), model.pt,
 config.yaml, log.jsonl, report.md and curve.png. It appears atomically: work happens in
 a hidden `.NAME.partial` sibling (which `resume=True` picks up after a crash) that is
-renamed into place at the end.
+renamed into place at the end, under a lock (`.NAME.lock`) that keeps a second process
+from training into the same directory at once.
 
 >>> from genrecsys.config import ExperimentConfig, TrainConfig
 >>> cfg = ExperimentConfig(model="pop")
@@ -24,7 +25,7 @@ import numpy as np
 from genrecsys.config import ExperimentConfig, from_dict
 from genrecsys.data.splits import SplitData, make_split
 from genrecsys.errors import GenrecsysError
-from genrecsys.files import building_file
+from genrecsys.files import building_file, exclusive
 
 
 def build_model(name: str, params: dict[str, Any], split: SplitData):
@@ -46,14 +47,28 @@ def load_split(cfg: ExperimentConfig, cache_dir: str | Path | None = None) -> Sp
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: str | Path | None = None,
-                   resume: bool = False, split: SplitData | None = None) -> dict[str, Any]:
-    """Train and evaluate one model under one seed; returns the metrics dict."""
+                   resume: bool = False, split: SplitData | None = None, reuse: bool = False) -> dict[str, Any]:
+    """Train and evaluate one model under one seed; returns the metrics dict.
+
+    The run holds a lock on ``output_dir`` while it trains: a second process asked for the
+    same run gets ``genrecsys.files.Busy`` at once instead of wiping the first one's work
+    directory. ``reuse=True``: a run already finished in ``output_dir`` (checked under the
+    lock, so processes sharing a runs directory train each run once) is returned as it is.
+    """
+    out = Path(output_dir)
+    with exclusive(out, "training into"):
+        if reuse and (out / "metrics.json").is_file():
+            return json.loads((out / "metrics.json").read_text())
+        return _train_and_publish(cfg, out, cache_dir, resume, split)
+
+
+def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path | None, resume: bool,
+                       split: SplitData | None) -> dict[str, Any]:
     import torch
 
     from genrecsys.eval.report import write_run_report
     from genrecsys.train.loop import evaluate, fit, protocol_of, seed_everything, selection_metric
 
-    out = Path(output_dir)
     work = out.parent / f".{out.name}.partial"
     if work.exists() and not resume:
         shutil.rmtree(work)

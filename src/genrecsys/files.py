@@ -20,6 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from genrecsys.errors import GenrecsysError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one process per output there
+    fcntl = None  # type: ignore[assignment]
+
 
 @contextmanager
 def building_dir(target: Path, replace: bool = False) -> Iterator[Path]:
@@ -70,3 +77,53 @@ def building_file(target: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class Busy(GenrecsysError):
+    """Another process holds the lock on this path (see ``exclusive``)."""
+
+
+_held: set[Path] = set()  # paths this process holds: `exclusive` is reentrant within a process
+
+
+@contextmanager
+def exclusive(target: Path, doing: str = "writing") -> Iterator[None]:
+    """Hold an exclusive lock on ``target`` for the block, or raise ``Busy`` at once if another
+    process holds it.
+
+    The lock is a hidden ``.NAME.lock`` beside ``target``, flocked, so a crashed or killed
+    holder frees it with its process and nothing has to be cleaned up by hand; the file is
+    removed on release. Processes that share an output directory (two training jobs, or two
+    machines on one file system with working flock) use it to never write the same output.
+    A no-op where ``fcntl`` is missing (Windows).
+    """
+    target = Path(target).absolute()
+    if fcntl is None or target in _held:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise Busy(f"{target}: another process (pid {holder}) is {doing} it; it holds {lock}") from None
+        try:  # the holder may have removed the file between our open and our lock: lock the new one
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _held.add(target)
+    try:
+        yield
+    finally:
+        _held.discard(target)
+        lock.unlink(missing_ok=True)  # before unlocking: a waiter that opened it sees it is stale
+        os.close(fd)

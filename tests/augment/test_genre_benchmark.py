@@ -121,6 +121,58 @@ def test_parallel_jobs_train_each_missing_run_once_and_match_a_sequential_run(ge
     assert a["test"] == b["test"] and a["seeds"] == b["seeds"] == [2020, 2021]
 
 
+def test_a_seed_another_process_trains_is_left_to_it_and_awaited(genre, news_dir, tmp_path, monkeypatch,
+                                                                  other_process):
+    import argparse
+    import shutil
+
+    from newsfixtures import news_params
+
+    from genrecsys.experiment import run_experiment
+
+    shutil.copytree(news_dir, tmp_path / "variants" / "ori")
+    monkeypatch.setitem(genre.MODEL_PARAMS, "ORI", news_params("nrms", None))
+    args = argparse.Namespace(variants_dir=str(tmp_path / "variants"), runs_dir=str(tmp_path / "runs"), threads=1,
+                              device="cpu", cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=1, lr=None,
+                              seeds=2, jobs=1)
+    theirs = genre.seed_dir(args, "ORI", "nrms", 2020)
+    other_process.hold(theirs)  # the other process is training seed 2020
+    slept, published = [], []
+
+    def other_finishes(seconds):
+        # seed 2021 was trained meanwhile; now the other process publishes 2020 and exits
+        assert (genre.seed_dir(args, "ORI", "nrms", 2021) / "metrics.json").is_file()
+        assert not (theirs / "metrics.json").exists()
+        run_experiment(genre.experiment_config(args, "ORI", "nrms", 2020), tmp_path / "elsewhere",
+                       cache_dir=args.cache_dir)
+        shutil.copytree(tmp_path / "elsewhere", theirs)
+        published.append((theirs / "metrics.json").stat().st_mtime_ns)
+        other_process.kill()
+        slept.append(seconds)
+
+    monkeypatch.setattr(genre.time, "sleep", other_finishes)
+    r = genre.train(args, "ORI", "nrms", wait_s=5.0)
+    assert slept == [5.0] and r["seeds"] == [2020, 2021]
+    assert [(theirs / "metrics.json").stat().st_mtime_ns] == published  # taken as it was, not retrained
+    assert genre.missing_runs(args, [("ORI", "nrms")]) == []
+
+
+def test_train_command_trains_exactly_the_variants_asked_for(genre, news_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from newsfixtures import news_params
+
+    shutil.copytree(news_dir, tmp_path / "variants" / "ori")
+    monkeypatch.setitem(genre.MODEL_PARAMS, "UP∅", {"interest_fusion": True, **news_params("nrms", None)})
+    genre.main(["train", "--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs"),
+                "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "res"), "--seeds", "1",
+                "--max-epochs", "1", "--variants", "UP∅", "--models", "nrms"])
+    assert sorted(p.parent.parent.parent.name for p in (tmp_path / "runs").rglob("metrics.json")) == ["up-empty"]
+    out = json.loads((tmp_path / "res" / "train.json").read_text())
+    assert out["pairs"] == [["UP∅", "nrms"]] and "| UP∅ | nrms | 1 |" in out["markdown"]
+
+
 def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, news_dir, tmp_path, monkeypatch):
     import argparse
     import shutil
