@@ -83,7 +83,7 @@ class Busy(GenrecsysError):
     """Another process holds the lock on this path (see ``exclusive``)."""
 
 
-_held: set[Path] = set()  # paths this process holds: `exclusive` is reentrant within a process
+_held: set[Path] = set()  # what this process holds: re-entering is a no-op (its threads share the lock)
 
 
 @contextmanager
