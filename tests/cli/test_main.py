@@ -30,6 +30,19 @@ def test_train_writes_metrics_and_prints_the_run_directory_last(block_dataset_di
     assert not list(tmp_path.glob(".*partial"))  # the work directory was renamed into place
 
 
+def test_train_into_a_directory_another_process_trains_stops_with_one_line(block_dataset_dir, tmp_path, capsys,
+                                                                          other_process):
+    out_dir = tmp_path / "run"
+    work = tmp_path / ".run.partial"
+    work.mkdir()
+    (work / "checkpoint.pt").write_bytes(b"theirs")
+    pid = other_process.hold(out_dir)
+    code, _, err = _run(["train", "--model", "pop", "--dataset", str(block_dataset_dir), "--output-dir",
+                         str(out_dir)], capsys)
+    assert code == 2 and f"pid {pid}" in err and len(err.strip().splitlines()) == 1
+    assert (work / "checkpoint.pt").read_bytes() == b"theirs" and not out_dir.exists()
+
+
 def test_seeds_write_mean_and_std(block_dataset_dir, tmp_path, capsys):
     out_dir = tmp_path / "run"
     code, out, _ = _run(["train", "--model", "pop", "--dataset", str(block_dataset_dir), "--seeds", "2",
