@@ -46,8 +46,9 @@ table can grow by model without retraining the others.
 
 Several processes (or machines) may share one --runs-dir: each run is locked while it trains,
 so a run another process is training is left to it and awaited. ``train --variants NS UP
---models din`` trains exactly those runs (``table10`` always trains ORI first as its base),
-which is how the work is split without anyone waiting.
+--models din`` trains exactly those runs (``table10`` always trains ORI first as its base) and
+waits for other processes' runs only once it has trained everything free, so the same ``train``
+command started on several cores or machines divides the work.
 
 ``--quick`` = ``--limit 20 --models nrms --seeds 1 --max-epochs 1`` and short LLM answers,
 unless those flags are given. Significance: every variant is compared with ORI by paired
@@ -216,37 +217,48 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
             raise
 
 
-def train(args: argparse.Namespace, name: str, model: str, wait_s: float = 30.0) -> dict[str, Any]:
-    """One model on one variant over --seeds seeds (runs already on disk are reused).
-
-    Processes may share --runs-dir (two commands on two cores, or machines on one file
-    system): a seed that another process is training is left to it, the other seeds are
-    trained meanwhile, and its result is then awaited (polled every `wait_s` seconds).
-    """
-    from genrecsys.eval.report import aggregate_seeds
+def train_runs(args: argparse.Namespace, tasks: list[tuple[str, str, int]], tell: bool = True
+               ) -> list[tuple[str, str, int]]:
+    """Train the runs (variant, model, seed) of `tasks` not on disk yet, in this process;
+    returns those that another process is training (processes may share --runs-dir: two
+    commands on two cores, or machines on one file system)."""
     from genrecsys.experiment import load_split, run_experiment
     from genrecsys.files import Busy
 
+    splits: dict[str, Any] = {}
+    busy = []
+    for name, model, seed in tasks:
+        out = seed_dir(args, name, model, seed)
+        if (out / "metrics.json").is_file():
+            continue
+        cfg = experiment_config(args, name, model, seed)
+        if name not in splits:
+            splits[name] = load_split(cfg, args.cache_dir)
+        try:
+            _report(name, model, seed, run_experiment(cfg, out, split=splits[name], cache_dir=args.cache_dir,
+                                                      reuse=True))
+        except Busy as e:
+            if tell:
+                print(f"left to the other process: {e}", file=sys.stderr, flush=True)
+            busy.append((name, model, seed))
+    return busy
+
+
+def train(args: argparse.Namespace, name: str, model: str, wait_s: float = 30.0) -> dict[str, Any]:
+    """One model on one variant over --seeds seeds (runs already on disk are reused). A seed
+    that another process is training is left to it, the others are trained meanwhile, and its
+    result is then awaited (polled every `wait_s` seconds)."""
+    from genrecsys.eval.report import aggregate_seeds
+
     seeds = [2020 + i for i in range(args.seeds)]
-    split, pending, told = None, seeds, set()
+    pending = train_runs(args, [(name, model, s) for s in seeds])
+    if pending:
+        print(f"waiting for {len(pending)} {name} {model} runs that other processes train", file=sys.stderr,
+              flush=True)
     while pending:
-        busy = []
-        for seed in pending:
-            out = seed_dir(args, name, model, seed)
-            if (out / "metrics.json").is_file():
-                continue
-            cfg = experiment_config(args, name, model, seed)
-            split = split or load_split(cfg, args.cache_dir)
-            try:
-                _report(name, model, seed, run_experiment(cfg, out, split=split, cache_dir=args.cache_dir, reuse=True))
-            except Busy as e:
-                busy.append(seed)
-                if seed not in told:
-                    told.add(seed)
-                    print(f"waiting for the other process: {e}", file=sys.stderr, flush=True)
-        pending = busy
-        if pending:
-            time.sleep(wait_s)
+        time.sleep(wait_s)
+        pending = [t for t in pending if not (seed_dir(args, *t) / "metrics.json").is_file()]
+        pending = train_runs(args, pending, tell=False) if pending else []  # free again if the other one died
     agg = aggregate_seeds([json.loads((seed_dir(args, name, model, s) / "metrics.json").read_text()) for s in seeds])
     agg.pop("runs")
     return agg
@@ -254,9 +266,12 @@ def train(args: argparse.Namespace, name: str, model: str, wait_s: float = 30.0)
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train the missing runs of exactly --variants x --models (ORI only if listed), no table:
-    for splitting the runs of `table10` over processes or machines that share --runs-dir."""
+    for splitting the runs of `table10` over processes or machines that share --runs-dir. Runs
+    that another process is training are skipped first and awaited only at the end, so the
+    same command started in several places divides the work."""
     pairs = [(v, m) for v in args.variants for m in args.models]
     train_missing(args, pairs)
+    train_runs(args, missing_runs(args, pairs))
     rows = []
     for v, m in pairs:
         r = train(args, v, m)

@@ -157,20 +157,40 @@ def test_a_seed_another_process_trains_is_left_to_it_and_awaited(genre, news_dir
     assert genre.missing_runs(args, [("ORI", "nrms")]) == []
 
 
-def test_train_command_trains_exactly_the_variants_asked_for(genre, news_dir, tmp_path, monkeypatch):
+def test_train_command_trains_what_is_free_before_it_waits_for_another_process(genre, news_dir, tmp_path,
+                                                                              monkeypatch, other_process):
+    import argparse
     import json
     import shutil
 
     from newsfixtures import news_params
 
+    from genrecsys.experiment import run_experiment
+
     shutil.copytree(news_dir, tmp_path / "variants" / "ori")
+    monkeypatch.setitem(genre.MODEL_PARAMS, "ORI", news_params("nrms", None))
     monkeypatch.setitem(genre.MODEL_PARAMS, "UP∅", {"interest_fusion": True, **news_params("nrms", None)})
-    genre.main(["train", "--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs"),
-                "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "res"), "--seeds", "1",
-                "--max-epochs", "1", "--variants", "UP∅", "--models", "nrms"])
-    assert sorted(p.parent.parent.parent.name for p in (tmp_path / "runs").rglob("metrics.json")) == ["up-empty"]
+    argv = ["train", "--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs"),
+            "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "res"), "--seeds", "1",
+            "--max-epochs", "1", "--variants", "ORI", "UP∅", "--models", "nrms"]
+    ori = tmp_path / "runs" / "ori" / "nrms" / "seed-2020"
+    other_process.hold(ori)  # the same command, started first elsewhere, is training ORI
+    theirs = argparse.Namespace(variants_dir=str(tmp_path / "variants"), threads=1, device="cpu", patience=3,
+                                max_epochs=1, lr=None)
+
+    def other_finishes(seconds):
+        assert (tmp_path / "runs" / "up-empty" / "nrms" / "seed-2020" / "metrics.json").is_file()  # done meanwhile
+        cfg = genre.experiment_config(theirs, "ORI", "nrms", 2020)
+        run_experiment(cfg, tmp_path / "elsewhere", cache_dir=str(tmp_path / "cache"))
+        shutil.copytree(tmp_path / "elsewhere", ori)
+        other_process.kill()
+
+    monkeypatch.setattr(genre.time, "sleep", other_finishes)
+    genre.main(argv)
+    trained = sorted(p.parent.parent.parent.name for p in (tmp_path / "runs").rglob("metrics.json"))
+    assert trained == ["ori", "up-empty"]  # only the variants asked for (no other ORI-based ones)
     out = json.loads((tmp_path / "res" / "train.json").read_text())
-    assert out["pairs"] == [["UP∅", "nrms"]] and "| UP∅ | nrms | 1 |" in out["markdown"]
+    assert out["pairs"] == [["ORI", "nrms"], ["UP∅", "nrms"]] and "| UP∅ | nrms | 1 |" in out["markdown"]
 
 
 def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, news_dir, tmp_path, monkeypatch):
