@@ -257,8 +257,7 @@ def train(args: argparse.Namespace, name: str, model: str, wait_s: float = 30.0)
               flush=True)
     while pending:
         time.sleep(wait_s)
-        pending = [t for t in pending if not (seed_dir(args, *t) / "metrics.json").is_file()]
-        pending = train_runs(args, pending, tell=False) if pending else []  # free again if the other one died
+        pending = train_runs(args, pending, tell=False)  # finished ones are skipped; a dead holder's are trained
     agg = aggregate_seeds([json.loads((seed_dir(args, name, model, s) / "metrics.json").read_text()) for s in seeds])
     agg.pop("runs")
     return agg
