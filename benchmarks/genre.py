@@ -395,7 +395,8 @@ def load_earlier(args: argparse.Namespace, command: str) -> tuple[dict[str, Any]
     differ = [f"{k} {old.get(k)} != {getattr(args, k)}" for k in PROTOCOL if old.get(k) != getattr(args, k)]
     if differ:
         raise SystemExit(f"--earlier {path}: measured under another protocol ({'; '.join(differ)})")
-    return earlier, [m for m in old.get("models", []) if m not in args.models]
+    # the table's own "models" also lists rows it copied from an earlier table in turn
+    return earlier, [m for m in earlier.get("models", old.get("models", [])) if m not in args.models]
 
 
 def merge_earlier(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]], models: list[str],
@@ -416,8 +417,8 @@ def merge_earlier(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, A
 def _earlier_note(args: argparse.Namespace, earlier: dict[str, Any], models: list[str]) -> str:
     if not models:
         return ""
-    return (f"Rows of {', '.join(models)}: from {args.earlier} (this command with --models "
-            f"{' '.join(earlier['env']['args']['models'])}, the same protocol; their runs are not on disk here).\n")
+    return (f"Rows of {', '.join(models)}: from {args.earlier} (this command under the same protocol; "
+            f"their runs are not on disk here).\n")
 
 
 def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:

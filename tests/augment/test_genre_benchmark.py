@@ -238,7 +238,7 @@ def test_a_failing_parallel_run_stops_the_command_with_its_error(genre, news_dir
                                                                    ("ORI", "no-such-model", 2021)]
 
 
-def test_table10_copies_only_other_models_of_an_earlier_table_and_only_under_the_same_protocol(
+def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_under_the_same_protocol(
         genre, news_dir, tmp_path, monkeypatch):
     import json
     import shutil
@@ -267,6 +267,15 @@ def test_table10_copies_only_other_models_of_an_earlier_table_and_only_under_the
     assert merged["tests"]["UP∅"]["dcn"] == first["tests"]["UP∅"]["nrms"]
     assert "Rows of dcn: from" in merged["markdown"] and "| dcn | ORI |" in merged["markdown"]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")} == runs  # nothing retrained
+
+    # a table that copied rows can be the earlier table of the next one: its copied rows come along
+    chained = tmp_path / "earlier" / "chained.json"
+    chained.write_text((tmp_path / "b" / "table10.json").read_text().replace('"nrms"', '"pnn"'))
+    genre.main([*common, "--results-dir", str(tmp_path / "d"), "--earlier", str(chained)])
+    again = json.loads((tmp_path / "d" / "table10.json").read_text())
+    assert again["models"] == ["dcn", "pnn", "nrms"] and again["earlier"]["models"] == ["dcn", "pnn"]
+    assert again["results"]["UP∅"]["dcn"] == merged["results"]["UP∅"]["dcn"]
+    assert "| dcn | ORI |" in again["markdown"] and "| pnn | ORI |" in again["markdown"]
 
     with pytest.raises(SystemExit, match="another protocol .*max_epochs 1 != 2"):
         longer = [("2" if a == "1" and common[i - 1] == "--max-epochs" else a) for i, a in enumerate(common)]
