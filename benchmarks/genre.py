@@ -211,14 +211,24 @@ def train_missing(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> Non
                 try:
                     _report(*futures[f], f.result())
                 except Busy as e:  # another process trains it; `train()` waits for it
-                    print(f"left to the other process: {e}", file=sys.stderr, flush=True)
+                    _left(seed_dir(args, *futures[f]), e)
         except BaseException:  # a failed run (or Ctrl-C): let the running ones finish, start no more
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def train_runs(args: argparse.Namespace, tasks: list[tuple[str, str, int]], tell: bool = True
-               ) -> list[tuple[str, str, int]]:
+_TOLD: set[Path] = set()
+
+
+def _left(out: Path, e: Exception) -> None:
+    """Say once per process that the run in `out` is left to the process training it (the
+    passes of `train`/`table10 --jobs` and the polling all meet the same busy run)."""
+    if out not in _TOLD:
+        _TOLD.add(out)
+        print(f"left to the other process: {e}", file=sys.stderr, flush=True)
+
+
+def train_runs(args: argparse.Namespace, tasks: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
     """Train the runs (variant, model, seed) of `tasks` not on disk yet, in this process;
     returns those that another process is training (processes may share --runs-dir: two
     commands on two cores, or machines on one file system)."""
@@ -238,8 +248,7 @@ def train_runs(args: argparse.Namespace, tasks: list[tuple[str, str, int]], tell
             _report(name, model, seed, run_experiment(cfg, out, split=splits[name], cache_dir=args.cache_dir,
                                                       reuse=True))
         except Busy as e:
-            if tell:
-                print(f"left to the other process: {e}", file=sys.stderr, flush=True)
+            _left(out, e)
             busy.append((name, model, seed))
     return busy
 
@@ -257,7 +266,7 @@ def train(args: argparse.Namespace, name: str, model: str, wait_s: float = 30.0)
               flush=True)
     while pending:
         time.sleep(wait_s)
-        pending = train_runs(args, pending, tell=False)  # finished ones are skipped; a dead holder's are trained
+        pending = train_runs(args, pending)  # finished ones are skipped; a dead holder's are trained
     agg = aggregate_seeds([json.loads((seed_dir(args, name, model, s) / "metrics.json").read_text()) for s in seeds])
     agg.pop("runs")
     return agg

@@ -158,7 +158,7 @@ def test_a_seed_another_process_trains_is_left_to_it_and_awaited(genre, news_dir
 
 
 def test_train_command_trains_what_is_free_before_it_waits_for_another_process(genre, news_dir, tmp_path,
-                                                                              monkeypatch, other_process):
+                                                                              monkeypatch, other_process, capsys):
     import argparse
     import json
     import shutil
@@ -191,6 +191,7 @@ def test_train_command_trains_what_is_free_before_it_waits_for_another_process(g
     assert trained == ["ori", "up-empty"]  # only the variants asked for (no other ORI-based ones)
     out = json.loads((tmp_path / "res" / "train.json").read_text())
     assert out["pairs"] == [["ORI", "nrms"], ["UP∅", "nrms"]] and "| UP∅ | nrms | 1 |" in out["markdown"]
+    assert capsys.readouterr().err.count("left to the other process") == 1  # said once, not once per pass
 
 
 def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, news_dir, tmp_path, monkeypatch):
