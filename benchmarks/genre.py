@@ -423,7 +423,7 @@ def merge_earlier(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, A
             ours.setdefault(k, {})[m] = theirs[k][m]
 
 
-def _earlier_note(args: argparse.Namespace, earlier: dict[str, Any], models: list[str]) -> str:
+def _earlier_note(args: argparse.Namespace, models: list[str]) -> str:
     if not models:
         return ""
     return (f"Rows of {', '.join(models)}: from {args.earlier} (this command under the same protocol; "
@@ -453,7 +453,7 @@ def cmd_table10(args: argparse.Namespace) -> dict[str, Any]:
     md = _md(["model", "variant", "AUC", "MRR", "nDCG@5", "nDCG@10", "vs ORI (paired t, per impression)",
               "AUC vs ORI (Welch t over seeds)"], rows)
     md += NOTE.format(alpha=ALPHA) + SEED_NOTE + f"Seeds: {args.seeds}; at most {args.max_epochs} epochs.\n"
-    md += _earlier_note(args, earlier, copied)
+    md += _earlier_note(args, copied)
     profile_tests = {}
     if {"UP", "UP∅"} <= set(names):  # same model, with and without the profiles
         profile_tests = {m: {"impression": paired(args, "UP∅", "UP", m), "seeds": seed_pair(args, "UP∅", "UP", m)}
@@ -494,7 +494,7 @@ def cmd_table6(args: argparse.Namespace) -> dict[str, Any]:
     md = _md(["model", "users (impressions)", "AUC ORI → NG, Imp.", "MRR", "nDCG@5", "nDCG@10",
               "AUC Imp. (Welch t over seeds)"], rows)
     md += (NOTE.format(alpha=ALPHA).replace("vs ORI", "Imp.") + SEED_NOTE.replace("both evaluate", "of the group")
-           + "New users: the simulated cold-start users.\n" + _earlier_note(args, earlier, copied))
+           + "New users: the simulated cold-start users.\n" + _earlier_note(args, copied))
     _bar([f"{m}/{g}" for m in models for g in ("new", "warm")],
          {v: [results[v][m]["test"][f"{g}_auc"] for m in models for g in ("new", "warm")] for v in ("ORI", "NG")},
          Path(args.results_dir) / "table6.png", "test AUC")
