@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig, from_dict, load_experiment
+from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, TrainConfig, from_dict, load_experiment
 from genrecsys.errors import GenrecsysError
 
 
@@ -37,6 +37,15 @@ def test_invalid_values_are_rejected_in_post_init():
         DataConfig(ratios=(0.5, 0.1, 0.1))
     with pytest.raises(GenrecsysError, match="split"):
         DataConfig(split="temporal")
+
+
+def test_longtail_threshold_is_a_non_negative_integer_or_null():
+    assert EvalConfig().longtail_max_train == 5
+    assert from_dict(ExperimentConfig, {"eval": {"longtail_max_train": None}}).eval.longtail_max_train is None
+    assert from_dict(ExperimentConfig, {"eval": {"longtail_max_train": 0}}).eval.longtail_max_train == 0
+    for bad in (-1, True):
+        with pytest.raises(GenrecsysError, match="longtail_max_train"):
+            EvalConfig(longtail_max_train=bad)
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, TrainConfig
 from genrecsys.experiment import load_run, run_experiment, run_seeds
 
 
@@ -87,3 +87,29 @@ def test_reuse_returns_a_finished_run_without_training_it_again(block_dataset_di
     assert run_experiment(_cfg(block_dataset_dir, epochs=1), out, reuse=True) == json.loads(
         json.dumps(first))
     assert (out / "model.pt").stat().st_mtime_ns == before
+
+
+def test_per_user_parquet_carries_longtail_membership_and_metrics_json_its_means(block_dataset_dir, tmp_path):
+    import math
+
+    import pandas as pd
+
+    from genrecsys.eval.compare import compare_runs
+
+    # Block-cycle items have 10-17 training interactions: a threshold of 12 splits them.
+    cfg = ExperimentConfig(model="pop", data=DataConfig(dataset=str(block_dataset_dir)),
+                           train=TrainConfig(progress=False, epochs=1), eval=EvalConfig(longtail_max_train=12))
+    out = tmp_path / "run"
+    metrics = run_experiment(cfg, out)
+    df = pd.read_parquet(out / "per_user.parquet")
+    test = df[df["stage"] == "test"]
+    assert df["longtail"].dtype == bool
+    assert 0 < test["longtail"].sum() < len(test)
+    assert test["longtail_ndcg@10"].isna().tolist() == (~test["longtail"]).tolist()
+    assert metrics["test"]["longtail_users"] == test["longtail"].sum()
+    assert metrics["test"]["longtail_ndcg@10"] == pytest.approx(test["longtail_ndcg@10"].mean())
+    assert metrics["protocol"]["longtail_max_train"] == 12
+    assert "Long tail: users whose target item has at most 12" in (out / "report.md").read_text()
+    row = compare_runs(out, out, metrics=("longtail_ndcg@10",))["longtail_ndcg@10"]
+    assert row.n_users == test["longtail"].sum() and row.diff == 0.0
+    assert not math.isnan(row.mean_a)

@@ -91,10 +91,17 @@ class EvalConfig:
     batch_users: int = 1024
     protocol: str | None = None  # full | impressions; None: the model's own (impressions for news/CTR models)
     impressions: ImpressionConfig = field(default_factory=ImpressionConfig)
+    # Full ranking also reports a long-tail slice (longtail_hit@k, longtail_ndcg@k,
+    # longtail_users): targets whose item has at most this many training interactions,
+    # where sparse ID embeddings are weakest; None turns the slice off.
+    longtail_max_train: int | None = 5
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 1:
             raise GenrecsysError("eval.ks must be a non-empty list of positive integers")
+        lt = self.longtail_max_train
+        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, int) or lt < 0):
+            raise GenrecsysError(f"eval.longtail_max_train must be an integer >= 0 or null, got {lt!r}")
         if self.protocol not in (None, "full", "impressions"):
             raise GenrecsysError(f"eval.protocol must be full or impressions, got {self.protocol!r}")
 

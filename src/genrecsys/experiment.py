@@ -144,7 +144,8 @@ def _protocol(model, split: SplitData, cfg: ExperimentConfig) -> dict[str, Any]:
     from genrecsys.train.loop import protocol_of
 
     if protocol_of(model, cfg.eval) != "impressions":
-        return {"split": split.protocol, "ranking": "full", "mask_seen": cfg.eval.mask_seen}
+        return {"split": split.protocol, "ranking": "full", "mask_seen": cfg.eval.mask_seen,
+                "longtail_max_train": cfg.eval.longtail_max_train}
     from genrecsys.data.impressions import impressions_for
 
     ic = cfg.eval.impressions
@@ -166,6 +167,9 @@ def publish(work: Path, out: Path) -> None:
 
 
 def _write_per_user(path: Path, split: SplitData, results: dict) -> None:
+    """One row per (stage, user): every per-user array of the results, as columns. The
+    long-tail slice adds a bool column `longtail` (membership) and longtail_* metric
+    columns that are NaN outside the slice (see genrecsys.eval.ranking)."""
     import pandas as pd
 
     frames = []

@@ -113,3 +113,21 @@ def test_format_comparison_is_a_markdown_table(tmp_path):
     assert [r[0].strip("| ") for r in rows] == list(METRICS)
     assert rows[0][1:4] == ["0.2000", "0.5000", "+0.3000"]
     assert f"A = `{a}`" in text and f"B = `{b}`" in text and "B − A" in text
+
+
+def test_longtail_metrics_pair_only_users_in_the_slice_of_both_runs(tmp_path):
+    nan = float("nan")
+    users = ["u1", "u2", "u3", "u4"]
+    a = write_run(tmp_path / "a", users, [0.1, 0.2, 0.3, 0.4])
+    b = write_run(tmp_path / "b", users, [0.5, 0.2, 0.3, 0.4])
+    for d, tail in ((a, [0.0, 1.0, nan, 0.5]), (b, [1.0, nan, nan, 0.5])):  # u2 in A's slice only
+        df = pd.read_parquet(d / "per_user.parquet")
+        df["longtail_ndcg@10"] = np.where(df["stage"] == "test", np.resize(tail, len(df)), nan)
+        df.to_parquet(d / "per_user.parquet", index=False)
+    res = compare_runs(a, b, metrics=("ndcg@10", "longtail_ndcg@10"))
+    row = res["longtail_ndcg@10"]
+    assert (res.n_users, res["ndcg@10"].n_users, row.n_users) == (4, 4, 2)  # u1 and u4
+    assert fields(row) == pytest.approx(as_row(paired_tests(np.array([0.0, 0.5]), np.array([1.0, 0.5]))))
+    assert "longtail_ndcg@10: 2 users paired" in format_comparison(res)
+    with pytest.raises(GenrecsysError, match="no user in common has a value of longtail_ndcg@10"):
+        compare_runs(a, b, stage="valid", metrics=("longtail_ndcg@10",))

@@ -108,9 +108,10 @@ def test_chunked_scoring_matches_one_chunk():
     split = leave_one_out(dataset(seqs))
     table = {u: {c: float(rng.normal()) for c in letters} for u in seqs}
     calls: list = []
-    whole = evaluate_ranking(table_scores(split, table), split, "test", ks=(1, 3, 20))
+    whole = evaluate_ranking(table_scores(split, table), split, "test", ks=(1, 3, 20), longtail_max_train=3)
     chunked = evaluate_ranking(table_scores(split, table, calls), split, "test", ks=(1, 3, 20),
-                               max_scores=2 * (split.n_items + 1))  # two users per chunk
+                               max_scores=2 * (split.n_items + 1), longtail_max_train=3)  # two users per chunk
+    assert 0 < whole["longtail_users"] < len(whole.users)
     assert len(calls) == math.ceil(len(whole.users) / 2)
     np.testing.assert_array_equal(whole.users, chunked.users)
     for key, values in whole.per_user.items():
@@ -132,6 +133,76 @@ def test_ratio_split_with_two_targets():
     assert res["precision@5"] == pytest.approx(2 / 5)
     assert res["ndcg@3"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
     assert res["mrr@3"] == pytest.approx(1.0)
+
+
+# --- long-tail slice -----------------------------------------------------------------
+
+
+@pytest.fixture
+def tail_loo() -> SplitData:
+    # u1: train p q s, valid a, test t.  u2: train p q, valid b, test a.  u3: train p, valid a, test q.
+    # Training counts: p 3, q 2, s 1, a b t 0. a is also the validation item of u1 and u3, so
+    # counting train + valid would make u2's target a head item (2 > 1); the slice counts train only.
+    return leave_one_out(dataset({"u1": "pqsat", "u2": "pqba", "u3": "paq"}))
+
+
+TAIL_TABLE = {"u1": {"t": 5, "b": 1},  # p q s a seen -> t 1st
+              "u2": {"s": 9, "t": 8, "a": 1},  # p q b seen -> s t a: target a 3rd
+              "u3": {"q": 5}}  # p a seen -> q 1st
+
+
+def test_longtail_slice_scores_only_users_whose_target_has_few_training_interactions(tail_loo):
+    res = evaluate_ranking(table_scores(tail_loo, TAIL_TABLE), tail_loo, "test", ks=(2, 10), longtail_max_train=1)
+    # Slice: u1 (t, 0 in train) and u2 (a, 0 in train); u3's q has 2 and stays out.
+    assert by_user(tail_loo, res, "longtail") == {"u1": 1.0, "u2": 1.0, "u3": 0.0}
+    assert res.per_user["longtail"].dtype == bool
+    assert res["longtail_users"] == 2.0
+    # u1 ranks its target 1st, u2 3rd.
+    assert res["longtail_hit@2"] == 0.5 and res["longtail_ndcg@2"] == 0.5
+    assert res["longtail_hit@10"] == 1.0
+    assert res["longtail_ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / 2)
+    assert res["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4) + 1) / 3)  # the overall figure keeps u3
+    u3 = by_user(tail_loo, res, "longtail_ndcg@10")["u3"]
+    assert math.isnan(u3)  # outside the slice: no value, not a miss
+
+
+def test_longtail_slice_is_fixed_by_training_counts_for_both_stages(tail_loo):
+    res = evaluate_ranking(table_scores(tail_loo, TAIL_TABLE), tail_loo, "valid", ks=(10,), longtail_max_train=0)
+    # Valid targets a, b, a have no training interactions, so all three are in the slice.
+    assert res["longtail_users"] == 3.0
+
+
+def test_multi_target_users_count_only_their_tail_targets_as_relevant():
+    # u1: train a b c d, valid e f, test g h (ratios .5/.25/.25); u3 trains on g, so with
+    # longtail_max_train=0 g is a head target and h the only tail one.
+    split = ratio_split(dataset({"u1": "abcdefgh", "u2": "xyz", "u3": "gpqr"}), (0.5, 0.25, 0.25))
+    u1 = split.user_index("u1")
+    fn = table_scores(split, {"u1": {"g": 5, "x": 4, "h": 3, "y": 2, "z": 1, "a": 50, "e": 40}})
+    res = evaluate_ranking(fn, split, "test", ks=(1, 3), users=np.array([u1]), longtail_max_train=0)
+    # Ranking g x h ...: h is the only relevant item and sits 3rd, behind the head target g.
+    assert res["longtail_users"] == 1.0
+    assert res["longtail_hit@1"] == 0.0 and res["longtail_ndcg@1"] == 0.0
+    assert res["longtail_hit@3"] == 1.0
+    assert res["longtail_ndcg@3"] == pytest.approx(1 / math.log2(4))  # ideal DCG counts one target
+    assert res["ndcg@3"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))  # both targets
+
+
+def test_an_empty_longtail_slice_reports_zero_users_and_no_means():
+    # Every item is trained on exactly once, so nothing has 0 training interactions.
+    split = leave_one_out(dataset({"u1": "abc", "u2": "cab", "u3": "bca"}))
+    res = evaluate_ranking(random_scores(split), split, "test", ks=(10,), longtail_max_train=0)
+    assert res["longtail_users"] == 0.0
+    assert not {"longtail_hit@10", "longtail_ndcg@10"} & set(res.metrics)
+    assert not res.per_user["longtail"].any()
+    assert np.isnan(res.per_user["longtail_ndcg@10"]).all()
+
+
+def test_longtail_none_turns_the_slice_off_and_never_changes_overall_metrics(tail_loo):
+    fn = table_scores(tail_loo, TAIL_TABLE)
+    off = evaluate_ranking(fn, tail_loo, "test", ks=(1, 10), longtail_max_train=None)
+    on = evaluate_ranking(fn, tail_loo, "test", ks=(1, 10), longtail_max_train=1)
+    assert not [k for k in [*off.metrics, *off.per_user] if k.startswith("longtail")]
+    assert {k: v for k, v in on.metrics.items() if not k.startswith("longtail")} == off.metrics
 
 
 # --- sampled negatives (eval/sampled.py) ------------------------------------------------

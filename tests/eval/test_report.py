@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from genrecsys.eval.report import aggregate_seeds, fmt_mean_std, markdown_table, write_comparison_table
+from genrecsys.eval.report import (aggregate_seeds, fmt_mean_std, longtail_section, markdown_table,
+                                   write_comparison_table)
 
 
 def run(seed: int, ndcg: float, hit: float, secs: float) -> dict:
@@ -72,3 +73,37 @@ def test_a_png_path_gets_the_chart_and_the_table_beside_it(tmp_path):
     md = write_comparison_table([row], tmp_path / "ndcg.png", ["ndcg@10"], "NDCG")
     assert md == tmp_path / "ndcg.md" and "![NDCG](ndcg.png)" in md.read_text()
     assert (tmp_path / "ndcg.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def with_tail(r: dict, users: float, ndcg: float | None = None) -> dict:
+    """`r` with a long-tail slice of `users` users (its ndcg left out when the slice is empty)."""
+    tail = {"longtail_users": users} | ({"longtail_ndcg@10": ndcg} if ndcg is not None else {})
+    return {**r, "test": {**r["test"], **tail}}
+
+
+def test_aggregate_skips_seeds_whose_longtail_slice_is_empty():
+    agg = aggregate_seeds([with_tail(run(0, 0.1, 0.5, 1.0), 4, 0.2), with_tail(run(1, 0.2, 0.5, 1.0), 0),
+                           with_tail(run(2, 0.3, 0.5, 1.0), 2, 0.4)])
+    assert agg["test"]["longtail_ndcg@10"] == pytest.approx(0.3)  # (0.2 + 0.4) / 2: seed 1 has no value
+    assert agg["test_std"]["longtail_ndcg@10"] == pytest.approx(math.sqrt(0.02))
+    assert agg["test"]["longtail_users"] == 2.0  # the size is defined (0) in every seed
+    assert agg["test"]["ndcg@10"] == pytest.approx(0.2)
+
+
+def test_a_metric_no_seed_defines_is_nan_and_shown_as_a_dash(tmp_path):
+    agg = aggregate_seeds([{**run(0, 0.1, 0.5, 1.0), "test": {"ndcg@10": 0.1, "new_auc": math.nan}},
+                           {**run(1, 0.3, 0.5, 1.0), "test": {"ndcg@10": 0.3, "new_auc": math.nan}}])
+    assert math.isnan(agg["test"]["new_auc"]) and math.isnan(agg["test_std"]["new_auc"])
+    text = write_comparison_table([agg], tmp_path / "c.md", ["ndcg@10", "new_auc"], "T").read_text()
+    assert "| sasrec | 2 | 0.2000 ± 0.1414 | — |" in text
+
+
+def test_longtail_section_lists_both_stages_and_dashes_an_empty_slice():
+    metrics = {"protocol": {"ranking": "full", "longtail_max_train": 5},
+               "valid": {"ndcg@10": 0.3, "longtail_users": 0.0},
+               "test": {"ndcg@10": 0.2, "longtail_users": 12.0, "longtail_hit@10": 0.25, "longtail_ndcg@10": 0.125}}
+    text = longtail_section(metrics)
+    assert "at most 5 training interactions" in text
+    assert "| stage | users | hit@10 | ndcg@10 |" in text
+    assert "| valid | 0 | — | — |" in text and "| test | 12 | 0.2500 | 0.1250 |" in text
+    assert longtail_section({"protocol": {}, "valid": {}, "test": {"ndcg@10": 0.2}}) == ""

@@ -18,7 +18,7 @@ from genrecsys.reasoning.fusion import (ItemFeatures, UserFusion, encode_texts, 
                                         load_text_matrix, user_text_matrix)
 from genrecsys.train.loop import evaluate, fit
 
-BACKBONES = ["neumf", "ngcf", "lightgcn", "gru4rec", "sasrec", "duorec"]
+BACKBONES = ["neumf", "ngcf", "lightgcn", "gru4rec", "sasrec", "duorec", "hstu"]
 FULL = EvalConfig(ks=(1, 5, 10), protocol="full")
 
 

@@ -139,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = run_experiment(cfg, out, cache_dir=_cache_dir(args), resume=args.resume)
         std = {}
     t = metrics["test"]
-    shown = [k for k in ("hit@10", "ndcg@10", "mrr@10", "auc", "mrr", "ndcg@5") if k in t]
+    shown = [k for k in ("hit@10", "ndcg@10", "mrr@10", "auc", "mrr", "ndcg@5", "longtail_ndcg@10") if k in t]
     print(" ".join(f"test {k}={t[k]:.4f}" + (f"±{std[k]:.4f}" if k in std else "") for k in shown),
           file=sys.stderr)
     print(out)
@@ -153,7 +153,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     cfg, split, model = load_run(args.run, _cache_dir(args))
     eval_cfg = EvalConfig(ks=tuple(args.k) if args.k else cfg.eval.ks, mask_seen=not args.no_mask_seen,
-                          protocol=args.protocol or cfg.eval.protocol, impressions=cfg.eval.impressions)
+                          protocol=args.protocol or cfg.eval.protocol, impressions=cfg.eval.impressions,
+                          longtail_max_train=cfg.eval.longtail_max_train)
     result = {}
     for stage in args.stage:
         result[stage] = evaluate(model, split, stage, eval_cfg, cfg.data.max_seq_len).metrics
@@ -302,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     from genrecsys.cli.augment import add_augment_parser
 
     add_augment_parser(sub, _cache_dir)
+
+    from genrecsys.cli.semantic_ids import add_semantic_ids_parser
+
+    add_semantic_ids_parser(sub, _cache_dir)
 
     sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone and GenRec, then the RELAND and "
                                "GENRE stages (LLM: the embedded SmolLM2 unless told otherwise), write one report")

@@ -8,7 +8,10 @@ the same users, and averaging over seeds keeps one pair per user instead of trea
 seeds as extra, non-independent users.
 
 Users are matched by raw user id; only users present in both runs are compared (the
-counts left out are on the result).
+counts left out are on the result). A per-user value may be NaN where the metric is not
+defined for that user: the long-tail metrics (`longtail_ndcg@10`, ...) are NaN outside
+the long-tail slice. Each metric is then tested on the users for whom both runs define
+it (for the long tail: users in the slice of both runs), and its row says how many.
 
 >>> # result = compare_runs(Path("runs/sasrec"), Path("runs/bert4rec"))
 >>> # print(format_comparison(result))
@@ -41,6 +44,7 @@ class MetricComparison:
     t_pvalue: float
     wilcoxon_pvalue: float
     n_nonzero: int  # users whose value differs between A and B
+    n_users: int = 0  # users paired for this metric: those with a value (not NaN) in both runs
 
 
 @dataclass
@@ -78,7 +82,8 @@ def per_user_files(run_dir: Path) -> list[Path]:
 
 def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...]):
     """Per-user metric values of one run and stage, averaged over seeds: (frame indexed by
-    user with one column per metric, number of seeds)."""
+    user with one column per metric, number of seeds). NaN values are skipped in the mean
+    over seeds; a user with no value in any seed stays NaN."""
     import pandas as pd
 
     frames = []
@@ -108,9 +113,14 @@ def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
     a_c, b_c = a.loc[common], b.loc[common]
     rows = []
     for m in metrics:
-        t = paired_tests(a_c[m].to_numpy(np.float64), b_c[m].to_numpy(np.float64))
+        x, y = a_c[m].to_numpy(np.float64), b_c[m].to_numpy(np.float64)
+        both = ~(np.isnan(x) | np.isnan(y))
+        if not both.any():
+            raise GenrecsysError(f"{run_a} and {run_b}: no user in common has a value of {m} for stage {stage!r}"
+                                 " (an empty long-tail slice?)")
+        t = paired_tests(x[both], y[both])
         rows.append(MetricComparison(m, t["mean_a"], t["mean_b"], t["mean_diff"], t["ci_low"], t["ci_high"],
-                                     t["t_pvalue"], t["wilcoxon_pvalue"], t["n_nonzero"]))
+                                     t["t_pvalue"], t["wilcoxon_pvalue"], t["n_nonzero"], int(both.sum())))
     return ComparisonResult(Path(run_a), Path(run_b), stage, len(common), rows, n_seeds_a, n_seeds_b,
                             len(a) - len(common), len(b) - len(common))
 
@@ -125,6 +135,8 @@ def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
              f"Stage {result.stage}, {result.n_users} users paired; diff is B − A."]
     if result.only_a or result.only_b:
         lines.append(f"Left out: {result.only_a} users only in A, {result.only_b} only in B.")
+    lines += [f"{r.metric}: {r.n_users} users paired (those with a value in both runs)."
+              for r in result.rows if r.n_users != result.n_users]
     rows = [[r.metric, f"{r.mean_a:.{digits}f}", f"{r.mean_b:.{digits}f}", f"{r.diff:+.{digits}f}",
              _p(r.t_pvalue), _p(r.wilcoxon_pvalue)] for r in result.rows]
     table = markdown_table(["metric", "A", "B", "diff", "t-test p", "Wilcoxon p"], rows)

@@ -10,14 +10,20 @@ HEADLINE = ("hit@10", "ndcg@10", "mrr@10")
 
 
 def aggregate_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample std over seeds: `test`/`valid` hold means, `*_std` the stds."""
+    """Mean and sample std over seeds: `test`/`valid` hold means, `*_std` the stds.
+
+    A metric is averaged over the seeds that define it: a seed may leave a slice metric
+    out (an empty long-tail slice) or report it as NaN (an impression group without
+    impressions). A metric no seed defines is NaN.
+    """
     out: dict[str, Any] = {"model": runs[0]["model"], "dataset": runs[0]["dataset"],
                            "protocol": runs[0]["protocol"], "seeds": [r["seed"] for r in runs]}
     for stage in ("test", "valid"):
-        keys = runs[0][stage].keys()
-        vals = {k: np.array([r[stage][k] for r in runs], dtype=np.float64) for k in keys}
-        out[stage] = {k: float(v.mean()) for k, v in vals.items()}
-        out[f"{stage}_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in vals.items()}
+        keys = dict.fromkeys(k for r in runs for k in r[stage])  # union, in first-seen order
+        vals = {k: _defined([r[stage].get(k, np.nan) for r in runs]) for k in keys}
+        out[stage] = {k: float(v.mean()) if len(v) else float("nan") for k, v in vals.items()}
+        out[f"{stage}_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else float("nan"))
+                               for k, v in vals.items()}
     for key in ("train_seconds", "seconds_to_best", "seconds_per_epoch", "epochs", "best_epoch"):
         if key in runs[0]:
             v = np.array([r[key] for r in runs], dtype=np.float64)
@@ -25,6 +31,11 @@ def aggregate_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
     out["runs"] = runs
     return out
+
+
+def _defined(values: list[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    return v[~np.isnan(v)]
 
 
 def fmt_mean_std(mean: float, std: float | None = None, digits: int = 4) -> str:
@@ -76,8 +87,8 @@ def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[
         header = ["stage"] + [k for k in IMPRESSION_HEADLINE if k in metrics["test"]]
         rows = [[stage] + [f"{metrics[stage][k]:.4f}" for k in header[1:]] for stage in ("valid", "test")]
     else:
-        ks = sorted({int(k.split("@")[1]) for k in metrics["test"]})
         names = ("hit", "ndcg", "mrr", "recall")
+        ks = sorted({int(k.split("@")[1]) for k in metrics["test"] if k.split("@")[0] in names})
         rows = [[stage] + [f"{metrics[stage][f'{n}@{k}']:.4f}" for n in names for k in ks if f"{n}@{k}" in metrics[stage]]
                 for stage in ("valid", "test")]
         header = ["stage"] + [f"{n}@{k}" for n in names for k in ks if f"{n}@{k}" in metrics["test"]]
@@ -89,11 +100,32 @@ def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[
         f"({metrics['stopped_by']}); training {metrics['train_seconds']:.1f} s, "
         f"{metrics['seconds_per_epoch']:.2f} s/epoch.\n\n"
         + markdown_table(header, rows)
+        + longtail_section(metrics)
         + "\n![validation curve](curve.png)\n"
     )
     path = run_dir / "report.md"
     path.write_text(text)
     return path
+
+
+def longtail_section(metrics: dict[str, Any]) -> str:
+    """The long-tail slice of a full-ranking run as a Markdown paragraph and table
+    (stage, users, longtail_hit@k, longtail_ndcg@k); "" when the run has no slice. A stage
+    whose slice is empty shows 0 users and "—"."""
+    if "longtail_users" not in metrics["test"]:
+        return ""
+    from genrecsys.eval.ranking import LONGTAIL_METRICS
+
+    ks = sorted({int(k.split("@")[1]) for stage in ("valid", "test") for k in metrics[stage]
+                 if k.startswith("longtail_") and "@" in k})
+    keys = [f"longtail_{n}@{k}" for n in LONGTAIL_METRICS for k in ks]
+    rows = [[stage, int(metrics[stage].get("longtail_users", 0))]
+            + [f"{metrics[stage][k]:.4f}" if k in metrics[stage] else "—" for k in keys]
+            for stage in ("valid", "test")]
+    n = metrics["protocol"].get("longtail_max_train", "N")
+    return (f"\nLong tail: users whose target item has at most {n} training interactions "
+            "(only such targets count as relevant).\n\n"
+            + markdown_table(["stage", "users"] + [k.removeprefix("longtail_") for k in keys], rows))
 
 
 def write_comparison_table(rows: list[dict[str, Any]], path: Path, metrics: tuple[str, ...] | list[str] = HEADLINE,
@@ -106,7 +138,7 @@ def write_comparison_table(rows: list[dict[str, Any]], path: Path, metrics: tupl
     `rows` are metrics.json dicts: aggregated ones (from `run_seeds`) give `stage` means
     and `{stage}_std` stds; a single run has no std and shows the mean alone. A row is
     labelled by its "label" key, else "model" (plus "dataset" when rows span datasets).
-    A metric a row lacks is shown as "—" and left out of the chart.
+    A metric a row lacks (or holds as NaN) is shown as "—" and left out of the chart.
 
     >>> # write_comparison_table([json.load(open("runs/sasrec/metrics.json")), ...], Path("compare.md"))
     """
@@ -121,7 +153,7 @@ def write_comparison_table(rows: list[dict[str, Any]], path: Path, metrics: tupl
         mean_d, std_d = row.get(stage, {}), row.get(f"{stage}_std", {})
         cells = [labels[i], str(len(row["seeds"])) if "seeds" in row else "1"]
         for j, m in enumerate(metrics):
-            if m in mean_d:
+            if m in mean_d and not np.isnan(mean_d[m]):  # NaN: no seed defined it (an empty slice)
                 means[i, j], stds[i, j] = mean_d[m], std_d.get(m, 0.0)
                 cells.append(fmt_mean_std(mean_d[m], std_d.get(m)))
             else:

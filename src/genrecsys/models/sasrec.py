@@ -48,24 +48,34 @@ class NextItemRecommender(Recommender):
     `encode(seqs) -> (B, L, D)` and `items() -> (I+1, D)` and set `user_fusion` and
     `_windows = None`. Training is full-softmax cross-entropy at every position of the
     sequence windows (each training transition is a target once per epoch); scoring reads
-    the last position. RELAND's rationale vector is fused into every position's state."""
+    the last position. RELAND's rationale vector is fused into every position's state.
+    An encoder that also reads the user (HSTU looks up timestamps by (user, item))
+    overrides `encode_users` and sets `windows_carry_users = True`."""
+
+    windows_carry_users: bool = False  # True: training batches always carry the window's user
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
         if self._windows is None:
             self._windows = sequence_windows(split.train, self.config.max_len)
         x, y, owners = self._windows
-        arrays = {"seqs": x, "targets": y} if self.user_fusion is None else {"seqs": x, "targets": y, "users": owners}
+        with_users = self.user_fusion is not None or self.windows_carry_users
+        arrays = {"seqs": x, "targets": y, "users": owners} if with_users else {"seqs": x, "targets": y}
         return shuffled_batches(arrays, batch_size, rng)
 
+    def encode_users(self, seqs: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+        """(B, L) item ids, (B,) user indices or None -> (B, L, D); `encode(seqs)` by default."""
+        return self.encode(seqs)
+
     def loss(self, batch):
-        h = fuse_users(self.user_fusion, self.encode(batch["seqs"]), batch.get("users"))  # (B, L, D)
+        users = batch.get("users")
+        h = fuse_users(self.user_fusion, self.encode_users(batch["seqs"], users), users)  # (B, L, D)
         mask = batch["targets"] > 0
         logits = h[mask] @ self.items().T  # (N, I+1)
         return F.cross_entropy(logits, batch["targets"][mask])
 
     def score(self, users, seqs):
         seqs = seqs[:, -self.config.max_len:]
-        h = fuse_users(self.user_fusion, self.encode(seqs)[:, -1], users)  # (B, D)
+        h = fuse_users(self.user_fusion, self.encode_users(seqs, users)[:, -1], users)  # (B, D)
         return h @ self.items().T  # (B, I+1)
 
 

@@ -81,7 +81,8 @@ def evaluate(model: Recommender, split: SplitData, stage: str, eval_cfg: EvalCon
         return evaluate_impressions(candidate_score_fn(model, device), split, stage, imp, max_len=max_len,
                                     batch_impressions=ic.batch_impressions, new_user_history=ic.new_user_history)
     return evaluate_ranking(score_fn(model, device), split, stage, tuple(eval_cfg.ks),
-                            mask_seen=eval_cfg.mask_seen, max_len=max_len, batch_users=eval_cfg.batch_users)
+                            mask_seen=eval_cfg.mask_seen, max_len=max_len, batch_users=eval_cfg.batch_users,
+                            longtail_max_train=eval_cfg.longtail_max_train)
 
 
 def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: EvalConfig, *,
