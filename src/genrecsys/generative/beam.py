@@ -5,6 +5,13 @@ allowed (prefix trie), so every returned item exists. Unconstrained: any non-pad
 token may be generated, as in the original GenRec code; a generated code that is not a
 catalog item is reported as invalid (item 0) instead of being silently mapped to an item.
 Optionally, items the user has already seen are excluded.
+
+A model takes part by providing ``tok`` (``vocab_size``, ``code_length``,
+``decode_item``), ``trie`` (:class:`~genrecsys.generative.trie.CodeTrie`),
+``beam_state(users, seqs)`` (what the decoder reads: encoder output, computed once) and
+``next_logp(state, prefixes)`` ((B, nb, level) generated tokens -> (B, nb, V)
+log-probabilities). A model with ``trie_normalized = True`` ranks items by log-probabilities
+renormalised over the trie's valid tokens at each step, and the beam does the same.
 """
 from __future__ import annotations
 
@@ -12,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from genrecsys.generative.tokenization import BEG, PAD
+from genrecsys.generative.tokenization import PAD
 
 
 @dataclass
@@ -43,10 +49,11 @@ def beam_search(model, users: torch.Tensor, seqs: torch.Tensor, k: int = 20, bea
     model.eval()
     tok, trie = model.tok, model.trie
     V, L = tok.vocab_size, tok.code_length
-    enc, mask = model.encode(users, model._with_mask(seqs))
-    B, dev = enc.shape[0], enc.device
+    state = model.beam_state(users, seqs)
+    B, dev = len(users), seqs.device
     prefixes = torch.zeros(B, 1, 0, dtype=torch.long, device=dev)  # (B, nb, level)
     logp_beams = torch.zeros(B, 1, device=dev)
+    renormalize = constrained and getattr(model, "trie_normalized", False)
     blocked = None
     if seen is not None and constrained:
         blocked = torch.zeros(B, model.n_items + 1, dtype=torch.bool, device=dev)
@@ -54,13 +61,13 @@ def beam_search(model, users: torch.Tensor, seqs: torch.Tensor, k: int = 20, bea
             blocked[b, torch.as_tensor(np.asarray(items, dtype=np.int64), device=dev)] = True
     for level in range(L):
         nb = prefixes.shape[1]
-        dec = torch.cat([torch.full((B, nb, 1), BEG, dtype=torch.long, device=dev), prefixes], 2).reshape(B * nb, -1)
-        logits = model.decode_logits(dec, enc.repeat_interleave(nb, 0), mask.repeat_interleave(nb, 0))[:, -1]
-        logp = F.log_softmax(logits.float(), -1).reshape(B, nb, V)
+        logp = model.next_logp(state, prefixes)[..., :V]  # (B, nb, V)
         pre_list = [tuple(p) for p in prefixes.reshape(B * nb, level).tolist()]
         if constrained:
             allowed = torch.as_tensor(trie.allowed(pre_list, V), device=dev).reshape(B, nb, V)
             logp = logp.masked_fill(~allowed, float("-inf"))
+            if renormalize:
+                logp = torch.log_softmax(logp, -1)
             if blocked is not None and level == L - 1:
                 item_of = torch.as_tensor(np.stack([trie.final_items(p, V) for p in pre_list]), device=dev).reshape(B, nb, V)
                 logp = logp.masked_fill(torch.gather(blocked, 1, item_of.reshape(B, -1)).reshape(B, nb, V) & (item_of > 0),

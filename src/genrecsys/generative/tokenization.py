@@ -107,3 +107,80 @@ class DigitTokenizer:
 
     def item_text(self, item: int) -> list[str]:
         return [self.token_text(t) for t in self.item_tokens(item)]
+
+
+@dataclass(frozen=True, eq=False)
+class CodeTokenizer:
+    """Items written as given fixed-length codes (e.g. semantic IDs), one token range per level.
+
+    ``item_codes[i, l]`` is item i's level-l code in ``0..sizes[l]-1``; it becomes token
+    ``FIRST + offsets[l] + code``, so a code value means something different at each level
+    (TIGER's vocabulary). Users, for models that write them (GenRec), are digit chunks of
+    ``user + 1`` in a range of their own after the item levels.
+
+    >>> tok = CodeTokenizer(np.array([[0, 0], [1, 0], [1, 1], [0, 2]]), sizes=(2, 3), n_users=5)
+    >>> tok.codes[2].tolist(), tok.decode_item(tok.codes[2].tolist()), tok.decode_item([4, 4])
+    ([5, 7], 2, None)
+    """
+
+    item_codes: np.ndarray  # (n_items + 1, L) level-local codes; row 0 (padding) unused
+    sizes: tuple[int, ...]
+    n_users: int = 0
+    chunk: int = 2
+
+    FIRST = 4  # after PAD, BEG, END, MASK
+
+    def __post_init__(self) -> None:
+        codes = np.asarray(self.item_codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[1] != len(self.sizes):
+            raise ValueError(f"item codes {codes.shape} do not match {len(self.sizes)} levels")
+        if len(codes) > 1 and ((codes[1:] < 0).any() or (codes[1:] >= np.asarray(self.sizes)).any()):
+            raise ValueError("an item code lies outside its level's codebook")
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        tokens = codes + self.FIRST + offsets
+        tokens[0] = PAD
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "_tokens", tokens)
+        object.__setattr__(self, "_items", {tuple(c): i for i, c in enumerate(tokens.tolist()) if i})
+
+    @property
+    def n_items(self) -> int:
+        return len(self._tokens) - 1
+
+    @property
+    def code_length(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """(n_items + 1, L) token ids of every item's code; row 0 is padding."""
+        return self._tokens
+
+    @property
+    def first_user_token(self) -> int:
+        return self.FIRST + int(sum(self.sizes))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.first_user_token + (10 ** self.chunk if self.n_users else 0)
+
+    @property
+    def tokens_per_item(self) -> int:
+        return self.code_length
+
+    def level_range(self, level: int) -> tuple[int, int]:
+        """[start, stop) token ids of one level's codes."""
+        start = self.FIRST + int(self.offsets[level])
+        return start, start + self.sizes[level]
+
+    def item_tokens(self, item: int) -> list[int]:
+        return self._tokens[item].tolist()
+
+    def user_tokens(self, user: int) -> list[int]:
+        width = -(-len(str(max(self.n_users, 1))) // self.chunk) * self.chunk
+        s = str(user + 1).zfill(width)
+        return [self.first_user_token + int(s[i:i + self.chunk]) for i in range(0, width, self.chunk)]
+
+    def decode_item(self, code: list[int]) -> int | None:
+        """The item a generated code denotes, or None when it is not a catalog item."""
+        return self._items.get(tuple(int(t) for t in code))

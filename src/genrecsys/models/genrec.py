@@ -27,9 +27,11 @@ from torch import nn
 
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
-from genrecsys.generative.tokenization import BEG, END, MASK, PAD, DigitTokenizer
+from genrecsys.generative.seq2seq import additive, block_structure
+from genrecsys.generative.tokenization import BEG, END, MASK, PAD, CodeTokenizer, DigitTokenizer
 from genrecsys.generative.trie import CodeTrie
 from genrecsys.models.base import Recommender
+from genrecsys.train.batches import sequence_windows
 
 
 @dataclass
@@ -51,7 +53,12 @@ class GenRecConfig:
     # popularity band (valid NDCG@10 0.078 -> 0.104 on ML-100K, BENCHMARKS.md) | catalog:
     # item_<index> as in the paper
     id_order: str = "popularity"
-    samples_per_epoch: int = 8192  # finetuning transitions drawn per epoch (0: all of them)
+    samples_per_epoch: int = 8192  # "prefixes": finetuning transitions drawn per epoch (0: all of them)
+    # prefixes: one encoder pass per transition, [MASK] appended (the paper's) | windows: every
+    # training transition each epoch at SASRec-like cost — windows of max_items items, block-causal
+    # attention (genrecsys.generative.seq2seq), no [MASK]; the same at scoring time
+    training: str = "prefixes"
+    codes: str | None = None  # semantic-ID directory (genrecsys semantic-ids build) instead of digit ids
     user_id_embedding: bool = True
     item_id_embedding: bool = True
     pretrain_masks_per_user: int = 8  # cloze samples drawn per user per pretraining epoch
@@ -72,6 +79,10 @@ class GenRec(Recommender):
         c = self.config
         if c.id_order not in ("catalog", "popularity"):
             raise GenrecsysError(f"genrec id_order must be catalog or popularity, got {c.id_order!r}")
+        if c.training not in ("prefixes", "windows"):
+            raise GenrecsysError(f"genrec training must be prefixes or windows, got {c.training!r}")
+        if c.codes and c.prefix_words:
+            raise GenrecsysError("genrec: prefix_words writes digit ids; drop it with codes=DIR")
         numbering = None
         if c.id_order == "popularity":
             counts = np.bincount(split.train.items, minlength=self.n_items + 1)[1:]
@@ -79,8 +90,14 @@ class GenRec(Recommender):
             nums = np.zeros(self.n_items + 1, dtype=np.int64)
             nums[rank + 1] = np.arange(1, self.n_items + 1)
             numbering = tuple(int(x) for x in nums)
-        self.tok = DigitTokenizer(self.n_items, self.n_users, chunk=c.chunk, prefix_words=c.prefix_words,
-                                  numbering=numbering)
+        if c.codes:
+            from genrecsys.generative.semantic_ids import load_semantic_ids
+
+            sid = load_semantic_ids(c.codes, split)
+            self.tok = CodeTokenizer(sid.codes, tuple(sid.sizes), n_users=self.n_users, chunk=c.chunk)
+        else:
+            self.tok = DigitTokenizer(self.n_items, self.n_users, chunk=c.chunk, prefix_words=c.prefix_words,
+                                      numbering=numbering)
         self.trie = CodeTrie(self.tok.codes)
         max_tokens = 1 + len(self.tok.user_tokens(0)) + c.max_items * self.tok.tokens_per_item + 2
         if c.init_from:
@@ -157,9 +174,20 @@ class GenRec(Recommender):
 
     # ------------------------------------------------------------------ training
     def set_phase(self, phase: str) -> None:
+        if phase == "pretrain" and self.config.training == "windows":
+            raise GenrecsysError("genrec: cloze pretraining needs [MASK] inputs; use training=prefixes or no pretraining")
         self.phase = phase
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
+        if self.phase == "finetune" and self.config.training == "windows":
+            if self._finetune is None:
+                self._finetune = sequence_windows(split.train, self.config.max_items)
+            x, y, owners = self._finetune
+            order = rng.permutation(len(x))
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                yield {"users": torch.as_tensor(owners[idx]), "seqs": torch.as_tensor(x[idx]), "targets": torch.as_tensor(y[idx])}
+            return
         if self.phase == "pretrain":
             users, hist, targets = self._pretrain_samples(split, rng)
             order = rng.permutation(len(users))
@@ -216,6 +244,8 @@ class GenRec(Recommender):
         return np.asarray(users), np.stack(hists), np.asarray(targets)
 
     def loss(self, batch):
+        if "seqs" in batch:
+            return self._window_loss(batch)
         enc, mask = self.encode(batch["users"], batch["hist"])
         code = self.codes[batch["targets"]]  # (B, L)
         B = code.shape[0]
@@ -225,10 +255,76 @@ class GenRec(Recommender):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                label_smoothing=self.config.label_smoothing)
 
+    # ------------------------------------------------------------------ windows
+    def window_encode(self, users: torch.Tensor, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B,), (B, L) left-padded items -> encoder states (B, S, D), padding (B, S), block per token (S,).
+
+        ``[BEG] user-tokens item-tokens..``: the prefix (block -1) is seen by every item block,
+        item block i sees blocks <= i. BART's own layers run with that mask."""
+        B, L = seqs.shape
+        T = self.tok.tokens_per_item
+        ut = self.user_tokens[users]  # (B, Lu)
+        beg = torch.full((B, 1), BEG, dtype=torch.long, device=seqs.device)
+        tokens = torch.cat([beg, ut, self.item_tokens[seqs].reshape(B, -1)], 1)  # (B, S)
+        pad = tokens == PAD
+        x = self.bart.shared(tokens)
+        if self.config.user_id_embedding:
+            x[:, 1:1 + ut.shape[1]] += self.user_id(users + 1).unsqueeze(1)
+        if self.config.item_id_embedding:
+            x[:, 1 + ut.shape[1]:] += self.item_id(self.item_token_ids[seqs].reshape(B, -1))
+        pos = ((~pad).cumsum(1) - 1).clamp(min=0)  # positions count real tokens from [BEG], as in encode()
+        enc = self.bart.encoder
+        h = enc.layernorm_embedding(x + enc.embed_positions.weight[pos + enc.embed_positions.offset])
+        h = F.dropout(h, enc.dropout, self.training)
+        blocks = torch.cat([torch.full((1 + ut.shape[1],), -1, device=seqs.device),
+                            torch.arange(L, device=seqs.device).repeat_interleave(T)])
+        bias = additive(block_structure(blocks, blocks)[None, None] | pad[:, None, None, :])  # (B, 1, S, S)
+        for layer in enc.layers:
+            h = layer(h, bias)
+        return h, pad, blocks
+
+    def _window_loss(self, batch):
+        seqs, targets = batch["seqs"], batch["targets"]  # (B, L)
+        B, L = seqs.shape
+        enc, pad, blocks = self.window_encode(batch["users"], seqs)
+        code = self.codes[targets]  # (B, L, C)
+        C = code.shape[-1]
+        dec = torch.cat([torch.full_like(code[..., :1], BEG), code[..., :-1]], -1).reshape(B, L * C)
+        q_blocks = torch.arange(L, device=seqs.device).repeat_interleave(C)  # (L*C,)
+        self_bias = additive((q_blocks[:, None] != q_blocks[None, :]) |
+                             torch.ones(L * C, L * C, dtype=torch.bool, device=seqs.device).triu(1))  # in-block causal
+        cross_bias = additive(block_structure(q_blocks, blocks)[None, None] | pad[:, None, None, :])  # (B, 1, L*C, S)
+        d = self.bart.decoder
+        pos = torch.arange(C, device=seqs.device).repeat(L)  # each block counts its own positions
+        h = d.layernorm_embedding(self.bart.shared(dec) + d.embed_positions.weight[pos + d.embed_positions.offset])
+        h = F.dropout(h, d.dropout, self.training)
+        for layer in d.layers:
+            h = layer(h, self_bias[None, None], enc, encoder_attention_mask=cross_bias, use_cache=False)
+        logits = (h @ self.bart.shared.weight.T).reshape(B, L, C, -1)
+        keep = targets > 0
+        return F.cross_entropy(logits[keep].reshape(-1, logits.shape[-1]), code[keep].reshape(-1),
+                               label_smoothing=self.config.label_smoothing)
+
     # ------------------------------------------------------------------ scoring
     def _with_mask(self, seqs: torch.Tensor) -> torch.Tensor:
         seqs = seqs[:, -self.config.max_items:]
         return torch.cat([seqs, torch.full((seqs.shape[0], 1), self.mask_item, dtype=torch.long, device=seqs.device)], 1)
+
+    def beam_state(self, users: torch.Tensor, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the decoder reads: the encoder output for the history + [MASK] (prefixes) or
+        for the history window (windows), and its keep-mask."""
+        if self.config.training == "windows":
+            enc, pad, _ = self.window_encode(users, seqs[:, -self.config.max_items:])
+            return enc, ~pad
+        return self.encode(users, self._with_mask(seqs))
+
+    def next_logp(self, state: tuple[torch.Tensor, torch.Tensor], prefixes: torch.Tensor) -> torch.Tensor:
+        """(B, nb, level) generated tokens -> (B, nb, V) log-probabilities of the next token."""
+        enc, mask = state
+        B, nb, level = prefixes.shape
+        dec = torch.cat([torch.full((B, nb, 1), BEG, dtype=torch.long, device=prefixes.device), prefixes], 2)
+        logits = self.decode_logits(dec.reshape(B * nb, -1), enc.repeat_interleave(nb, 0), mask.repeat_interleave(nb, 0))
+        return F.log_softmax(logits[:, -1].float(), -1).reshape(B, nb, -1)
 
     def score(self, users, seqs):
         """(B, I+1) exact log-probability of every item's code (column 0 = -inf)."""
@@ -237,7 +333,7 @@ class GenRec(Recommender):
         return torch.cat([self._score_chunk(users[s:s + step], seqs[s:s + step]) for s in range(0, len(users), step)])
 
     def _score_chunk(self, users, seqs):
-        enc, mask = self.encode(users, self._with_mask(seqs))
+        enc, mask = self.beam_state(users, seqs)
         B, dev = enc.shape[0], enc.device
         total = torch.zeros(B, self.n_items + 1, device=dev)
         for level, prefixes in enumerate(self.trie.prefixes):
