@@ -280,7 +280,7 @@ class GenRec(Recommender):
                             torch.arange(L, device=seqs.device).repeat_interleave(T)])
         bias = additive(block_structure(blocks, blocks)[None, None] | pad[:, None, None, :])  # (B, 1, S, S)
         for layer in enc.layers:
-            h = layer(h, bias)
+            h = _hidden(layer(h, bias))
         return h, pad, blocks
 
     def _window_loss(self, batch):
@@ -299,7 +299,7 @@ class GenRec(Recommender):
         h = d.layernorm_embedding(self.bart.shared(dec) + d.embed_positions.weight[pos + d.embed_positions.offset])
         h = F.dropout(h, d.dropout, self.training)
         for layer in d.layers:
-            h = layer(h, self_bias[None, None], enc, encoder_attention_mask=cross_bias, use_cache=False)
+            h = _hidden(layer(h, self_bias[None, None], enc, encoder_attention_mask=cross_bias, use_cache=False))
         logits = (h @ self.bart.shared.weight.T).reshape(B, L, C, -1)
         keep = targets > 0
         return F.cross_entropy(logits[keep].reshape(-1, logits.shape[-1]), code[keep].reshape(-1),
@@ -349,6 +349,11 @@ class GenRec(Recommender):
             total = total + logp[:, rows, toks]
         total[:, 0] = float("-inf")
         return total
+
+
+def _hidden(out):
+    """A BART layer's hidden states (older transformers releases return a tuple)."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 def _load_bart(path: str, vocab_size: int, max_tokens: int):
