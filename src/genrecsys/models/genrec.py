@@ -329,7 +329,8 @@ class GenRec(Recommender):
     def score(self, users, seqs):
         """(B, I+1) exact log-probability of every item's code (column 0 = -inf)."""
         # the decoder runs once per (user, valid prefix): chunk users to bound memory
-        step = max(1, 4096 // max(len(p) for p in self.trie.prefixes))
+        budget = 65536 if users.is_cuda else 4096  # decoder rows per chunk; a GPU takes far more at once
+        step = max(1, budget // max(len(p) for p in self.trie.prefixes))
         return torch.cat([self._score_chunk(users[s:s + step], seqs[s:s + step]) for s in range(0, len(users), step)])
 
     def _score_chunk(self, users, seqs):

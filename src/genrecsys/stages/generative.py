@@ -79,8 +79,9 @@ def _train_one(job: tuple[Row, int, str, TrainConfig, str | None]) -> dict[str, 
 def train_rows(rows: list[Row], runs_dir: Path, seeds: int, train: TrainConfig, cache_dir: Path | None = None,
                jobs: int = 1) -> dict[str, list[dict[str, Any]]]:
     """Train every (row, seed) not finished yet; label -> the seeds' metrics, in seed order."""
+    # seed-major: an interrupted run leaves every row with the same seeds done
     todo = [(row, train.seed + i, str(Path(runs_dir) / row.slug / f"seed-{train.seed + i}"), train,
-             str(cache_dir) if cache_dir else None) for row in rows for i in range(seeds)]
+             str(cache_dir) if cache_dir else None) for i in range(seeds) for row in rows]
     if jobs > 1:  # spawn: a forked torch process can deadlock in its thread pools
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_train_one, todo))
