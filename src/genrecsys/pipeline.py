@@ -21,7 +21,7 @@ from genrecsys.config import LLMConfig, RelandConfig, TrainConfig
 from genrecsys.errors import GenrecsysError
 
 BACKBONES = ("pop", "bpr", "neumf", "lightgcn", "ngcf", "gru4rec", "sasrec", "bert4rec")
-GENERATIVE = ("genrec",)
+GENERATIVE = ("genrec", "hstu", "tiger")  # generative recommenders: seq2seq codes (GenRec, TIGER) and HSTU
 # Pretraining epochs for models that have a pretraining objective (full mode; quick skips it).
 PRETRAIN = {"genrec": 10}
 GENRE_QUICK_VARIANTS = ("NS", "UP", "NG")

@@ -31,7 +31,7 @@ FAST = {
     "duorec": {"lr": 0.01, "epochs": 10},
     "bert4rec": {"lr": 0.005, "epochs": 80},
     "genrec": {"lr": 0.003, "epochs": 20},
-    "tiger": {"lr": 0.01, "epochs": 30},
+    "tiger": {"lr": 0.01, "epochs": 60},
     # news / CTR models: item text from the block titles ("Item 7 (group 0)") and categories
     "naml": {"lr": 0.01, "epochs": 30},
     "lstur": {"lr": 0.01, "epochs": 30},
