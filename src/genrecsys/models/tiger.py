@@ -113,8 +113,9 @@ class TIGER(Recommender):
         for level in range(T):
             allowed[level, slice(*self.tok.level_range(level))] = True
         self.register_buffer("level_tokens", allowed, persistent=False)  # (T, V)
-        buckets = [zlib.crc32(str(u).encode()) % max(c.user_buckets, 1) for u in range(self.n_users)]
-        self.register_buffer("user_bucket", torch.as_tensor(buckets, dtype=torch.long), persistent=False)  # (U,)
+        if c.user_buckets:  # TIGER's user token: a stable hash of the user index, one token per bucket
+            buckets = [zlib.crc32(str(u).encode()) % c.user_buckets for u in range(self.n_users)]
+            self.register_buffer("user_bucket", torch.as_tensor(buckets, dtype=torch.long), persistent=False)  # (U,)
         self._windows: tuple[np.ndarray, ...] | None = None
         self._levels = _scoring_levels(self.trie, self.net.tokens.num_embeddings)
 
