@@ -11,6 +11,7 @@ compared. Misbehaviour is chosen per prompt by a marker in the last user message
   MODE=prose      JSON wrapped in prose and a code fence
   MODE=wrong      a JSON object of the wrong shape, every time
   MODE=wrongonce  wrong shape, right after a re-ask (the request has an assistant turn)
+  MODE=nostructured  400 for a body with response_format or structured_outputs (a server without them)
 
 ``hold_after`` makes the server answer that many requests and then hold every later one
 until ``release()``; held requests are never answered (their connection is closed), which
@@ -26,7 +27,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODE = re.compile(r"MODE=(429|500|503|400|401|quota|drop|slow|truncjson|prose|wrongonce|wrong)([0-9.]*)(?:x([0-9]+))?\b")
+MODE = re.compile(r"MODE=(429|500|503|400|401|quota|drop|slow|truncjson|prose|wrongonce|wrong|nostructured)([0-9.]*)(?:x([0-9]+))?\b")
 
 
 def answer_for(prompt: str) -> str:
@@ -111,6 +112,8 @@ class OpenAITestServer:
         err = {"error": {"message": "test failure", "type": "server_error"}}
         if mode in ("429", "500", "503") and attempt <= times:
             return self._send(h, int(mode), err, {"Retry-After": "0"} if mode == "429" else None)
+        if mode == "nostructured" and ("response_format" in body or "structured_outputs" in body):
+            return self._send(h, 400, {"error": {"message": "Unrecognized request argument", "type": "invalid_request_error"}})
         if mode == "400":
             return self._send(h, 400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
         if mode == "401":

@@ -131,6 +131,9 @@ class LLMConfig:
     ray_workers: int = 2  # ray: actors, each holding one backend
     ray_batch_size: int = 64  # ray: prompts per actor call (one job.generate each)
     ray_cpus_per_worker: float = 1.0  # ray: CPUs reserved per actor (an HTTP backend needs far less than 1)
+    contracts: bool = True  # decode under the templates' output contracts where the backend can (--no-contract)
+    grammar_engine: str = "xgrammar"  # local: xgrammar | llguidance (see genrecsys.llm.grammar)
+    structured_outputs: str = "response_format"  # openai: response_format (OpenAI) | vllm (structured_outputs) | off
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "openai", "llamacpp"):
@@ -143,6 +146,11 @@ class LLMConfig:
             raise GenrecsysError("llm.concurrency, llm.batch_size, llm.max_attempts must be >= 1, llm.max_reasks >= 0")
         if self.timeout_s <= 0:
             raise GenrecsysError("llm.timeout_s must be > 0")
+        if self.grammar_engine not in ("xgrammar", "llguidance"):
+            raise GenrecsysError(f"llm.grammar_engine must be xgrammar or llguidance, got {self.grammar_engine!r}")
+        if self.structured_outputs not in ("response_format", "vllm", "off"):
+            raise GenrecsysError("llm.structured_outputs must be response_format, vllm or off, "
+                                 f"got {self.structured_outputs!r}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ def test_manifest_records_llm_templates_accounting_and_cost(news_dir, llm, tmp_p
     assert m["parent"] == {"path": str(news_dir), "name": "tiny-news", "round": 0, "task": None}
     assert m["llm"]["backend"] == "openai" and m["llm"]["model"] == "gpt-4o-mini"
     assert m["llm"]["price_per_1m_tokens"] == {"prompt": 0.15, "completion": 0.6}
-    assert m["templates"] == {"profile_user": "1"}
+    assert m["templates"] == {"profile_user": "2"}
     assert m["requests"] == 4 and m["backend_calls"] == 5 == len(scripted.bodies)  # 4 users + carol's re-ask
     # the server counts whitespace words as tokens: recompute the bill from what it received
     sent = sum(len(x["content"].split()) for b in scripted.bodies for x in b["messages"])

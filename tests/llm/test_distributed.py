@@ -57,8 +57,12 @@ def _rows(comps):
 
 
 def _counts(stats):
-    d = stats.to_dict()
-    d.pop("wall_s"), d.pop("tokens_per_s")
+    """Everything but the timings (wall times and the decode-time split, which differ run to run)."""
+    def counts(d):
+        return {k: v for k, v in d.items() if not (k.endswith("_s") or k.endswith("_per_s"))}
+
+    d = counts(stats.to_dict())
+    d["tasks"] = {k: counts(v) for k, v in d["tasks"].items()}
     return d
 
 

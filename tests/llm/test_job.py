@@ -1,10 +1,13 @@
 """Exactly-once generation through the cache, against the real test HTTP server."""
+from dataclasses import replace
+
 import pytest
 from pydantic import BaseModel
 
 from genrecsys.config import LLMConfig
 from genrecsys.llm.accounting import Price, PriceTable
 from genrecsys.llm.client import LLM
+from genrecsys.llm.contracts import Contract
 from genrecsys.llm.job import generate, keep_recent, render_requests
 from genrecsys.llm.parse import parse_json
 from genrecsys.llm.templates import PromptTemplate
@@ -45,18 +48,29 @@ def test_failed_rows_are_not_cached_and_are_retried_by_the_next_run(backend, cac
     assert server.attempts["x MODE=400"] == 2 and len(cache) == 0
 
 
-@pytest.mark.parametrize("change", ["template_version", "model", "params", "schema"])
-def test_changing_template_version_model_params_or_schema_invalidates_the_cache(server, backend, cache, change):
+@pytest.mark.parametrize("change", ["template_version", "model", "params", "contract", "other_contract"])
+def test_changing_template_version_model_params_or_contract_invalidates_the_cache(server, backend, cache, change):
     base = Request.chat("p", template="t", template_version="1")
     generate([base], backend, cache)
     variant = {"template_version": Request.chat("p", template="t", template_version="2"),
                "params": Request.chat("p", template="t", template_version="1", params=SamplingParams(max_tokens=99)),
-               "schema": Request.chat("p", template="t", template_version="1", schema={"type": "object"}),
+               "contract": Request.chat("p", template="t", template_version="1",
+                                        contract=Contract("json", {"type": "object"})),
+               "other_contract": Request.chat("p", template="t", template_version="1",
+                                              contract=Contract("choice", ["p", "q"])),
                "model": base}[change]
+    if change == "other_contract":
+        generate([replace(variant, contract=Contract("choice", ["p"]))], backend, cache)
     if change == "model":
         backend.model_id = "another-model"
     _, st = generate([variant], backend, cache)
     assert st.total.backend_calls == 1 and st.total.cache_hits == 0
+
+
+def test_keys_of_uncontracted_requests_are_those_of_earlier_versions():
+    # computed with the code before contracts existed: caches built then stay valid
+    r = Request.chat("hello", system="sys", template="t", template_version="2", params=SamplingParams(max_tokens=9))
+    assert r.cache_key("local", "m@1") == "d65974f01b5282322842429944b016f43540df38d0731e653758f0d40422b4fa"
 
 
 def test_the_same_prompt_twice_in_one_job_is_paid_once(backend, cache, server):

@@ -5,6 +5,7 @@ import pytest
 
 from genrecsys.config import LLMConfig
 from genrecsys.errors import GenrecsysError
+from genrecsys.llm.contracts import Contract
 from genrecsys.llm.openai_compat import OpenAIBackend
 from genrecsys.llm.retry import RetryPolicy
 from genrecsys.llm.types import Request, SamplingParams
@@ -59,13 +60,48 @@ def test_truncated_answer_reports_finish_reason_length(backend):
     assert c.ok and c.finish_reason == "length"
 
 
-def test_request_body_carries_sampling_params_and_schema(backend, server):
+def test_request_body_carries_sampling_params_and_the_json_contract_as_response_format(backend, server):
     r = Request.chat("p", params=SamplingParams(max_tokens=7, temperature=0.5, seed=3, stop=("END",)),
-                     schema={"type": "object"})
-    backend.generate([r])
+                     contract=Contract("json", {"type": "object"}))
+    (c,) = backend.generate([r])
     body = server.bodies[-1]
     assert body["max_tokens"] == 7 and body["temperature"] == 0.5 and body["seed"] == 3 and body["stop"] == ["END"]
-    assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True}}
+    assert "structured_outputs" not in body
+    assert c.ok and c.constrained and not c.fallback
+
+
+@pytest.mark.parametrize("contract,field", [
+    (Contract("json", {"type": "object"}), {"json": {"type": "object"}}),
+    (Contract("regex", r"\d+"), {"regex": r"\d+"}),
+    (Contract("grammar", 'root ::= "a"'), {"grammar": 'root ::= "a"'}),
+    (Contract("choice", ["yes", "no"]), {"choice": ["yes", "no"]}),
+])
+def test_vllm_mode_sends_every_contract_kind_as_structured_outputs(server, contract, field):
+    b = OpenAIBackend(LLMConfig(backend="openai", base_url=server.url, structured_outputs="vllm", timeout_s=5))
+    (c,) = b.generate([Request.chat("p", contract=contract)])
+    body = server.bodies[-1]
+    assert body["structured_outputs"] == field and "response_format" not in body
+    assert c.ok and c.constrained and not c.fallback
+
+
+def test_a_server_that_refuses_the_field_is_asked_once_more_without_it(backend, server):
+    (c,) = backend.generate([Request.chat("p MODE=nostructured", contract=Contract("json", {"type": "object"}))])
+    first, second = server.bodies[-2:]
+    assert "response_format" in first and "response_format" not in second
+    assert c.ok and c.fallback and not c.constrained and server.attempts["p MODE=nostructured"] == 2
+
+
+def test_a_contract_the_field_cannot_express_is_sent_without_it_and_marked(backend, server):
+    (c,) = backend.generate([Request.chat("p", contract=Contract("choice", ["a", "b"]))])
+    assert "response_format" not in server.bodies[-1] and "structured_outputs" not in server.bodies[-1]
+    assert c.ok and c.fallback and not c.constrained
+
+
+def test_structured_outputs_off_means_no_contracts():
+    b = OpenAIBackend(LLMConfig(backend="openai", structured_outputs="off"))
+    assert not b.supports_contracts
 
 
 def test_remote_server_requires_opt_in():

@@ -147,6 +147,8 @@ def generate_items(source: Variant, llm, cfg: GenerateConfig | None = None,
                                  parser=lambda text: parse_item(text, categories),
                                  truncate=keep_recent("history"), task=task)
         stats.merge(llm.last_stats)
+        # an answered category outside the closed list is parsed to "" (the item keeps no category)
+        stats.count(task, out_of_vocabulary=sum(1 for c in comps if c.ok and not c.parsed["category"]))
         for u, c in zip(users, comps):
             item_id = f"syn-r{round_no}-{u}-{k}"
             if c.ok:

@@ -4,8 +4,11 @@ from closed vocabularies (:mod:`genrecsys.augment.vocab`). The results fill the 
 columns ``topics`` / ``regions`` that :func:`genrecsys.data.profiles.user_profiles` reads
 for the interest fusion (eq. (1)).
 
-Parsing is lenient for small models (a ``[topics]`` field, a "Topics:" line, or else an
-answer that is just a list of allowed topics) and strict about the vocabulary: anything
+The template (v2) asks for ``{"topics": [...], "region": "..."}``, and its contract holds
+the answer to that object with both lists closed. Parsing reads that object first, and
+stays lenient for answers produced without the contract (``--no-contract``, a server that
+refused it, answers cached from v1): a ``[topics]`` field, a "Topics:" line, or else an
+answer that is just a list of allowed topics. It is strict about the vocabulary: anything
 outside it is dropped and counted, never mapped to a guess. A user whose answer has no
 topic list at all is a parse failure and gets no profile (``None``); a user whose list
 held no allowed topic gets an empty profile (``[]``); both are "no valid profile" for the
@@ -27,7 +30,7 @@ from genrecsys.augment.vocab import Vocabulary
 from genrecsys.data.schema import Dataset
 from genrecsys.llm.accounting import JobStats
 from genrecsys.llm.job import keep_recent
-from genrecsys.llm.parse import ParseError, match_vocabulary, parse_bracketed, split_list
+from genrecsys.llm.parse import ParseError, extract_json, match_vocabulary, parse_bracketed, split_list
 from genrecsys.llm.types import SamplingParams
 
 _NONE = {"none", "n/a", "na", "unknown", "no region", "not applicable", "-"}
@@ -44,6 +47,10 @@ class Profile:
     @property
     def valid(self) -> bool:
         return bool(self.topics)
+
+    @property
+    def out_of_vocabulary(self) -> int:  # read by the job accounting (genrecsys.llm.accounting)
+        return len(self.dropped_topics) + len(self.dropped_regions)
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,38 @@ def _field(text: str, names: Sequence[str]) -> str | None:
     return None
 
 
+def _json_profile(text: str) -> tuple[list[str], list[str]] | None:
+    """(topics, regions) of a ``{"topics": [...], "region": ...}`` answer; None if it is not one."""
+    try:
+        obj = extract_json(text)
+    except ParseError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    lowered = {str(k).casefold(): v for k, v in obj.items()}
+    topics = lowered.get("topics", lowered.get("interests"))
+    if not isinstance(topics, list):
+        return None
+    region = lowered.get("region", lowered.get("regions")) or []
+    regions = region if isinstance(region, list) else [region]
+    return [str(t) for t in topics], [str(r) for r in regions]
+
+
 def parse_profile(text: str, vocabulary: Vocabulary, max_topics: int = 5, max_regions: int = 3) -> Profile:
-    """Topics and regions in an answer, matched to ``vocabulary`` (see the module doc)."""
+    """Topics and regions in an answer, matched to ``vocabulary`` (see the module doc).
+
+    >>> parse_profile('{"topics": ["Drama", "drama", "Space opera"]}', Vocabulary.movies()).topics
+    ['Drama']
+    """
+    as_json = _json_profile(text)
+    if as_json is not None:
+        topics, dropped = match_vocabulary(as_json[0], vocabulary.topics)
+        regions: list[str] = []
+        dropped_regions: list[str] = []
+        if vocabulary.regions:
+            values = [v for v in as_json[1] if v.casefold() not in _NONE]
+            regions, dropped_regions = match_vocabulary(values, vocabulary.regions)
+        return Profile(topics[:max_topics], regions[:max_regions], dropped, dropped_regions)
     raw_topics = _field(text, ["topics", "interests"])
     labelled = raw_topics is not None
     if not labelled:  # a bare list: every line that is not a region line

@@ -95,6 +95,18 @@ class Usage:
     paid_completion_tokens: int = 0
     cost: float = 0.0
     cost_total: float = 0.0
+    # answer quality, per row (after re-asks): under a contract all three should be 0
+    format_failures: int = 0  # answers the task's parser could not read
+    out_of_vocabulary: int = 0  # values outside a closed list (topics, regions, categories)
+    out_of_catalog: int = 0  # item references that are no catalog item
+    contract_violations: int = 0  # answers to a contracted request that do not satisfy its contract
+    fallbacks: int = 0  # contracted requests answered without the contract (server refused, kind unsupported)
+    # generation speed, backend answers only: decode time split by contracted or not
+    constrained_calls: int = 0
+    constrained_tokens: int = 0
+    constrained_s: float = 0.0
+    unconstrained_tokens: int = 0
+    unconstrained_s: float = 0.0
 
     def add_row(self, comp: Completion, prices: PriceTable) -> None:
         """Account one finished row (after any re-asks)."""
@@ -105,6 +117,37 @@ class Usage:
             self.failed += 1
         if comp.finish_reason == "length":
             self.truncated += 1
+        if comp.error and comp.error.startswith("parse:"):
+            self.format_failures += 1
+        if comp.fallback:
+            self.fallbacks += 1
+        for name in ("out_of_vocabulary", "out_of_catalog"):
+            setattr(self, name, getattr(self, name) + int(getattr(comp.parsed, name, 0) or 0))
+
+    def add_time(self, comp: Completion, seconds: float) -> None:
+        """Account the decode time of one backend answer (its share of the round's wall time)."""
+        if comp.constrained:
+            self.constrained_calls += 1
+            self.constrained_tokens += comp.completion_tokens
+            self.constrained_s += seconds
+        else:
+            self.unconstrained_tokens += comp.completion_tokens
+            self.unconstrained_s += seconds
+
+    @property
+    def constrained_tokens_per_s(self) -> float:
+        return self.constrained_tokens / self.constrained_s if self.constrained_s > 0 else 0.0
+
+    @property
+    def unconstrained_tokens_per_s(self) -> float:
+        return self.unconstrained_tokens / self.unconstrained_s if self.unconstrained_s > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The counts plus derived rates, as manifests and reports show them."""
+        d = asdict(self)
+        d.update(constrained_tokens_per_s=round(self.constrained_tokens_per_s, 2),
+                 unconstrained_tokens_per_s=round(self.unconstrained_tokens_per_s, 2))
+        return d
 
     def add_call(self, comp: Completion, prices: PriceTable) -> None:
         """Account one answer, from the backend or from the cache (re-asks included)."""
@@ -134,16 +177,23 @@ class JobStats:
     def task(self, name: str) -> Usage:
         return self.tasks.setdefault(name, Usage())
 
+    def count(self, task: str, **counts: int) -> None:
+        """Add task-level counts a caller measured itself (e.g. ``out_of_catalog=3``) to
+        the task and to the total."""
+        for usage in (self.total, self.task(task)):
+            for name, n in counts.items():
+                setattr(usage, name, getattr(usage, name) + int(n))
+
     @property
     def tokens_per_s(self) -> float:
         """Generated tokens per second of wall time, counting only tokens the backend produced."""
         return self.total.paid_completion_tokens / self.wall_s if self.wall_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self.total)
+        d = self.total.summary()
         d.update(wall_s=round(self.wall_s, 3), tokens_per_s=round(self.tokens_per_s, 2),
                  backend=self.backend, model=self.model,
-                 tasks={k: asdict(v) for k, v in self.tasks.items()})
+                 tasks={k: v.summary() for k, v in self.tasks.items()})
         return d
 
     def merge(self, other: "JobStats") -> None:

@@ -18,6 +18,7 @@ from genrecsys.config import LLMConfig
 from genrecsys.llm.accounting import JobStats, PriceTable
 from genrecsys.llm.backends import Backend, BackendFactory, OnResult, make_backend
 from genrecsys.llm.cache import LLMCache
+from genrecsys.llm.contracts import Contract
 from genrecsys.llm.job import Parser, TruncateRule, default_cache_path, generate, render_requests
 from genrecsys.llm.templates import PromptTemplate, load_template
 from genrecsys.llm.types import Completion, Message, Request, SamplingParams
@@ -52,6 +53,11 @@ class LLM:
             self._key = load_or_create_key(self.cache_dir / "llm" / "pseudonym.key")
         return self._key
 
+    @property
+    def contracts_on(self) -> bool:
+        """Whether requests carry output contracts: on in config and enforceable by the backend."""
+        return bool(self.cfg.contracts and getattr(self.backend, "supports_contracts", False))
+
     def template(self, name: str | PromptTemplate) -> PromptTemplate:
         return name if isinstance(name, PromptTemplate) else load_template(name, self.cfg.templates_dir)
 
@@ -78,11 +84,15 @@ class LLM:
     def run_template(self, template: str | PromptTemplate, rows: Sequence[Mapping[str, Any]], *,
                      params: SamplingParams | None = None, parser: Parser | None = None,
                      truncate: TruncateRule | None = None, task: str | None = None,
-                     schema: dict[str, Any] | None = None) -> list[Completion]:
-        """Render ``template`` for each row of variables and answer them (one row, one completion)."""
+                     contract: Contract | None = None) -> list[Completion]:
+        """Render ``template`` for each row of variables and answer them (one row, one completion).
+
+        Rows carry ``contract`` if given, else the template's own, whenever
+        :attr:`contracts_on` (config ``contracts`` and a backend that can enforce them)."""
         t = self.template(template)
         counter = JobStats()
-        reqs = render_requests(t, rows, self.backend, params=params, task=task, truncate=truncate, schema=schema,
+        reqs = render_requests(t, rows, self.backend, params=params, task=task, truncate=truncate, contract=contract,
+                               contracts=self.contracts_on,
                                pseudonym_key=self.pseudonym_key if self.backend.remote else None, stats=counter)
         out = self.generate(reqs, parser=parser, desc=task or t.name)
         self.stats.total.overflow_truncated += counter.total.overflow_truncated

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from genrecsys.llm.accounting import JobStats, PriceTable
 from genrecsys.llm.backends import Backend
 from genrecsys.llm.cache import LLMCache
+from genrecsys.llm.contracts import Contract
 from genrecsys.llm.templates import PromptTemplate
 from genrecsys.llm.types import Completion, Request, SamplingParams
 
@@ -32,7 +33,10 @@ REASK = ("Your previous answer could not be used: {error}. Answer again, followi
 def _commit_meta(r: Request, backend: Backend) -> dict[str, Any]:
     return {"backend": backend.name, "model": backend.model_id, "template": r.template,
             "template_version": r.template_version, "task": r.task,
-            "request": {"messages": list(r.messages), "params": r.params.to_dict(), "schema": r.schema}}
+            "request": {"messages": list(r.messages), "params": r.params.to_dict(),
+                        # kind and digest only: a catalog-sized grammar is not copied into every row
+                        "contract": None if r.contract is None else {"kind": r.contract.kind,
+                                                                      "digest": r.contract.digest}}}
 
 
 def _answer(requests: Sequence[Request], backend: Backend, cache: LLMCache | None, stats: JobStats,
@@ -63,13 +67,26 @@ def _answer(requests: Sequence[Request], backend: Backend, cache: LLMCache | Non
             out[extra] = replace(comp, cached=True) if comp.ok else comp
         tick(len(rows))
 
+    spent = 0.0
     if order:
+        t0 = time.perf_counter()
         backend.generate([requests[i] for i in first], on_result=on_result)
+        spent = time.perf_counter() - t0
+    # The round's wall time, shared among the backend's answers by their tokens (a batch
+    # decodes its rows together, so a row's own latency is its whole batch's).
+    paid = [out[i] for i in first if out[i] is not None and not out[i].cached]
+    weight = sum(max(c.completion_tokens, 1) for c in paid)
     for r, comp in zip(requests, out):
         assert comp is not None
         if comp.ok or comp.prompt_tokens or comp.completion_tokens:
             stats.total.add_call(comp, prices)
             stats.task(r.task).add_call(comp, prices)
+    for j, i in enumerate(first):
+        comp = out[i]
+        if comp is not None and not comp.cached and weight:
+            share = spent * max(comp.completion_tokens, 1) / weight
+            stats.total.add_time(comp, share)
+            stats.task(requests[i].task).add_time(comp, share)
     return out  # type: ignore[return-value]
 
 
@@ -127,6 +144,8 @@ def generate(requests: Sequence[Request | Completion], backend: Backend, cache: 
         task = r.task if isinstance(r, Request) else "default"
         stats.total.add_row(comp, prices)
         stats.task(task).add_row(comp, prices)
+        if isinstance(r, Request) and r.contract is not None and comp.ok and r.contract.check(comp.text) is not None:
+            stats.count(task, contract_violations=1)
     return final, stats  # type: ignore[return-value]
 
 
@@ -158,8 +177,12 @@ def keep_recent(variable: str, recent_first: bool = True, min_items: int = 1) ->
 def render_requests(template: PromptTemplate, rows: Sequence[Mapping[str, Any]], backend: Backend, *,
                     params: SamplingParams | None = None, task: str | None = None, truncate: TruncateRule | None = None,
                     max_prompt_tokens: int | None = None, pseudonym_key: bytes | None = None,
-                    schema: dict[str, Any] | None = None, stats: JobStats | None = None) -> list[Request | Completion]:
+                    contract: Contract | None = None, contracts: bool = True,
+                    stats: JobStats | None = None) -> list[Request | Completion]:
     """Render each row's variables into a request, counting tokens before anything is sent.
+
+    Each request carries ``contract`` if given, else the template's own contract rendered
+    for its row; ``contracts=False`` sends none (the unconstrained side of a comparison).
 
     A prompt over ``max_prompt_tokens`` (default: the backend's context minus
     ``params.max_tokens``) is shrunk with ``truncate`` until it fits; a row that cannot be made
@@ -187,7 +210,8 @@ def render_requests(template: PromptTemplate, rows: Sequence[Mapping[str, Any]],
                 values = smaller
                 if stats is not None:
                     stats.total.overflow_truncated += 1
-            out.append(Request(messages=msgs, params=params, schema=schema, template=template.name,
+            row_contract = (contract or template.contract_for(values)) if contracts else None
+            out.append(Request(messages=msgs, params=params, contract=row_contract, template=template.name,
                                template_version=template.version, task=task or template.name))
         except GenrecsysError as exc:
             out.append(Completion.failed(str(exc), backend.name, backend.model_id))

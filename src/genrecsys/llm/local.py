@@ -90,15 +90,44 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         tok.save_pretrained(tmp)
 
 
+def pinned_generation(params: SamplingParams, pad_id: int, eos_ids: list[int]) -> dict[str, Any]:
+    """``generate`` settings fixed by us alone: every field a model's shipped
+    ``generation_config.json`` could otherwise fill in (transformers fills only the fields
+    left unset) is set, so a model file cannot turn on sampling, top-k or a repetition
+    penalty behind the caller's back.
+
+    Greedy decoding leaves the sampling-only fields out: transformers ignores them without
+    sampling (and warns when they are set).
+
+    >>> kw = pinned_generation(SamplingParams(max_tokens=8), pad_id=0, eos_ids=[2])
+    >>> kw["do_sample"], kw["repetition_penalty"], kw["num_beams"], "top_k" in kw
+    (False, 1.0, 1, False)
+    >>> pinned_generation(SamplingParams(temperature=0.7), 0, [2])["top_k"]
+    0
+    """
+    kw: dict[str, Any] = dict(max_new_tokens=params.max_tokens, do_sample=not params.greedy, num_beams=1,
+                              repetition_penalty=1.0, no_repeat_ngram_size=0, length_penalty=1.0, min_new_tokens=0,
+                              renormalize_logits=False, pad_token_id=pad_id, eos_token_id=eos_ids,
+                              temperature=1.0, top_p=1.0)
+    if not params.greedy:
+        kw.update(temperature=params.temperature, top_p=params.top_p, top_k=0, min_p=0.0, typical_p=1.0,
+                  epsilon_cutoff=0.0, eta_cutoff=0.0)
+    return kw
+
+
 class LocalBackend:
     """transformers on CPU or GPU; prompts with the same sampling params share batches.
 
     Prompts are sorted by length inside a group so batches carry little padding; results come
-    back in input order. Each row's latency is its batch's wall time.
+    back in input order. Each row's latency is its batch's wall time. A request's contract is
+    enforced by the grammar engine ``llm.grammar_engine`` (:mod:`genrecsys.llm.grammar`);
+    every distinct contract of a job is compiled before the first prompt runs, so a bad one
+    fails the job before anything is generated.
     """
 
     name = "local"
     remote = False
+    supports_contracts = True
 
     def __init__(self, cfg: LLMConfig, cache_dir: Path):
         import torch
@@ -126,6 +155,17 @@ class LocalBackend:
         gen_eos = self.model.generation_config.eos_token_id
         self._eos |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         self._eos.discard(None)
+        self._engine = None
+
+    @property
+    def engine(self):
+        """The grammar engine, built on first use (importing it costs a second)."""
+        if self._engine is None:
+            from genrecsys.llm.grammar import make_engine
+
+            self._engine = make_engine(self.cfg.grammar_engine, self.tokenizer, int(self.model.config.vocab_size),
+                                       sorted(self._eos))
+        return self._engine
 
     def _prompt(self, messages: Sequence[Message]) -> str:
         if self.tokenizer.chat_template:
@@ -137,16 +177,20 @@ class LocalBackend:
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)
-        groups: dict[SamplingParams, list[int]] = {}
+        for r in requests:  # compile every contract first: a bad one stops the job before any answer
+            if r.contract is not None:
+                self.engine.compile(r.contract)
+        groups: dict[tuple[SamplingParams, bool], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(r.params, []).append(i)
-        for params, idx in groups.items():
+            groups.setdefault((r.params, r.contract is not None), []).append(i)
+        for (params, _), idx in groups.items():
             prompts = {i: self._prompt(requests[i].messages) for i in idx}
             idx = sorted(idx, key=lambda i: len(prompts[i]))
             for b in range(0, len(idx), self.cfg.batch_size):
                 batch = idx[b:b + self.cfg.batch_size]
                 try:
-                    results = self._generate_batch([prompts[i] for i in batch], params)
+                    results = self._generate_batch([prompts[i] for i in batch], params,
+                                                   [requests[i].contract for i in batch])
                 except Exception as exc:  # e.g. out of memory: fail these rows, keep the job going
                     results = [Completion.failed(f"{type(exc).__name__}: {exc}", self.name, self.model_id)] * len(batch)
                 for i, comp in zip(batch, results):
@@ -155,17 +199,22 @@ class LocalBackend:
                         on_result(i, comp)
         return out  # type: ignore[return-value]
 
-    def _generate_batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+    def _generate_batch(self, prompts: list[str], params: SamplingParams,
+                        contracts: Sequence[Any] | None = None) -> list[Completion]:
         import torch
 
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                      do_sample=not params.greedy)
-        if params.greedy:  # silence "temperature is set but do_sample=False" from generation_config defaults
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        kwargs = pinned_generation(params, self.tokenizer.pad_token_id, sorted(self._eos))
+        if not params.greedy:
             torch.manual_seed(params.seed)
+        processor = None
+        if contracts and any(c is not None for c in contracts):
+            from genrecsys.llm.grammar import ContractProcessor
+
+            eng = self.engine
+            processor = ContractProcessor([None if c is None else eng.matcher(eng.compile(c)) for c in contracts],
+                                          eng.vocab_size, sorted(self._eos))
+            kwargs["logits_processor"] = [processor]
         t0 = time.perf_counter()
         with torch.inference_mode():
             seqs = self.model.generate(**enc, **kwargs)
@@ -173,7 +222,7 @@ class LocalBackend:
         new = seqs[:, enc["input_ids"].shape[1]:].tolist()
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         results = []
-        for row, n_prompt in zip(new, prompt_lens):
+        for b, (row, n_prompt) in enumerate(zip(new, prompt_lens)):
             stop_at = next((j for j, t in enumerate(row) if t in self._eos), None)
             tokens = row if stop_at is None else row[:stop_at]
             n_completion = len(row) if stop_at is None else stop_at + 1
@@ -184,7 +233,9 @@ class LocalBackend:
                 finish = "stop"
             results.append(Completion(text=text, finish_reason=finish, prompt_tokens=int(n_prompt),
                                       completion_tokens=int(n_completion), latency_s=latency,
-                                      backend=self.name, model=self.model_id))
+                                      backend=self.name, model=self.model_id,
+                                      constrained=processor is not None and contracts[b] is not None
+                                      and not processor.rejected[b]))
         return results
 
 

@@ -3,6 +3,13 @@
 Requests go out concurrently (``concurrency`` in flight); each is retried by the one retry
 layer (:mod:`genrecsys.llm.retry`) and the HTTP client's own retries are off. A server
 that is not on loopback is "remote" and must be opted into with ``allow_remote``.
+
+A request's contract travels the way ``llm.structured_outputs`` says the server reads it:
+``response_format`` (OpenAI's ``{"type": "json_schema", ...}``; JSON contracts only) or
+``vllm`` (vLLM >= 0.12's ``structured_outputs``: ``json``, ``regex``, ``grammar`` or
+``choice``). A server that refuses the field (HTTP 400/404/422 while it was sent) gets the
+request once more without it; that answer is marked ``fallback`` and counted in the job
+stats, and parsed as any unconstrained answer.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from typing import Any, Sequence
 from genrecsys.config import LLMConfig
 from genrecsys.errors import GenrecsysError
 from genrecsys.llm.backends import OnResult, approx_tokens
+from genrecsys.llm.contracts import Contract
 from genrecsys.llm.retry import PermanentError, RetryPolicy, TransientError, call_with_retry, classify_http
 from genrecsys.llm.types import Completion, Message, Request
 
@@ -50,16 +58,31 @@ class OpenAIBackend:
     def close(self) -> None:
         self._client.close()
 
+    @property
+    def supports_contracts(self) -> bool:
+        return self.cfg.structured_outputs != "off"
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return approx_tokens(messages)
 
-    def _body(self, r: Request) -> dict[str, Any]:
+    def contract_fields(self, c: Contract) -> dict[str, Any] | None:
+        """The request-body fields that carry ``c`` to this server (None: it cannot carry it)."""
+        mode = self.cfg.structured_outputs
+        if mode == "vllm":
+            key = {"json": "json", "regex": "regex", "grammar": "grammar", "choice": "choice"}[c.kind]
+            return {"structured_outputs": {key: c.to_dict()["spec"]}}
+        if mode == "response_format" and c.kind == "json":
+            return {"response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "answer", "schema": c.spec, "strict": True}}}
+        return None
+
+    def _body(self, r: Request, with_contract: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model_id, "messages": list(r.messages), "max_tokens": r.params.max_tokens,
                                 "temperature": r.params.temperature, "top_p": r.params.top_p, "seed": r.params.seed}
         if r.params.stop:
             body["stop"] = list(r.params.stop)
-        if r.schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": r.schema}}
+        if with_contract and r.contract is not None:
+            body.update(self.contract_fields(r.contract) or {})
         return body
 
     def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -85,9 +108,24 @@ class OpenAIBackend:
     def _one(self, r: Request) -> Completion:
         t0 = time.perf_counter()
         body = self._body(r)
+        carried = r.contract is not None and self.contract_fields(r.contract) is not None
+        fallback = r.contract is not None and not carried  # a contract this server's field cannot express
         try:
             data, attempts = call_with_retry(lambda: self._post_once(body), self.policy)
-        except (TransientError, PermanentError) as exc:
+        except PermanentError as exc:
+            if not (carried and exc.status in (400, 404, 422)):
+                return Completion.failed(str(exc), self.name, self.model_id, attempts=getattr(exc, "attempts", 1),
+                                         latency_s=time.perf_counter() - t0)
+            plain = self._body(r, with_contract=False)  # the server refused the field: once more without it
+            carried, fallback = False, True
+            try:
+                data, more = call_with_retry(lambda: self._post_once(plain), self.policy)
+            except (TransientError, PermanentError) as exc2:
+                return Completion.failed(str(exc2), self.name, self.model_id, latency_s=time.perf_counter() - t0,
+                                         attempts=getattr(exc, "attempts", 1) + getattr(exc2, "attempts", 1),
+                                         fallback=True)
+            attempts = getattr(exc, "attempts", 1) + more
+        except TransientError as exc:
             return Completion.failed(str(exc), self.name, self.model_id, attempts=getattr(exc, "attempts", 1),
                                      latency_s=time.perf_counter() - t0)
         choice = data["choices"][0]
@@ -99,7 +137,8 @@ class OpenAIBackend:
         return Completion(text=text, finish_reason=finish,
                           prompt_tokens=int(usage.get("prompt_tokens") or approx_tokens(r.messages)),
                           completion_tokens=int(usage.get("completion_tokens") or len(text.encode("utf-8")) // 3),
-                          latency_s=time.perf_counter() - t0, backend=self.name, model=self.model_id, attempts=attempts)
+                          latency_s=time.perf_counter() - t0, backend=self.name, model=self.model_id, attempts=attempts,
+                          constrained=carried, fallback=fallback)
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)

@@ -24,7 +24,14 @@ class TransientError(Exception):
 
 
 class PermanentError(Exception):
-    pass
+    """A failure that retrying will not fix; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str = "", status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):  # keep `status` across process boundaries
+        return (type(self), (str(self), self.status))
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,10 @@ def classify_http(status: int, headers: Mapping[str, str], body: str) -> Excepti
     snippet = body.strip().replace("\n", " ")[:200]
     msg = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
     if status == 429 and any(m in body.lower() for m in _QUOTA_MARKERS):
-        return PermanentError(msg)
+        return PermanentError(msg, status)
     if status in (408, 409, 429) or status >= 500:
         return TransientError(msg, parse_retry_after(headers.get("retry-after")))
-    return PermanentError(msg)
+    return PermanentError(msg, status)
 
 
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep,

@@ -9,9 +9,11 @@ are replaced by keyed pseudonyms when the prompt goes to a remote backend.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from genrecsys.llm.contracts import Contract, declared_contract, gbnf_alternatives, parse_declaration
 
 from genrecsys.errors import GenrecsysError
 from genrecsys.llm.types import Message
@@ -29,6 +31,13 @@ class PromptTemplate:
     id_variables: tuple[str, ...] = ()
     description: str = ""
     source: str = ""
+    contract: Mapping[str, str] | None = field(default=None, hash=False)  # {kind: Jinja text}, see llm.contracts
+
+    def contract_for(self, variables: Mapping[str, Any]) -> Contract | None:
+        """The template's output contract rendered for one row (None: the template has none)."""
+        if not self.contract:
+            return None
+        return declared_contract(self.contract, variables, _environment(), self.name)
 
     def render(self, variables: Mapping[str, Any], pseudonym_key: bytes | None = None) -> tuple[Message, ...]:
         """Render to chat messages. Missing variables are an error naming them.
@@ -75,6 +84,7 @@ def _environment():
                              finalize=sanitize)
     env.filters["data"] = data_block
     env.filters["numbered"] = _numbered
+    env.filters["gbnf"] = gbnf_alternatives  # a closed list inside a grammar contract: ("a" | "b" | ...)
     return env
 
 
@@ -87,7 +97,7 @@ def parse_template(text: str, source: str = "") -> PromptTemplate:
         raise GenrecsysError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise GenrecsysError(f"{source}: a template is a YAML mapping with name, version, user")
-    known = {"name", "version", "user", "system", "variables", "id_variables", "description"}
+    known = {"name", "version", "user", "system", "variables", "id_variables", "description", "contract"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise GenrecsysError(f"{source}: unknown template key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -97,11 +107,12 @@ def parse_template(text: str, source: str = "") -> PromptTemplate:
     t = PromptTemplate(name=str(raw["name"]), version=str(raw["version"]), user=str(raw["user"]),
                        system=str(raw["system"]) if raw.get("system") else None,
                        variables=tuple(raw.get("variables") or ()), id_variables=tuple(raw.get("id_variables") or ()),
-                       description=str(raw.get("description") or ""), source=source)
+                       description=str(raw.get("description") or ""), source=source,
+                       contract=parse_declaration(raw["contract"], source) if raw.get("contract") else None)
     import jinja2
 
     try:  # syntax errors surface when the template is loaded, not at row 5,000
-        for body in (t.system, t.user):
+        for body in (t.system, t.user, *(t.contract or {}).values()):
             if body:
                 _environment().parse(body)
     except jinja2.TemplateSyntaxError as exc:

@@ -1,6 +1,7 @@
 """Requests and completions: the two value types every backend speaks.
 
-A request is chat messages + sampling parameters (+ an optional JSON schema); a completion
+A request is chat messages + sampling parameters (+ an optional output contract,
+:class:`~genrecsys.llm.contracts.Contract`); a completion
 is what came back, or the recorded error of a row that could not be answered. Both are
 plain dataclasses that round-trip through JSON (the cache stores JSON, never pickle).
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genrecsys.llm.contracts import Contract
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 
@@ -56,7 +60,7 @@ class Request:
 
     messages: tuple[Message, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
-    schema: dict[str, Any] | None = None
+    contract: "Contract | None" = None
     template: str | None = None
     template_version: str | None = None
     task: str = "default"
@@ -81,12 +85,17 @@ class Request:
         return cls(messages=tuple(msgs), **kw)
 
     def cache_key(self, backend: str, model: str) -> str:
-        """Hash of everything that determines the answer. ``task`` is bookkeeping, not input."""
+        """Hash of everything that determines the answer. ``task`` is bookkeeping, not input.
+
+        The contract enters the key only when there is one, so the keys of uncontracted
+        requests (and the answers cached under them) are those of earlier versions."""
         payload = {
             "backend": backend, "model": model,
             "template": self.template, "template_version": self.template_version,
-            "messages": list(self.messages), "params": self.params.to_dict(), "schema": self.schema,
+            "messages": list(self.messages), "params": self.params.to_dict(), "schema": None,
         }
+        if self.contract is not None:
+            payload["contract"] = {"kind": self.contract.kind, "digest": self.contract.digest}
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -107,6 +116,8 @@ class Completion:
     cached: bool = False
     attempts: int = 1
     parsed: Any = None
+    constrained: bool = False  # decoded under the request's contract (False: no contract, or the backend fell back)
+    fallback: bool = False  # the server refused the contract and the request was sent again without it
 
     @property
     def ok(self) -> bool:

@@ -125,15 +125,20 @@ def _categories(split: SplitData) -> dict[int, list[str]]:
 
 def prompt_rows(split: SplitData, users: Sequence[int], catalog: TitleCatalog,
                 config: PoolConfig) -> list[dict[str, Any]]:
-    """Template variables per seed: its training history as titles, most recent first."""
+    """Template variables per seed: its training history as titles, most recent first.
+
+    Every row also carries ``titles``, the catalog as prompts show it, which the built-in
+    templates' contracts use as the closed list of items (the prompts do not print it)."""
     cats = _categories(split) if config.show_categories else {}
     all_cats = sorted({c for v in cats.values() for c in v})
+    titles = sorted({catalog.display(i) for i in range(1, split.n_items + 1)})
     rows = []
     for u in users:
         recent = split.train.of(int(u))[::-1][:config.max_history]
         lines = [catalog.display(int(i)) + (f" [{', '.join(cats[int(i)])}]" if cats.get(int(i)) else "")
                  for i in recent]
-        row: dict[str, Any] = {"history": lines, "n_items": config.n_items, "condense": config.condense}
+        row: dict[str, Any] = {"history": lines, "n_items": config.n_items, "condense": config.condense,
+                               "titles": titles}
         if all_cats:
             row["categories"] = all_cats
         rows.append(row)
@@ -209,6 +214,11 @@ def build_pool(llm: LLM, split: SplitData, user_matrix: np.ndarray, seeds: SeedS
         keep_idx.append(j)
     if failed:
         notes.append(f"{len(failed)} seed(s) failed at the LLM and were left out (retried on the next build)")
+    known_cats = {c.casefold() for v in _categories(split).values() for c in v}
+    stats.count("reland", format_failures=sum(not r["parsed"] for r in records),
+                out_of_catalog=sum(len(r["unmatched"]) for r in records),
+                out_of_vocabulary=sum(c.casefold() not in known_cats for r in records for c in r["categories"])
+                if known_cats else 0)
     frame = pd.DataFrame.from_records(records, columns=_COLUMNS)
     frame = frame.astype({"user": "int64", "parsed": "bool", "prompt_tokens": "int64", "completion_tokens": "int64"})
     vectors = m[users[keep_idx] + 1] if keep_idx else np.zeros((0, m.shape[1]), dtype=np.float32)
