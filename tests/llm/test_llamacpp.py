@@ -33,3 +33,20 @@ def test_missing_llamacpp_is_a_clear_error(monkeypatch, ml100k_cache):
     monkeypatch.setattr(builtins, "__import__", no_llama)
     with pytest.raises(GenrecsysError, match=r"genrecsys\[llamacpp\]"):
         make_backend(LLMConfig(backend="llamacpp"), ml100k_cache)
+
+
+def test_llamacpp_answers_are_valid_under_json_grammar_and_choice_contracts(ml100k_cache):
+    pytest.importorskip("llama_cpp")
+    from genrecsys.llm.contracts import Contract
+
+    b = make_backend(LLMConfig(backend="llamacpp", threads=1), ml100k_cache)
+    contracts = [Contract("json", {"type": "object", "properties": {"genre": {"enum": ["Drama", "Comedy"]}},
+                                   "required": ["genre"], "additionalProperties": False}),
+                 Contract("grammar", 'root ::= "1. " t "\\n2. " t\nt ::= ("Heat (1995)" | "Toy Story (1995)")'),
+                 Contract("choice", ["yes", "no"]),
+                 Contract("regex", r"[a-c]+")]
+    out = b.generate([Request.chat("Name a movie genre, then two movies.", params=SamplingParams(max_tokens=40),
+                                   contract=c) for c in contracts])
+    for c, comp in zip(contracts[:3], out[:3]):
+        assert comp.ok and comp.constrained and not comp.fallback and c.check(comp.text) is None, comp.text
+    assert out[3].ok and out[3].fallback and not out[3].constrained  # llama.cpp has no regex constraint

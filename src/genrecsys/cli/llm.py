@@ -75,6 +75,11 @@ LLM_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "max-context": ("max_context", {"type": int, "help": "context window in tokens (default: the model's)"}),
     "cache": ("cache", {"help": "SQLite answer cache (default <cache dir>/llm/cache.sqlite); reruns resume from it"}),
     "templates-dir": ("templates_dir", {"help": "directory of user templates overriding built-ins by name"}),
+    "grammar-engine": ("grammar_engine", {"choices": ["xgrammar", "llguidance"],
+                                          "help": "local: the library that enforces output contracts (default xgrammar)"}),
+    "structured-outputs": ("structured_outputs", {"choices": ["response_format", "vllm", "off"],
+                                                  "help": "openai: how contracts travel: response_format (OpenAI, JSON "
+                                                          "only), vllm (structured_outputs) or off"}),
 }
 
 
@@ -84,6 +89,8 @@ def add_llm_flags(g, prefix: str = "") -> None:
     for flag, (_, kw) in LLM_FLAGS.items():
         g.add_argument(f"--{prefix}{flag}", **kw)
     g.add_argument("--allow-remote", action="store_true", help="allow sending prompts to a non-loopback server")
+    g.add_argument("--no-contract", action="store_true",
+                   help="decode without the templates' output contracts (for comparisons; answers are cached apart)")
 
 
 def llm_flag_dests(prefix: str = "") -> list[str]:
@@ -106,6 +113,8 @@ def llm_settings(args: argparse.Namespace, prefix: str = "", base: dict[str, Any
             raw[field] = getattr(args, dest)
     if args.allow_remote:
         raw["allow_remote"] = True
+    if getattr(args, "no_contract", False):
+        raw["contracts"] = False
     return raw
 
 
@@ -129,23 +138,52 @@ def llm_config(args: argparse.Namespace):
     return from_dict(LLMConfig, raw, str(args.config or "llm"))
 
 
+def _cli_contract(args: argparse.Namespace):
+    """The contract of --schema/--choices/--regex/--grammar, checked before anything runs."""
+    from genrecsys.llm.contracts import contract_from_files
+
+    return contract_from_files(schema=args.schema, choices=args.choices, regex=args.regex, grammar=args.grammar)
+
+
+def _compile_first(llm, contract, args: argparse.Namespace) -> None:
+    """A contract the backend's grammar engine cannot compile stops here, before any request."""
+    engine = getattr(llm.backend, "engine", None) if llm.contracts_on else None
+    if contract is None or engine is None:
+        return
+    given = next(f"--{k} {getattr(args, k)}" for k in ("schema", "choices", "regex", "grammar") if getattr(args, k))
+    try:
+        engine.compile(contract)
+    except GenrecsysError as exc:
+        raise GenrecsysError(f"{given}: {exc}") from None
+
+
 def cmd_llm_generate(args: argparse.Namespace, cache_dir: Path) -> int:
     from genrecsys.llm.client import LLM
     from genrecsys.llm.types import SamplingParams
 
+    contract = _cli_contract(args)
     rows = _read_rows(Path(args.input), args.limit)
     cfg = llm_config(args)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                             seed=args.seed, stop=tuple(args.stop or ()))
     parser = _parser(args)
+    if parser is None and contract is not None and contract.kind == "json":
+        from genrecsys.llm.parse import parse_json
+
+        parser = parse_json  # a schema's answers come back parsed
     llm = LLM(cfg, cache_dir, progress=not args.no_progress)
     try:
-        comps = _run(args, llm, rows, params, parser)
+        _compile_first(llm, contract, args)
+        comps = _run(args, llm, rows, params, parser, contract if llm.contracts_on else None)
     except KeyboardInterrupt:
         exit_interrupted(llm)
     finally:
         llm.close()
-    _write_jsonl(Path(args.output), [{"id": row["id"], **_row(c)} for row, c in zip(rows, comps)])
+    out_rows = [{"id": row["id"], **_row(c)} for row, c in zip(rows, comps)]
+    if contract is not None:  # judged against the contract whatever decoded it (a fallback may not hold)
+        for r, c in zip(out_rows, comps):
+            r["valid"] = bool(c.ok and contract.check(c.text) is None)
+    _write_jsonl(Path(args.output), out_rows)
     summary = {"rows": len(rows), **llm.stats.to_dict(), "output": str(args.output)}
     summary.pop("tasks", None)
     if args.json:
@@ -155,12 +193,14 @@ def cmd_llm_generate(args: argparse.Namespace, cache_dir: Path) -> int:
         print(f"rows {s['rows']}: ok {s['ok']}, failed {s['failed']} | cache hits {s['cache_hits']}, backend calls "
               f"{s['backend_calls']}, re-asks {s['reasks']}, truncated {s['truncated']} | tokens {s['prompt_tokens']} in / "
               f"{s['completion_tokens']} out | cost ${s['cost']:.4f} (all answers ${s['cost_total']:.4f}) | "
-              f"{s['wall_s']:.1f} s, {s['tokens_per_s']:.1f} tok/s", file=sys.stderr)
+              f"{s['wall_s']:.1f} s, {s['tokens_per_s']:.1f} tok/s"
+              + (f" | contract: {s['constrained_calls']} constrained, {s['contract_violations']} invalid, "
+                 f"{s['fallbacks']} fallbacks" if contract is not None else ""), file=sys.stderr)
         print(args.output)
     return 0 if summary["failed"] == 0 else 1
 
 
-def _run(args: argparse.Namespace, llm, rows: list[dict[str, Any]], params, parser) -> list:
+def _run(args: argparse.Namespace, llm, rows: list[dict[str, Any]], params, parser, contract=None) -> list:
     from genrecsys.llm.job import keep_recent
     from genrecsys.llm.types import Request
 
@@ -169,11 +209,12 @@ def _run(args: argparse.Namespace, llm, rows: list[dict[str, Any]], params, pars
         variables = [{k: v for k, v in row.items() if k != "id"} for row in rows]
         truncate = keep_recent(args.truncate, recent_first=not args.oldest_first) if args.truncate else None
         return llm.run_template(template, variables, params=params, parser=parser, truncate=truncate,
-                                task=args.task or template.name)
+                                task=args.task or template.name, contract=contract)
     reqs: list = []
     for n, row in enumerate(rows, 1):
         try:
-            reqs.append(Request(messages=tuple(row["messages"]), params=params, task=args.task or "default"))
+            reqs.append(Request(messages=tuple(row["messages"]), params=params, task=args.task or "default",
+                                contract=contract))
         except (KeyError, TypeError, ValueError) as exc:
             raise GenrecsysError(f"{args.input}: row {n} (id {row['id']!r}): without --template each row needs "
                                  f"\"messages\": [{{role, content}}, ...] ({exc})") from None
@@ -345,6 +386,11 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--parse", choices=["none", "json", "bracketed", "value", "numbered"], default="none",
                     help="parse and validate answers; a bad answer is re-asked up to --max-reasks times")
     sp.add_argument("--fields", nargs="+", help="--parse bracketed: the [field] names to extract")
+    sp.add_argument("--schema", metavar="FILE.json",
+                    help="output contract: every answer is JSON valid against this JSON Schema (parsed as JSON)")
+    sp.add_argument("--choices", metavar="FILE", help="output contract: every answer is one line of FILE")
+    sp.add_argument("--regex", metavar="PATTERN", help="output contract: every answer matches PATTERN")
+    sp.add_argument("--grammar", metavar="FILE.gbnf", help="output contract: a GBNF grammar (root rule)")
     sp.add_argument("--max-reasks", type=int, help="re-asks of an answer that does not parse (default 1)")
     sp.add_argument("--truncate", metavar="VARIABLE",
                     help="list variable to shorten (oldest items first) when a prompt is too long; else such rows fail")

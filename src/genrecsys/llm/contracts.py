@@ -202,7 +202,11 @@ def declared_contract(declaration: Mapping[str, str], values: Mapping[str, Any],
     try:
         text = env.from_string(spec).render(values)
     except Exception as exc:  # jinja UndefinedError and friends, with the template named
-        raise GenrecsysError(f"template {name!r}: contract: {exc}") from None
+        from jinja2 import meta
+
+        missing = sorted(meta.find_undeclared_variables(env.parse(spec)) - set(values))
+        hint = f" (variables not given: {', '.join(missing)})" if missing else ""
+        raise GenrecsysError(f"template {name!r}: contract: {exc}{hint}") from None
     if kind in ("json", "choice"):
         try:
             parsed = json.loads(text)

@@ -16,12 +16,15 @@ and top-p, so greedy and sampled decoding both stay inside the contract.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any, Protocol, Sequence
 
 from genrecsys.errors import GenrecsysError
 from genrecsys.llm.contracts import Contract
 from genrecsys.registry import Registry
+
+_LOG_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")
 
 ENGINES = Registry("grammar engine")
 ENGINES.add("xgrammar", "genrecsys.llm.grammar:XGrammarEngine")
@@ -69,6 +72,7 @@ class _Compiled:
                 raise
             except Exception as exc:  # the libraries raise RuntimeError / ValueError with the reason
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                msg = _LOG_PREFIX.sub("", msg)  # "[14:55:28] /project/cpp/x.cc:94: " in front of xgrammar's reason
                 raise GenrecsysError(f"{contract.kind} contract does not compile with {self.engine_name}: {msg}") from None
         return self._cache[key]
 

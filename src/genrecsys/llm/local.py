@@ -149,10 +149,18 @@ class LocalBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        shipped = self.model.generation_config
+        # Generation settings are ours alone: a model's generation_config.json (sampling, top-k,
+        # penalties, suppressed tokens) would otherwise fill every field a call leaves unset.
+        from transformers import GenerationConfig
+
+        self.model.generation_config = GenerationConfig(bos_token_id=shipped.bos_token_id,
+                                                        eos_token_id=shipped.eos_token_id,
+                                                        pad_token_id=shipped.pad_token_id)
         limit = getattr(self.model.config, "max_position_embeddings", None)
         self.max_context = cfg.max_context or limit
         self._eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        gen_eos = self.model.generation_config.eos_token_id
+        gen_eos = shipped.eos_token_id
         self._eos |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         self._eos.discard(None)
         self._engine = None
