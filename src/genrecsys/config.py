@@ -177,6 +177,7 @@ class RelandConfig:
     pool: str | None = None  # reuse a saved reasoning pool directory instead of building one
     retrieval: str = "auto"  # auto | exact | faiss
     text_field: str = "step2"  # what is encoded for the user side: step2 (the paper), step1 or text
+    fusion: str = "gated"  # gated: zero-init residual gate, starts as ID-only | attention: the paper's Eq. 5
     text_encoder: str | None = None  # sentence-transformers directory; None: the embedded MiniLM
     max_tokens: int = 256  # answer budget per seed
     max_history: int = 30  # history items shown per seed
@@ -195,6 +196,8 @@ class RelandConfig:
             raise GenrecsysError(f"reland.retrieval must be auto, exact or faiss, got {self.retrieval!r}")
         if self.text_field not in ("step2", "step1", "text"):
             raise GenrecsysError(f"reland.text_field must be step2, step1 or text, got {self.text_field!r}")
+        if self.fusion not in ("gated", "attention"):
+            raise GenrecsysError(f"reland.fusion must be gated or attention, got {self.fusion!r}")
         for name in ("seed_fraction", "clusters"):
             v = getattr(self, name)
             if isinstance(v, bool) or (isinstance(v, float) and not 0 < v <= 1) or (isinstance(v, int) and v < 1):

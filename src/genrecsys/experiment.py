@@ -134,8 +134,9 @@ def _with_reland(cfg: ExperimentConfig, split: SplitData, work: Path,
             llm.close()
     # The work directory is renamed when the run finishes, so the saved config points into
     # the run directory relatively (load_run resolves it); training reads the absolute paths.
-    train_cfg = replace(cfg, model_params={**cfg.model_params, **inputs.model_params()})
-    saved = replace(cfg, model_params={**cfg.model_params, **inputs.model_params(relative_to=work.resolve())})
+    form = {"user_fusion": r.fusion} if inputs.user_text is not None else {}  # recorded, so the run reloads as trained
+    train_cfg = replace(cfg, model_params={**cfg.model_params, **inputs.model_params(), **form})
+    saved = replace(cfg, model_params={**cfg.model_params, **inputs.model_params(relative_to=work.resolve()), **form})
     return train_cfg, saved, inputs.llm
 
 

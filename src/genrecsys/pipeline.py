@@ -48,7 +48,7 @@ class MainJobConfig:
     reland: bool = True
     reland_models: tuple[str, ...] | None = None  # sasrec (quick); sasrec, lightgcn (full)
     reland_seed_fraction: int | float | None = None  # 2% of users (quick); 10%, the paper's (full)
-    reland_max_tokens: int | None = None  # 40 (quick: SmolLM2 on 2 cores); 256 (full)
+    reland_max_tokens: int | None = None  # 128 with 3 items (quick: SmolLM2 on 2 cores); 256 with 10 (full)
     # LightGCN behaviour encoder, trained only when the backbone stage did not train LightGCN
     # or a wall-clock cap cut it short (else its run is the encoder): 2 epochs (quick), 300
     # with patience 10 (full)
@@ -99,7 +99,9 @@ class MainJobConfig:
         return RelandConfig(
             item_features=True,  # +RELAND is the paper's full variant: rationales + item text
             seed_fraction=self.reland_seed_fraction if self.reland_seed_fraction is not None else (0.02 if q else 0.1),
-            clusters=0.05, max_tokens=self.reland_max_tokens or (40 if q else 256),
+            # quick: 3 items per rationale in 128 tokens, so the contracted answer (Step 1 line,
+            # categories, catalog titles) fits its budget instead of being cut off
+            clusters=0.05, max_tokens=self.reland_max_tokens or (128 if q else 256), n_items=3 if q else 10,
             # quick: 10 history titles per seed prompt instead of 30; prefill dominates SmolLM2 on a CPU
             max_history=10 if q else 30,
             encoder_epochs=self.reland_encoder_epochs or (2 if q else 300), llm=self.stage_llm())

@@ -47,7 +47,8 @@ def test_train_reland_writes_the_llm_block_with_at_most_ten_percent_seed_users(s
     for f in ("reland/pool/pool.parquet", "reland/assignment.parquet", "reland/user_text.npy", "reland/item_text.npy"):
         assert (out / f).is_file(), f
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["model_params"] == {"user_text": "reland/user_text.npy", "item_text": "reland/item_text.npy"}
+    assert saved["model_params"] == {"user_text": "reland/user_text.npy", "item_text": "reland/item_text.npy",
+                                     "user_fusion": "gated"}  # the default form, recorded so the run reloads as trained
     assert saved["reland"]["seed_fraction"] == 0.1 and saved["reland"]["llm"]["backend"] == "openai"
 
 

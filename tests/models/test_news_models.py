@@ -100,6 +100,25 @@ def test_interest_fusion_feeds_topics_and_regions_into_every_model(name, profile
     assert not torch.allclose(a, b)
 
 
+@pytest.mark.parametrize("name", NEWS)
+def test_gated_interest_fusion_starts_as_the_ori_model_and_then_learns(name, profiled_split, tiny_plm_dir):
+    ori = _model(name, profiled_split, tiny_plm_dir)
+    after_ori = torch.get_rng_state()
+    up = _model(name, profiled_split, tiny_plm_dir, interest_fusion=True, interest_fusion_form="gated")
+    assert torch.equal(torch.get_rng_state(), after_ori)  # training draws what ORI's does
+    seqs = torch.as_tensor(np.stack([profiled_split.train.of(0)[-5:]] * 2))
+    scores = []
+    for m in (ori, up):
+        m.eval()
+        m.on_eval_start()
+        with torch.no_grad():
+            scores.append(m.score(torch.tensor([0, 1]), seqs))
+    assert torch.equal(scores[0], scores[1])  # the gate is 0: profiles do not count yet
+    up.train()
+    up.loss(next(iter(up.batches(profiled_split, 8, np.random.default_rng(0))))).backward()
+    assert up.fusion.gate.grad is not None and up.fusion.gate.grad.abs() > 0
+
+
 def test_interest_vector_is_the_mean_of_topic_and_region_embeddings(profiled_split, tiny_plm_dir):
     m = _model("dcn", profiled_split, tiny_plm_dir, interest_fusion=True)
     f = m.fusion

@@ -243,6 +243,45 @@ def test_each_backbone_trains_with_user_and_item_text(name, split, text_files, t
         assert torch.allclose(clone.score(users, seqs), scores, atol=1e-5)
 
 
+def _scores(model, split, n=6):
+    users = torch.arange(n)
+    seqs = torch.as_tensor(np.stack([split.train.of(u)[-8:] for u in range(n)]))
+    model.eval()
+    model.on_eval_start()
+    with torch.no_grad():
+        return model.score(users, seqs)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_gated_reland_starts_as_exactly_the_id_only_model_and_then_learns(name, split, text_files):
+    torch.manual_seed(0)
+    plain = build_model(name, {}, split)
+    after_plain = torch.get_rng_state()
+    torch.manual_seed(0)
+    gated = build_model(name, {**text_files, "user_fusion": "gated"}, split)
+    # the RNG is where the ID-only build left it, so training draws the same dropout masks and batches
+    assert torch.equal(torch.get_rng_state(), after_plain)
+    assert torch.equal(_scores(gated, split), _scores(plain, split))  # same weights, identity fusion
+    gated.train()
+    batch = next(iter(gated.batches(split, 16, np.random.default_rng(0))))
+    gated.loss(batch).backward()
+    assert gated.user_fusion.gate.weight.grad.abs().sum() > 0  # the gate learns from the first step
+    assert not hasattr(gated.user_fusion, "w")
+
+
+def test_gated_fusion_is_the_identity_until_its_gate_moves():
+    fusion = UserFusion(np.eye(4, dtype=np.float32), d=8, form="gated")
+    e = torch.randn(3, 5, 8)
+    assert torch.equal(fusion(e, torch.arange(3)), e)
+    with torch.no_grad():
+        fusion.gate.bias.fill_(1.0)
+    alpha, z = fusion.attention(e, torch.arange(3))
+    assert torch.allclose(fusion(e, torch.arange(3)), e + alpha[..., 1:] * z)
+    assert torch.allclose(alpha[..., 1], torch.full((3, 5), float(np.tanh(1.0))), atol=1e-6)
+    with pytest.raises(GenrecsysError, match="attention, gated"):
+        UserFusion(np.eye(4, dtype=np.float32), d=8, form="sum")
+
+
 def test_fused_neumf_full_scores_match_its_pairwise_forward(split, text_files):
     torch.manual_seed(0)
     model = build_model("neumf", text_files, split).eval()

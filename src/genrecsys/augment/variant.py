@@ -47,7 +47,16 @@ SYNTHETIC = SYNTHETIC_FILE  # Dataset.load reads it too, so training sees the it
 ARTEFACTS = "artefacts.jsonl"
 SYNTHETIC_COLUMNS = ("item", "user", "title", "abstract", "category", "round", "task")
 USAGE_FIELDS = ("requests", "ok", "failed", "cache_hits", "backend_calls", "reasks", "truncated", "prompt_tokens",
-                "completion_tokens", "paid_prompt_tokens", "paid_completion_tokens", "cost", "cost_total")
+                "completion_tokens", "paid_prompt_tokens", "paid_completion_tokens", "cost", "cost_total",
+                # answer quality and structured generation (genrecsys.llm.accounting.Usage)
+                "format_failures", "out_of_vocabulary", "out_of_catalog", "contract_violations", "fallbacks",
+                "constrained_calls", "constrained_tokens", "constrained_s", "unconstrained_tokens", "unconstrained_s")
+
+
+def tokens_per_s(usage: dict[str, Any]) -> dict[str, float]:
+    """Decode speed of the contracted and the free answers (0 where there were none)."""
+    return {f"{side}_tokens_per_s": round(usage[f"{side}_tokens"] / usage[f"{side}_s"], 2) if usage.get(f"{side}_s")
+            else 0.0 for side in ("constrained", "unconstrained")}
 
 
 def empty_synthetic() -> pd.DataFrame:
@@ -91,7 +100,7 @@ class Step:
         return {"task": self.task, "template": self.template, "template_version": self.template_version,
                 "rows": self.rows, "parse_failures": self.parse_failures,
                 "parse_failure_rate": round(self.parse_failures / self.rows, 6) if self.rows else 0.0,
-                **{k: usage[k] for k in USAGE_FIELDS}, "wall_s": usage["wall_s"],
+                **{k: usage[k] for k in USAGE_FIELDS}, **tokens_per_s(usage), "wall_s": usage["wall_s"],
                 "settings": self.settings, "quality": self.quality}
 
 
@@ -169,7 +178,7 @@ def build_manifest(parent: Variant, steps: Sequence[Step], *, task: str, name: s
         "templates": {s.template: s.template_version for s in steps},
         "limit": next((s.settings["limit"] for s in steps if s.settings.get("limit") is not None), None),
         "rows": rows, "parse_failures": failures,
-        **total, "wall_s": round(wall_s, 3),
+        **total, **tokens_per_s(total), "wall_s": round(wall_s, 3),
         "steps": [s.record() for s in steps],
         "quality": {s.task: {"parse_failure_rate": s.record()["parse_failure_rate"], **s.quality} for s in steps},
     }

@@ -80,7 +80,7 @@ def _experiment_config(args: argparse.Namespace):
 # flag -> RelandConfig key (the LLM's are genrecsys.cli.llm.LLM_FLAGS, named --llm-*)
 _RELAND_FLAGS = {"seed_fraction": "seed_fraction", "clusters": "clusters", "seed_sampling": "sampling",
                  "prompt": "prompt", "encoder": "encoder", "encoder_epochs": "encoder_epochs",
-                 "reland_pool": "pool", "retrieval": "retrieval", "text_encoder": "text_encoder",
+                 "reland_pool": "pool", "retrieval": "retrieval", "text_encoder": "text_encoder", "fusion": "fusion",
                  "reland_max_tokens": "max_tokens"}
 
 
@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no GENRE stage; without --quick it augments every item and user, hours with SmolLM2 on a CPU")
     g.add_argument("--reland-seed-fraction", type=_parse_value,
                    help="RELAND seed users: a fraction or a count (default 0.02 with --quick, else 0.1)")
-    g.add_argument("--reland-max-tokens", type=int, help="RELAND answer budget per seed (default 40 quick, else 256)")
+    g.add_argument("--reland-max-tokens", type=int, help="RELAND answer budget per seed (default 128 with 3 items quick, else 256 with 10)")
     g.add_argument("--genre-limit", type=int, help="GENRE LLM rows per augmentation step (default 6 quick, else all)")
     _add_llm_flags(sp.add_argument_group("LLM of the stages (default: the embedded local SmolLM2-135M)"))
     return p
@@ -343,6 +343,9 @@ def _add_reland_flags(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder-epochs", type=int, help="LightGCN encoder epochs (default 300, patience 10)")
     g.add_argument("--reland-pool", help="reuse a saved reasoning pool directory instead of asking the LLM")
     g.add_argument("--retrieval", choices=["auto", "exact", "faiss"], help="nearest-seed search (default auto)")
+    g.add_argument("--fusion", choices=["gated", "attention"],
+                   help="gated (default: a residual gate from zero, starts as the ID-only model) or attention "
+                        "(the paper's Eq. 5)")
     g.add_argument("--text-encoder", help="sentence-transformers directory (default: the embedded MiniLM)")
     g.add_argument("--reland-max-tokens", type=int, help="answer budget per seed (default 256)")
     _add_llm_flags(g)

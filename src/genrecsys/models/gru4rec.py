@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.sasrec import NextItemRecommender
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, item_table
+from genrecsys.reasoning.fusion import item_table, side_layers
 
 
 @dataclass
@@ -34,6 +34,7 @@ class GRU4RecConfig:
     dropout: float = 0.3  # on the item embeddings fed to the GRU
     max_len: int = 50
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
@@ -69,8 +70,7 @@ class GRU4Rec(NextItemRecommender):
         nn.init.xavier_normal_(self.item_emb.weight)
         for name, w in self.gru.named_parameters():
             (nn.init.xavier_uniform_ if "ih" in name else nn.init.orthogonal_)(w)
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, c.embedding_size)
         self._windows: tuple[np.ndarray, ...] | None = None
 
     def items(self) -> torch.Tensor:

@@ -44,7 +44,7 @@ from torch import nn
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.sasrec import NextItemRecommender
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, item_table
+from genrecsys.reasoning.fusion import item_table, side_layers
 
 # The reference's time buckets: floor(ln(max(|dt|, 1 s)) / 0.301), so each bucket spans a
 # factor e^0.301 ~ 1.35 of time: 0 or 1 s -> 0, 2 s -> 2, 1 min -> 13, 1 h -> 27, 1 day -> 37,
@@ -62,6 +62,7 @@ class HSTUConfig:
     n_position_buckets: int = 32  # relative distances 0..15 exact, 16..max_len-1 in 16 log-spaced buckets
     n_time_buckets: int = 128  # the reference's count (see TIME_BUCKET_WIDTH); +1 weight for the overflow
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
@@ -198,8 +199,7 @@ class HSTU(NextItemRecommender):
         # only distances matter, so a shorter window uses the bottom-right corner
         self.register_buffer("pos_buckets", position_buckets(c.max_len, c.n_position_buckets, c.max_len),
                              persistent=False)  # (max_len, max_len)
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, c.embedding_size)
         self._windows: tuple[np.ndarray, ...] | None = None
 
     def items(self) -> torch.Tensor:

@@ -23,7 +23,7 @@ from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.models.bpr import bpr_loss
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
+from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
 from genrecsys.train.batches import pair_batches
 
 
@@ -35,6 +35,7 @@ class LightGCNConfig:
     init_std: float = 0.1
     n_neg: int = 4  # sampled negatives per positive; BPR averages over them (4 beat 1 on ML-100K validation)
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
     # Where RELAND fuses: "output" = the propagated user vector (RELAND eq. 5 on the
     # backbone's user representation); "ego" = the layer-0 user embedding, so the
@@ -179,8 +180,7 @@ class LightGCN(GraphRecommender):
         nn.init.normal_(self.user_emb.weight, std=c.init_std)
         nn.init.normal_(self.item_emb.weight, std=c.init_std)
         # RELAND fuses the propagated user vector; "+f_item" enriches the item ego embeddings.
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, c.embedding_size)
         # Derived from the split, not learned: kept out of the state dict.
         self.register_buffer("adj", normalized_adjacency(split), persistent=False)
 

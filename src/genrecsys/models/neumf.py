@@ -24,7 +24,7 @@ from torch import nn
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion
+from genrecsys.reasoning.fusion import side_layers
 from genrecsys.train.batches import pair_batches
 
 
@@ -36,6 +36,7 @@ class NeuMFConfig:
     n_neg: int = 4  # sampled negatives per training interaction (4 beat RecBole's 1 on ML-100K validation)
     score_chunk: int = 8  # users per (chunk, I+1, H) block when scoring all items
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
@@ -67,8 +68,7 @@ class NeuMF(Recommender):
             nn.init.zeros_(lin.bias)
         # The fused "user embedding" is both towers' [e_mf; e_mlp] (2D), so one attention
         # weight per user decides how much rationale both towers see; items likewise.
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, 2 * d)
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, 2 * d)
+        self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, 2 * d)
 
     def _users(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(...,) user indices -> GMF and MLP user vectors, (..., D) each."""

@@ -26,6 +26,7 @@ from torch import nn
 
 from genrecsys.data.itemtext import ItemInputs, ItemTextConfig, item_inputs
 from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.train.sessions import session_batches
 
@@ -39,6 +40,7 @@ class NewsConfig:
     dropout: float = 0.2
     text: ItemTextConfig = field(default_factory=ItemTextConfig)
     interest_fusion: bool = False  # GENRE eq. (1)-(2) from user-table topic / region lists
+    interest_fusion_form: str = "mlp"  # mlp: the paper's v_iu = MLP([v_u; v_i]) | gated: v_u + g MLP(...), g from 0
     topics_column: str = "topics"
     regions_column: str = "regions"
     max_topics: int = 10
@@ -159,7 +161,11 @@ class PooledItems(nn.Module):
 class InterestFusion(nn.Module):
     """GENRE eq. (1)-(2): v_i = [mean(E_topics); mean(E_regions)], v_iu = MLP([v_u; v_i]).
 
-    Users without topics (regions) contribute a zero half of v_i.
+    Users without topics (regions) contribute a zero half of v_i. The ``gated`` form keeps
+    the user vector and adds the fused one through a gate that starts at zero,
+    v_iu = v_u + tanh(a) MLP([v_u; v_i]) with a learned scalar a = 0 at the start, so a model
+    begins exactly as its ORI self (the paper's form replaces v_u by an MLP of random
+    weights, which costs accuracy even when the profiles are empty).
     """
 
     def __init__(self, split: SplitData, dim: int, cfg: NewsConfig) -> None:
@@ -172,13 +178,17 @@ class InterestFusion(nn.Module):
         self.topic_emb = nn.Embedding(p.n_topics + 1, dim, padding_idx=0)
         self.region_emb = nn.Embedding(p.n_regions + 1, dim, padding_idx=0)
         self.mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        if cfg.interest_fusion_form not in ("mlp", "gated"):
+            raise GenrecsysError(f"interest_fusion_form must be mlp or gated, got {cfg.interest_fusion_form!r}")
+        self.gate = nn.Parameter(torch.zeros(())) if cfg.interest_fusion_form == "gated" else None
 
     def forward(self, v_u: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         t, r = self.topics[users], self.regions[users]
         v_i = torch.cat([masked_mean(self.topic_emb(t), t > 0), masked_mean(self.region_emb(r), r > 0)], -1)  # (B, 2D)
         if v_u.dim() == 3:  # per-candidate user vectors (DIN)
             v_i = v_i.unsqueeze(1).expand(-1, v_u.shape[1], -1)
-        return self.mlp(torch.cat([v_u, v_i], dim=-1))
+        fused = self.mlp(torch.cat([v_u, v_i], dim=-1))
+        return fused if self.gate is None else v_u + torch.tanh(self.gate) * fused
 
 
 class TransformerBlock(nn.Module):
@@ -227,7 +237,14 @@ class NewsRecommender(Recommender):
         super().__init__(split, config)
         c = self.config
         self.inputs = item_inputs(split, c.text, split.meta.get("cache_dir"))
-        self.fusion = InterestFusion(split, c.embedding_size, c) if c.interest_fusion else None
+        self.fusion = None
+        if c.interest_fusion:
+            # gated: drawn from a forked RNG, so the rest of the model is the ORI model of the same seed
+            import contextlib
+
+            gated = c.interest_fusion_form == "gated"
+            with torch.random.fork_rng(devices=[]) if gated else contextlib.nullcontext():
+                self.fusion = InterestFusion(split, c.embedding_size, c)
         self.register_buffer("token_counts", torch.as_tensor((self.inputs.tokens > 0).sum(1)), persistent=False)
         self._cache: torch.Tensor | None = None
         # New weights make cached item vectors stale.

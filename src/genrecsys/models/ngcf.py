@@ -23,7 +23,7 @@ from torch import nn
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.lightgcn import GraphRecommender, normalized_adjacency, symmetric_spmm
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
+from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
 
 
 @dataclass
@@ -35,6 +35,7 @@ class NGCFConfig:
     leaky_slope: float = 0.2
     n_neg: int = 4  # sampled negatives per positive; BPR averages over them (4 beat 1 on ML-100K validation)
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
     def __post_init__(self) -> None:
@@ -77,8 +78,7 @@ class NGCF(GraphRecommender):
         self.layers = nn.ModuleList(BiInteraction(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.drop = nn.Dropout(c.message_dropout)
         # RELAND fuses the final (concatenated) user vector; "+f_item" enriches the item ego embeddings.
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, sum(sizes))
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, sum(sizes), c.embedding_size)
         self.register_buffer("lap", normalized_adjacency(split), persistent=False)  # derived, not learned
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:

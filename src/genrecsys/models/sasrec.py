@@ -14,7 +14,7 @@ from torch import nn
 
 from genrecsys.data.splits import SplitData
 from genrecsys.models.base import Recommender
-from genrecsys.reasoning.fusion import ItemFeatures, UserFusion, fuse_users, item_table
+from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
 from genrecsys.train.batches import sequence_windows, shuffled_batches
 
 
@@ -26,6 +26,7 @@ class SASRecConfig:
     dropout: float = 0.2
     max_len: int = 50
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
+    user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
 
 
@@ -96,8 +97,7 @@ class SASRec(NextItemRecommender):
         self.drop = nn.Dropout(c.dropout)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
-        self.user_fusion = UserFusion.maybe(c.user_text, self.n_users, c.embedding_size)
-        self.item_features = ItemFeatures.maybe(c.item_text, self.n_items + 1, c.embedding_size)
+        self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, c.embedding_size)
         self._windows: tuple[np.ndarray, ...] | None = None
 
     def items(self) -> torch.Tensor:

@@ -10,11 +10,20 @@ Text side inputs are plain matrices of frozen text vectors, computed once offlin
 
 Padding rows are never read for a real user or item; zeros by convention.
 
-`UserFusion` is Eq. 5 with a learnable vector W in R^d, shared by both inputs:
+`UserFusion` has two forms. ``attention`` is Eq. 5, with a learnable vector W in R^d
+shared by both inputs:
 
     z_u = Linear(text_u)
     [a1, a2] = softmax([e_u . W, z_u . W])
     e'_u = a1 e_u + a2 z_u
+
+It replaces half of e_u by text from the first step (a1 = a2 = 1/2 at initialisation),
+so a weak rationale can pull a backbone below its ID-only self. ``gated`` is a residual
+whose gate starts at zero, so the model begins exactly as ID-only and learns how much
+text to take:
+
+    g_u = tanh(Linear([e_u ; z_u]))      # a scalar per user; weights and bias start at 0
+    e'_u = e_u + g_u z_u
 
 `ItemFeatures` is the "+f_item" extension of Table 2: the item ID embedding is
 concatenated with the projected item text and mapped back to d, so every place a model
@@ -195,32 +204,46 @@ def item_text_matrix(split, model_dir: str | Path | None = None, batch_size: int
     return np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
 
 
+FUSION_FORMS = ("attention", "gated")
+
+
 class UserFusion(nn.Module):
-    """Eq. 5: attention between a user's behaviour vector e_u and projected text z_u.
+    """A user's behaviour vector e_u fused with projected text z_u: Eq. 5's attention, or
+    the zero-initialised gated residual (see the module doc).
 
     The text rows are a frozen, non-persistent buffer: they are an input named by the
     config (like a graph model's adjacency), so state dicts hold only learned weights.
     """
 
-    def __init__(self, text: np.ndarray, d: int) -> None:
+    def __init__(self, text: np.ndarray, d: int, form: str = "attention") -> None:
         super().__init__()
+        if form not in FUSION_FORMS:
+            raise GenrecsysError(f"user fusion form must be one of {', '.join(FUSION_FORMS)}, got {form!r}")
+        self.form = form
         self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32), persistent=False)  # (U+1, d_text)
         self.proj = nn.Linear(self.text.shape[1], d)
         self.w = nn.Parameter(torch.empty(d))
         nn.init.normal_(self.w, std=0.02)  # near-uniform attention at the start
+        if form == "gated":  # w was drawn anyway, so both forms leave the RNG where the model expects it
+            del self.w
+            self.gate = nn.Linear(2 * d, 1)
+            nn.init.zeros_(self.gate.weight)  # g = tanh(0) = 0: exactly the ID model at the start
+            nn.init.zeros_(self.gate.bias)
 
     @classmethod
-    def maybe(cls, source: str | Path | np.ndarray | None, n_users: int, d: int) -> UserFusion | None:
+    def maybe(cls, source: str | Path | np.ndarray | None, n_users: int, d: int,
+              form: str = "attention") -> UserFusion | None:
         """The fusion layer for a config's ``user_text`` field ((n_users + 1) rows), or None."""
         if source is None:
             return None
         layout = f"user_text has one row per user plus padding row 0 (user u is row u + 1), {n_users + 1} in all"
-        return cls(load_text_matrix(source, n_users + 1, "user_text", layout), d)
+        return cls(load_text_matrix(source, n_users + 1, "user_text", layout), d, form)
 
     def attention(self, e: torch.Tensor, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(..., d) user vectors, (B,) user indices or None (= every user, e is (U, d))
-        -> weights (..., 2) summing to 1, and the projected text z (..., d)."""
-        d = self.w.shape[0]
+        -> weights (..., 2) and the projected text z (..., d). Attention: softmax weights
+        summing to 1; gated: (1, g), the text's gate g in (-1, 1)."""
+        d = self.proj.out_features
         if e.shape[-1] != d:
             raise GenrecsysError(f"user fusion: user vectors have dimension {e.shape[-1]}, the layer was built for {d}")
         text = self.text[1:] if users is None else self.text[users + 1]  # (B, d_text); row 0 is padding
@@ -228,6 +251,9 @@ class UserFusion(nn.Module):
             raise GenrecsysError(f"user fusion: {e.shape[0]} user vectors but {text.shape[0]} users")
         z = self.proj(text)  # (B, d)
         z = z.view(z.shape[0], *([1] * (e.dim() - 2)), d).expand_as(e)  # broadcast over sequence positions
+        if self.form == "gated":
+            g = torch.tanh(self.gate(torch.cat([e, z], dim=-1)))  # (..., 1)
+            return torch.cat([torch.ones_like(g), g], dim=-1), z
         logits = torch.stack([e @ self.w, z @ self.w], dim=-1)  # (..., 2)
         return torch.softmax(logits, dim=-1), z
 
@@ -265,6 +291,24 @@ class ItemFeatures(nn.Module):
             raise GenrecsysError(f"item features: expected an item table of shape "
                                  f"{(self.text.shape[0], self.mix.out_features)}, got {tuple(table.shape)}")
         return self.mix(torch.cat([table, self.proj(self.text)], dim=-1))
+
+
+def side_layers(config, n_users: int, n_item_rows: int, d_user: int,
+                d_item: int | None = None) -> tuple[UserFusion | None, ItemFeatures | None]:
+    """A backbone config's RELAND layers: user fusion (``user_text``, ``user_fusion``) and
+    item features (``item_text``); None where the field is None.
+
+    With the gated form both draw their initial weights from a forked RNG, so every other
+    weight of the backbone is the one its ID-only run draws under the same seed; since both
+    layers start as the identity, the +RELAND model then starts as exactly that ID-only
+    model. (The attention form keeps the RNG order its earlier runs were trained with.)
+    """
+    import contextlib
+
+    gated = config.user_fusion == "gated"
+    with torch.random.fork_rng(devices=[]) if gated else contextlib.nullcontext():
+        return (UserFusion.maybe(config.user_text, n_users, d_user, config.user_fusion),
+                ItemFeatures.maybe(config.item_text, n_item_rows, d_item or d_user))
 
 
 def fuse_users(fusion: UserFusion | None, e: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:

@@ -248,4 +248,9 @@ def llm_metrics(pool: ReasoningPool, stats: JobStats, n_users: int) -> dict[str,
     return {"calls": t.requests + t.reasks, "users": int(n_users), "seed_users": len(pool),
             "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
             "backend_calls": t.backend_calls, "cache_hits": t.cache_hits, "failed": t.failed,
-            "unparsed": int((~pool.frame["parsed"]).sum()) if len(pool) else 0}
+            "unparsed": int((~pool.frame["parsed"]).sum()) if len(pool) else 0,
+            # answer quality under (or without) the template's contract; see genrecsys.llm.accounting
+            **{k: getattr(t, k) for k in ("format_failures", "out_of_vocabulary", "out_of_catalog",
+                                          "contract_violations", "fallbacks", "constrained_calls")},
+            "constrained_tokens_per_s": round(t.constrained_tokens_per_s, 2),
+            "unconstrained_tokens_per_s": round(t.unconstrained_tokens_per_s, 2)}

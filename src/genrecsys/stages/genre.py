@@ -36,8 +36,20 @@ VARIANTS: dict[str, tuple[str, str, int]] = {
 # UP − UP∅ is what the profiles add and UP∅ − ORI what the fusion layer alone does.
 CONTROLS = {"UP∅": ("up-empty", "UP")}  # control -> (directory, the variant it controls)
 MODEL_PARAMS = {"UP": {"interest_fusion": True}, "UP∅": {"interest_fusion": True}}
+FUSION_FORMS = ("gated", "mlp")
+# per-variant LLM answer quality and decode speed, from the manifest (genrecsys.llm.accounting)
+LLM_QUALITY = ("format_failures", "out_of_vocabulary", "out_of_catalog", "contract_violations", "fallbacks",
+               "constrained_calls", "constrained_tokens_per_s", "unconstrained_tokens_per_s")  # gated: starts as the ORI model (the stage's default); mlp: the paper's eq. (2)
+
+
+def model_params(name: str, fusion_form: str = "mlp") -> dict[str, Any]:
+    """The model parameters a variant trains with; the fusion form only where there is fusion."""
+    params = dict(MODEL_PARAMS.get(name, {}))
+    if params.get("interest_fusion") and fusion_form != "mlp":
+        params["interest_fusion_form"] = fusion_form
+    return params
 COLD_START = {"fraction": 0.2, "min_len": 1, "max_len": 3, "seed": 0}
-QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 80}  # short answers keep the quick stage short
+QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 128}  # generate: a contracted item fits in 128  # short answers keep the quick stage short
 QUICK_HISTORY = 10  # history titles per profile prompt in quick mode (GENRE: 30); prefill dominates on a CPU
 METRICS = ("auc", "mrr", "ndcg@10")
 ALPHA = 0.05
@@ -100,16 +112,18 @@ def augment_config(n_items: int, limit: int | None, quick_tokens: bool):
 
 def run_genre_stage(out: Path, llm: LLM, *, variants: tuple[str, ...], models: tuple[str, ...], train: TrainConfig,
                     n_seeds: int, limit: int | None, quick_tokens: bool,
-                    cache_dir: Path | None = None) -> dict[str, Any]:
+                    cache_dir: Path | None = None, fusion_form: str = "gated") -> dict[str, Any]:
     """Build ORI and ``variants`` under ``out/variants``, train ``models`` on each under
-    ``out/runs/<variant>/<model>`` and test every variant against ORI."""
+    ``out/runs/<variant>/<model>`` and test every variant against ORI. UP's models fuse the
+    profiles in ``fusion_form`` (gated: they start as the ORI model)."""
     from genrecsys.augment import augment, load_variant
 
     root = out / "variants"
     ori = root / "ori"
     new_users = build_original(ori, cache_dir)
     res: dict[str, Any] = {"variants": {"ORI": {"path": str(ori)}}, "new_users": len(new_users), "limit": limit,
-                           "models": list(models), "n_seeds": n_seeds, "runs": {}, "tests": {}}
+                           "models": list(models), "n_seeds": n_seeds, "runs": {}, "tests": {},
+                           "fusion_form": fusion_form}
     for name in variants:
         sub, task, n_items = VARIANTS[name]
         rows = "all rows" if limit is None else f"at most {limit} rows per step"
@@ -122,6 +136,7 @@ def run_genre_stage(out: Path, llm: LLM, *, variants: tuple[str, ...], models: t
                                  **{k: m[k] for k in ("rows", "parse_failures", "requests", "cache_hits",
                                                       "backend_calls", "prompt_tokens", "completion_tokens", "cost",
                                                       "cost_total", "wall_s")},
+                                 **{k: m.get(k) for k in LLM_QUALITY},
                                  "model": m["llm"]["model"], "backend": m["llm"]["backend"],
                                  "price": m["llm"]["price_per_1m_tokens"], "quality": m["quality"]}
     for control, (sub, base) in CONTROLS.items():
@@ -131,7 +146,7 @@ def run_genre_stage(out: Path, llm: LLM, *, variants: tuple[str, ...], models: t
         for model in models:
             _say(f"[main] GENRE: training {model} on {name} ({n_seeds} seed(s))")
             res["runs"].setdefault(name, {})[model] = _train(out, name, model, Path(res["variants"][name]["path"]),
-                                                             train, n_seeds, cache_dir)
+                                                             train, n_seeds, cache_dir, fusion_form)
     from genrecsys.eval.compare import compare_runs
 
     def paired(base: str, other: str, model: str) -> dict[str, dict[str, float]]:
@@ -152,11 +167,11 @@ def _run_dir(out: Path, variant: str, model: str) -> Path:
 
 
 def _train(out: Path, name: str, model: str, data_dir: Path, train: TrainConfig, n_seeds: int,
-           cache_dir: Path | None) -> dict[str, Any]:
+           cache_dir: Path | None, fusion_form: str = "gated") -> dict[str, Any]:
     from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig
     from genrecsys.experiment import run_experiment, run_seeds
 
-    cfg = ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
+    cfg = ExperimentConfig(model=model, model_params=model_params(name, fusion_form),
                            data=DataConfig(dataset=str(data_dir)), train=train,
                            eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
     run_dir = _run_dir(out, name, model)
@@ -190,7 +205,7 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
             plot_rows.append({"label": f"{model} {name}", "test": m["test"], "test_std": m["test_std"],
                               "seeds": m["seeds"]})
     write_comparison_table(plot_rows, plot_dir / "genre.png", metrics=METRICS, title="GENRE: ORI vs variants")
-    cost_rows, quality_rows = [], []
+    cost_rows, quality_rows, contract_rows = [], [], []
     for name, v in res["variants"].items():
         if name == "ORI" or "control_of" in v:
             continue
@@ -198,6 +213,7 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
         cost_rows.append([name, v["task"], v["rows"], fail, v["backend_calls"], v["cache_hits"],
                           f"{v['prompt_tokens']:,}", f"{v['completion_tokens']:,}", _money(v["cost_total"]),
                           f"{v['wall_s']:.1f}"])
+        contract_rows.append([name, v["task"], *[_q(v.get(k)) if v.get(k) is not None else "—" for k in LLM_QUALITY]])
         for task, q in v["quality"].items():
             quality_rows.append([name, task, ", ".join(f"{k} {_q(x)}" for k, x in q.items())])
     any_v = next((v for n, v in res["variants"].items() if n != "ORI" and "control_of" not in v), None)
@@ -224,6 +240,14 @@ def genre_section(res: dict[str, Any], plot_dir: Path, rel: str = "genre") -> st
                "the --llm-config YAML overrides it).\n" if any(price.values()) else
                "\nCost 0: no price is known for this model (local models are free; set llm.prices in the "
                "--llm-config YAML to price a hosted one).\n")
+            + "\nAnswer quality and structured generation (answers decoded under the templates' output contracts; "
+              "under a contract, format failures, out-of-vocabulary values and out-of-catalog items should all be 0):\n\n"
+            + markdown_table(["variant", "task", "format failures", "out of vocabulary", "out of catalog",
+                              "contract violations", "fallbacks", "constrained answers", "tok/s constrained",
+                              "tok/s free"], contract_rows)
+            + f"\nUP's models fuse the profiles in the {res.get('fusion_form', 'mlp')} form"
+              + (" (a gate that starts at zero: each begins as its ORI model).\n" if res.get("fusion_form") == "gated"
+                 else " (the paper's eq. (2)).\n")
             + "\n" + markdown_table(["variant", "step", "quality checks"], quality_rows) + "\n")
 
 

@@ -154,7 +154,18 @@ def reland_section(res: dict[str, Any], plot_dir: Path, rel: str = "reland") -> 
             f"{llm.get('users', 0):,}; {llm.get('prompt_tokens', 0):,} prompt + {llm.get('completion_tokens', 0):,} "
             f"completion tokens; {llm.get('wall_s', 0.0):.1f} s wall time ({llm.get('backend_calls', 0):,} backend "
             f"calls, {llm.get('cache_hits', 0):,} answered from the cache).\n\n"
-            f"![RELAND test metrics]({rel}.png)\n\n")
+            + (markdown_table(["format failures", "categories out of vocabulary", "items out of catalog",
+                               "contract violations", "fallbacks", "constrained answers", "tok/s constrained",
+                               "tok/s free"],
+                              [[llm.get(k, "—") for k in ("format_failures", "out_of_vocabulary", "out_of_catalog",
+                                                          "contract_violations", "fallbacks", "constrained_calls",
+                                                          "constrained_tokens_per_s", "unconstrained_tokens_per_s")]])
+               + "\nAnswers decoded under the reland_cot contract (a grammar over the catalog's genres and titles) "
+                 "have none of the first three; fusion form: " + str(cfg.get("fusion", "attention"))
+               + (" (a residual gate that starts at zero: +RELAND begins as the ID-only model)" if
+                  cfg.get("fusion") == "gated" else " (the paper's Eq. 5 attention)") + ".\n\n"
+               if "format_failures" in llm else "")
+            + f"![RELAND test metrics]({rel}.png)\n\n")
     if seed_users and unparsed / seed_users > MOSTLY_UNPARSED:
         text += (f"**Most seed answers did not parse** ({unparsed} of {seed_users} lack the Step 1 / Step 2 format): "
                  "those seeds' \"rationale\" is the model's whole raw answer, so +RELAND here measures little "

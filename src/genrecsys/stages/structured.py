@@ -131,7 +131,8 @@ def measure(inp: TaskInput, llm_cfg: LLMConfig, contracts: bool, cache_dir: Path
             "failed": u.failed, "completion_tokens": u.completion_tokens, "wall_s": round(wall, 2),
             "s_per_answer": round(wall / n, 3) if n else 0.0,
             "tokens_per_s": round(u.completion_tokens / wall, 2) if wall > 0 else 0.0,
-            "examples": [c.text for c in comps[:2]]}
+            "examples": [c.text for c in comps[:2]],
+            "failures": [{"text": c.text, "error": c.error} for c in comps if not c.ok][:5]}
 
 
 def compile_times(inputs: Sequence[TaskInput], engines: Sequence[str], cache_dir: Path | None = None) -> list[dict]:
