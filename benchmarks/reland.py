@@ -57,7 +57,11 @@ from typing import Any
 import numpy as np
 
 BACKBONES = ["neumf", "ngcf", "lightgcn", "gru4rec", "sasrec", "duorec"]
-VARIANTS = {"ID-only": [], "+f_item": ["--item-features"], "RELAND": ["--reland", "--item-features"]}
+# RELAND is the paper's form (Eq. 5 attention fusion); RELAND-gated the zero-initialised gate
+# (genrecsys.reasoning.fusion), the toolkit's default. Both name the form, so a run trained
+# before the default changed is never reused under the other name.
+VARIANTS = {"ID-only": [], "+f_item": ["--item-features"], "RELAND": ["--reland", "--item-features", "--fusion", "attention"],
+            "RELAND-gated": ["--reland", "--item-features", "--fusion", "gated"]}
 ABLATIONS = {"RELAND": [], "w/o adaptive sampling": ["--seed-sampling", "random"],
              "w/o reasoning prompt (direct)": ["--prompt", "direct"], "w/o item features": ["--no-item-features"]}
 BUDGETS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -195,8 +199,9 @@ def cmd_table2(args: argparse.Namespace) -> None:
         bars(ax, args.models, {v: [res[v, m]["test"]["ndcg@10"] for m in args.models] for v in VARIANTS},
              {v: [res[v, m]["std"].get("ndcg@10", 0.0) for m in args.models] for v in VARIANTS}, "test NDCG@10")
 
-    notes = ["p: paired t-test over users (each user's value averaged over seeds), RELAND or +f_item vs ID-only.",
-             "RELAND = +f_item plus the retrieved Step-2 rationale fused into the user embedding (paper §3.2.2)."]
+    notes = ["p: paired t-test over users (each user's value averaged over seeds), each variant vs ID-only.",
+             "RELAND = +f_item plus the retrieved Step-2 rationale fused into the user embedding (paper §3.2.2, "
+             "Eq. 5 attention); RELAND-gated = the same inputs through a residual gate that starts at zero."]
     write_outputs(args, "table2", "Table 2: ID-only vs +f_item vs RELAND", header, rows, data, notes, plot)
 
 

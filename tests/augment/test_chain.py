@@ -41,7 +41,7 @@ def test_all_combines_titles_profiles_and_chain_items_and_keeps_every_user(news_
     assert list(ds.users.set_index("user").loc["alice", "topics"]) == ["health", "travel"]
     assert set(v.synthetic["user"]) == {"alice", "bob"} and set(v.synthetic["task"]) == {"chain"}
     assert [s["task"] for s in v.manifest["steps"]] == ["summarize", "profile", "chain"]
-    assert v.manifest["templates"] == {"summarize_item": "1", "profile_user": "2", "generate_item": "2"}
+    assert v.manifest["templates"] == {"summarize_item": "2", "profile_user": "2", "generate_item": "2"}
 
 
 def test_a_variant_is_the_input_of_the_next_round(news_dir, llm, tmp_path):

@@ -165,3 +165,24 @@ def test_cli_schema_that_does_not_compile_fails_before_any_request_naming_the_fi
     err = capsys.readouterr().err.strip()
     assert rc == 2 and calls == [] and not out.exists()
     assert err.count("\n") == 0 and str(path) in err and message in err
+
+
+def test_every_llm_task_of_the_toolkit_is_well_formed_under_its_contract_even_from_noise(tiny_model_dir, ml100k_cache_dir):
+    from genrecsys.stages.structured import TASKS, markdown, measure, ratios, task_inputs
+
+    rows = []
+    for inp in task_inputs(TASKS, 3, ml100k_cache_dir):
+        inp.max_tokens = 256  # a random model uses the whole length bounds; the budget must not cut it
+        for contracts in (True, False):
+            cfg = LLMConfig(model=str(tiny_model_dir), threads=1, batch_size=3)
+            rows.append(measure(inp, cfg, contracts, ml100k_cache_dir))
+    on = [r for r in rows if r["contract"]]
+    assert [r["task"] for r in on] == list(TASKS)
+    for r in on:  # the features' own parsers read every answer; nothing outside the closed lists
+        assert (r["format_failures"], r["out_of_vocabulary"], r["out_of_catalog"], r["contract_violations"],
+                r["reasks"], r["failed"]) == (0, 0, 0, 0, 0, 0), r
+    off = [r for r in rows if not r["contract"]]
+    assert sum(r["format_failures"] for r in off) > 0  # the same noise without contracts is unreadable
+    assert {r["task"] for r in ratios(rows)} == set(TASKS)
+    table = markdown(rows)
+    assert table.count("\n| ") >= 2 * len(TASKS) and "| CoT | on | xgrammar |" in table

@@ -16,7 +16,7 @@ def test_user_directory_overrides_a_builtin_by_name(tmp_path):
         "name: summarize_item\nversion: '7'\nvariables: [title]\nuser: 'Shorter: {{ title }}'\n")
     t = load_template("summarize_item", override_dir=tmp_path)
     assert t.version == "7" and t.render({"title": "Heat"})[0]["content"] == "Shorter: Heat"
-    assert load_template("summarize_item").version == "1"
+    assert load_template("summarize_item").version == "2"
 
 
 def test_untrusted_text_cannot_close_its_data_block():

@@ -1,4 +1,4 @@
-"""DuoRec: prefix samples, semantic positives, InfoNCE, and the two-view loss."""
+"""DuoRec: window slots, semantic positives, InfoNCE, and the loss on SASRec's windows."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from genrecsys.data.splits import leave_one_out
 from genrecsys.data.synthetic import block_cycles
 from genrecsys.errors import GenrecsysError
 from genrecsys.experiment import build_model
-from genrecsys.models.duorec import info_nce, prefix_rows, prefix_samples, same_target_partners
+from genrecsys.models.duorec import info_nce, same_target_partners, window_slots
 
 
 @pytest.fixture(scope="module")
@@ -18,23 +18,28 @@ def split():
     return leave_one_out(block_cycles())
 
 
-def test_every_training_transition_is_one_prefix_sample(split):
-    owners, ends, targets = prefix_samples(split.train)
-    assert len(targets) == sum(max(len(split.train.of(u)) - 1, 0) for u in range(split.n_users))
-    for n in (0, 5, len(targets) - 1):
-        seq = split.train.of(owners[n])
-        k = ends[n] - split.train.indptr[owners[n]]
-        assert k >= 1 and targets[n] == seq[k]
+def test_every_training_transition_is_one_window_slot(split):
+    model = build_model("duorec", {"max_len": 4}, split)
+    batches = list(model.batches(split, 16, np.random.default_rng(0)))
+    x, y, _ = model._windows
+    w, t, target = window_slots(y)
+    assert len(target) == sum(max(len(split.train.of(u)) - 1, 0) for u in range(split.n_users))
+    assert np.array_equal(y[w, t], target) and (target > 0).all()
+    assert sum(len(b["seqs"]) for b in batches) == len(x)
 
 
-def test_prefix_rows_are_the_left_padded_recent_history(split):
-    owners, ends, _ = prefix_samples(split.train)
-    rows = prefix_rows(split.train, owners, ends, max_len=4)
-    for n in range(len(owners)):
-        seq = split.train.of(owners[n])
-        prefix = seq[:ends[n] - split.train.indptr[owners[n]]][-4:]
-        expected = np.concatenate([np.zeros(4 - len(prefix), np.int64), prefix])
-        assert np.array_equal(rows[n], expected)
+def test_contrastive_pairs_are_sampled_positions_and_same_target_partners(split):
+    model = build_model("duorec", {"max_len": 4, "cl_positions": 2}, split)
+    for b in model.batches(split, 8, np.random.default_rng(1)):
+        rows, at = b["cl_rows"].numpy(), b["cl_at"].numpy()
+        assert len(rows) == 2 * len(b["seqs"]) and np.array_equal(rows, np.repeat(np.arange(len(b["seqs"])), 2))
+        own_target = b["targets"].numpy()[rows, at]
+        assert (own_target > 0).all()  # a real position of the window, never padding
+        pos = b["positives"].numpy()
+        x, y, _ = model._windows
+        # each positive window is a training window whose target at pos_at is the same item
+        found = [np.flatnonzero((x == pos[i]).all(1)) for i in range(len(pos))]
+        assert all(any(y[w, b["pos_at"][i]] == own_target[i] for w in ws) for i, ws in enumerate(found))
 
 
 def test_partners_share_the_target_and_differ_whenever_possible():
@@ -54,15 +59,16 @@ def test_info_nce_rewards_aligned_views():
     assert aligned < 0.01 < shuffled
 
 
-def test_without_the_regularizer_and_dropout_the_loss_is_plain_cross_entropy(split):
+def test_without_the_regularizer_the_loss_is_sasrecs_cross_entropy_at_every_position(split):
     torch.manual_seed(0)
     model = build_model("duorec", {"lmd": 0.0}, split)
     model.eval()
     batch = next(iter(model.batches(split, 16, np.random.default_rng(0))))
-    logits = model.encode(batch["seqs"])[:, -1] @ model.item_emb.weight.T
-    assert torch.allclose(model.loss(batch), F.cross_entropy(logits, batch["targets"]))
+    h, mask = model.encode(batch["seqs"]), batch["targets"] > 0
+    ce = F.cross_entropy(h[mask] @ model.item_emb.weight.T, batch["targets"][mask])
+    assert torch.allclose(model.loss(batch), ce)
     model.config.lmd = 0.1  # the contrastive term is added on top, and is positive
-    assert model.loss(batch) > F.cross_entropy(logits, batch["targets"])
+    assert model.loss(batch) > ce
 
 
 def test_the_unsupervised_view_is_a_second_dropout_pass(split):

@@ -265,8 +265,9 @@ def test_gated_reland_starts_as_exactly_the_id_only_model_and_then_learns(name, 
     gated.train()
     batch = next(iter(gated.batches(split, 16, np.random.default_rng(0))))
     gated.loss(batch).backward()
-    assert gated.user_fusion.gate.weight.grad.abs().sum() > 0  # the gate learns from the first step
-    assert not hasattr(gated.user_fusion, "w")
+    for gate in (gated.user_fusion.gate, gated.item_features.gate):  # both gates learn from the first step
+        assert gate.grad is not None and gate.grad.abs() > 0
+    assert not hasattr(gated.user_fusion, "w") and not hasattr(gated.item_features, "mix")
 
 
 def test_gated_fusion_is_the_identity_until_its_gate_moves():
@@ -274,12 +275,15 @@ def test_gated_fusion_is_the_identity_until_its_gate_moves():
     e = torch.randn(3, 5, 8)
     assert torch.equal(fusion(e, torch.arange(3)), e)
     with torch.no_grad():
-        fusion.gate.bias.fill_(1.0)
+        fusion.gate.fill_(1.0)
     alpha, z = fusion.attention(e, torch.arange(3))
     assert torch.allclose(fusion(e, torch.arange(3)), e + alpha[..., 1:] * z)
     assert torch.allclose(alpha[..., 1], torch.full((3, 5), float(np.tanh(1.0))), atol=1e-6)
     with pytest.raises(GenrecsysError, match="attention, gated"):
         UserFusion(np.eye(4, dtype=np.float32), d=8, form="sum")
+    items = ItemFeatures(np.eye(5, dtype=np.float32), d=8, form="gated")
+    table = torch.randn(5, 8)
+    assert torch.equal(items(table), table)
 
 
 def test_fused_neumf_full_scores_match_its_pairwise_forward(split, text_files):

@@ -69,6 +69,8 @@ def parse_title(text: str, max_words: int = 30) -> str:
     'Heat: a heist thriller'
     >>> parse_title("New title: Heat (1995) - cops and robbers in LA")
     'Heat (1995) - cops and robbers in LA'
+    >>> parse_title("[Title: GoldenEye: a new era]")
+    'GoldenEye: a new era'
     """
     try:
         bracketed = parse_bracketed_value(text)
@@ -76,7 +78,8 @@ def parse_title(text: str, max_words: int = 30) -> str:
         if exc.truncated:
             raise
     else:  # a bracketed answer is the requested format: judge it, do not look further
-        return _check(bracketed, max_words)
+        labelled = _LABEL.match(bracketed)  # "[Title: Heat ...]": the label is not part of the title
+        return _check(bracketed[labelled.end():] if labelled else bracketed, max_words)
     for line in text.splitlines():
         line = line.strip().lstrip("#>-* ").strip()
         if not line:

@@ -1,18 +1,19 @@
 """DuoRec (Qiu et al., WSDM'22): SASRec's encoder with contrastive regularization.
 
-Each training transition is one sample: the left-padded prefix of a user's training
-sequence and the item that follows it. The loss is full-softmax cross-entropy on the
-last position's representation h plus `lmd` times an InfoNCE term between two
-augmented views of each sample (the paper's contrastive regularization; RecBole's
-default "us_x" mode):
+Trained the way our SASRec is: sequence windows, full-softmax cross-entropy at every
+position (each training transition is a target once per epoch). On top, ``lmd`` times an
+InfoNCE term (the paper's contrastive regularization; RecBole's default "us_x" mode) on
+``cl_positions`` positions sampled per window:
 
-- the unsupervised view h': the same prefix encoded again, so dropout draws another
-  mask (model-level augmentation);
-- the supervised view h'_s: another training prefix with the same target item
-  (semantic positive; the sample itself when no other prefix has that target).
+- the unsupervised view: the window encoded again, so dropout draws another mask
+  (model-level augmentation), read at the sampled position;
+- the supervised view: another training position with the same target item (semantic
+  positive; the position itself when no other has that target), read from its own
+  window (causal attention: the state there encodes that prefix).
 
-The 2B views of a batch contrast against each other (dot similarity / `tau`); each
-view's positive is its partner, the other 2B - 2 views are negatives. Scoring is
+The 2P views of a batch contrast against each other (dot similarity / ``tau``); each
+view's positive is its partner, the other 2P - 2 views are negatives. An epoch is three
+encoder passes over the windows (~3x SASRec's), not one per training prefix. Scoring is
 SASRec's. With RELAND fusion on, the fused user vector feeds the prediction and the
 contrastive term keeps acting on the encoder's own output.
 
@@ -28,39 +29,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrecsys.data.splits import Part, SplitData
+from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.sasrec import SASRec, SASRecConfig
-from genrecsys.reasoning.fusion import fuse_users
+from genrecsys.train.batches import sequence_windows
 
 
 @dataclass
 class DuoRecConfig(SASRecConfig):
     tau: float = 1.0  # InfoNCE temperature (RecBole's default)
     lmd: float = 0.1  # weight of the contrastive regularizer (RecBole's lmd_sem)
+    cl_positions: int = 1  # positions per training window that enter the contrastive term
 
     def __post_init__(self) -> None:
         if self.tau <= 0 or self.lmd < 0:
             raise GenrecsysError(f"duorec: tau > 0 and lmd >= 0 are required, got tau={self.tau}, lmd={self.lmd}")
+        if self.cl_positions < 1:
+            raise GenrecsysError(f"duorec: cl_positions must be >= 1, got {self.cl_positions}")
 
 
-def prefix_samples(part: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every training transition as (owner (N,), end (N,), target (N,)).
-
-    The prefix of sample n is ``part.items[part.indptr[owner]:end]`` and its target
-    ``part.items[end]``; every item but a user's first is a target once.
-    """
-    owners = part.users()
-    ends = np.arange(part.nnz, dtype=np.int64)
-    keep = ends > part.indptr[owners]
-    return owners[keep], ends[keep], part.items[keep]
-
-
-def prefix_rows(part: Part, owners: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
-    """(B,) samples -> (B, max_len) their prefixes' last max_len items, left-padded with 0."""
-    pos = ends[:, None] - max_len + np.arange(max_len)  # (B, L) positions in part.items
-    valid = pos >= part.indptr[owners][:, None]
-    return np.where(valid, part.items[np.clip(pos, 0, None)], 0)
+def window_slots(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W, L) window targets -> every position holding a target, row-major, as
+    (window (N,), position (N,), target (N,)); a window's slots are contiguous."""
+    w, t = np.nonzero(targets)
+    return w.astype(np.int64), t.astype(np.int64), targets[w, t]
 
 
 def same_target_partners(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -90,33 +82,38 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
 class DuoRec(SASRec):
     Config = DuoRecConfig
     default_lr = 1e-3
-    default_batch_size = 256  # the DuoRec paper's; InfoNCE draws its negatives from the batch
+    default_batch_size = 128  # windows, as SASRec; InfoNCE draws its negatives from the batch's sampled positions
 
     def __init__(self, split: SplitData, config: DuoRecConfig | None = None) -> None:
         super().__init__(split, config)
-        self._samples: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._slots: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        if self._samples is None:
-            self._samples = prefix_samples(split.train)
-        owners, ends, targets = self._samples
-        partners = same_target_partners(targets, rng)  # fresh semantic positives every epoch
-        order = rng.permutation(len(targets))
-        L = self.config.max_len
+        if self._windows is None:
+            self._windows = sequence_windows(split.train, self.config.max_len)
+            self._slots = window_slots(self._windows[1])
+        x, y, owners = self._windows
+        slot_w, slot_t, slot_target = self._slots
+        first = np.searchsorted(slot_w, np.arange(len(x)))  # (W,) each window's first slot
+        count = np.bincount(slot_w, minlength=len(x))  # (W,) >= 1: every window has a target
+        partners = same_target_partners(slot_target, rng)  # fresh semantic positives every epoch
+        k = self.config.cl_positions
+        order = rng.permutation(len(x))
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            pair = partners[idx]
-            yield {"seqs": torch.from_numpy(prefix_rows(split.train, owners[idx], ends[idx], L)),
-                   "targets": torch.from_numpy(targets[idx]),
-                   "users": torch.from_numpy(owners[idx]),
-                   "positives": torch.from_numpy(prefix_rows(split.train, owners[pair], ends[pair], L))}
+            idx = order[start:start + batch_size]  # (B,) windows
+            picked = first[idx, None] + (rng.random((len(idx), k)) * count[idx, None]).astype(np.int64)  # (B, k)
+            picked = picked.reshape(-1)  # (P,) slots, P = B * k
+            pair = partners[picked]
+            batch = {"seqs": x[idx], "targets": y[idx], "users": owners[idx],
+                     "cl_rows": np.repeat(np.arange(len(idx)), k), "cl_at": slot_t[picked],
+                     "positives": x[slot_w[pair]], "pos_at": slot_t[pair]}
+            yield {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in batch.items()}
 
     def loss(self, batch):
-        h = self.encode(batch["seqs"])[:, -1]  # (B, D)
-        logits = fuse_users(self.user_fusion, h, batch["users"]) @ self.items().T  # (B, I+1)
-        loss = F.cross_entropy(logits, batch["targets"])
+        loss = super().loss(batch)  # cross-entropy at every position of the windows (SASRec's)
         if self.config.lmd > 0:
-            aug = self.encode(batch["seqs"])[:, -1]  # another dropout mask: the unsupervised view
-            sem = self.encode(batch["positives"])[:, -1]  # same target: the supervised view
+            aug = self.encode(batch["seqs"])[batch["cl_rows"], batch["cl_at"]]  # (P, D): another dropout mask
+            sem = self.encode(batch["positives"])  # (P, L, D): the same-target positions' own windows
+            sem = sem[torch.arange(len(sem)), batch["pos_at"]]  # (P, D)
             loss = loss + self.config.lmd * info_nce(aug, sem, self.config.tau)
         return loss

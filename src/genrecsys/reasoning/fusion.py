@@ -22,8 +22,12 @@ so a weak rationale can pull a backbone below its ID-only self. ``gated`` is a r
 whose gate starts at zero, so the model begins exactly as ID-only and learns how much
 text to take:
 
-    g_u = tanh(Linear([e_u ; z_u]))      # a scalar per user; weights and bias start at 0
-    e'_u = e_u + g_u z_u
+    e'_u = e_u + tanh(a) z_u             # one learned scalar a, 0 at the start
+
+and the item side likewise, e'_i = e_i + tanh(b) Linear(text_i). One scalar per side, not
+a gate computed from the inputs: under Adam every weight moves ~lr per step, so a gate fed
+by 2d zero-initialised weights saturates within an epoch, while a scalar opens no faster
+than lr per step and only as far as the loss keeps asking.
 
 `ItemFeatures` is the "+f_item" extension of Table 2: the item ID embedding is
 concatenated with the projected item text and mapped back to d, so every place a model
@@ -226,9 +230,7 @@ class UserFusion(nn.Module):
         nn.init.normal_(self.w, std=0.02)  # near-uniform attention at the start
         if form == "gated":  # w was drawn anyway, so both forms leave the RNG where the model expects it
             del self.w
-            self.gate = nn.Linear(2 * d, 1)
-            nn.init.zeros_(self.gate.weight)  # g = tanh(0) = 0: exactly the ID model at the start
-            nn.init.zeros_(self.gate.bias)
+            self.gate = nn.Parameter(torch.zeros(()))  # tanh(0) = 0: exactly the ID model at the start
 
     @classmethod
     def maybe(cls, source: str | Path | np.ndarray | None, n_users: int, d: int,
@@ -252,7 +254,7 @@ class UserFusion(nn.Module):
         z = self.proj(text)  # (B, d)
         z = z.view(z.shape[0], *([1] * (e.dim() - 2)), d).expand_as(e)  # broadcast over sequence positions
         if self.form == "gated":
-            g = torch.tanh(self.gate(torch.cat([e, z], dim=-1)))  # (..., 1)
+            g = torch.tanh(self.gate).expand(*e.shape[:-1], 1)  # (..., 1)
             return torch.cat([torch.ones_like(g), g], dim=-1), z
         logits = torch.stack([e @ self.w, z @ self.w], dim=-1)  # (..., 2)
         return torch.softmax(logits, dim=-1), z
@@ -264,11 +266,16 @@ class UserFusion(nn.Module):
 
 
 class ItemFeatures(nn.Module):
-    """"+f_item": e'_i = W [e_i ; Linear(text_i)] for the whole item table at once."""
+    """"+f_item": e'_i = W [e_i ; Linear(text_i)] for the whole item table at once (form
+    ``attention``, the paper's RELAND setting), or e'_i = e_i + tanh(b) Linear(text_i) with
+    one scalar b = 0 at the start (form ``gated``)."""
 
-    def __init__(self, text: np.ndarray, d: int) -> None:
+    def __init__(self, text: np.ndarray, d: int, form: str = "attention") -> None:
         super().__init__()
+        if form not in FUSION_FORMS:
+            raise GenrecsysError(f"item feature form must be one of {', '.join(FUSION_FORMS)}, got {form!r}")
         self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32), persistent=False)  # (I+1, d_text)
+        self.d = d
         self.proj = nn.Linear(self.text.shape[1], d)
         self.mix = nn.Linear(2 * d, d)
         # Start as the ID model (identity on the ID half, nothing from the text half) so
@@ -277,26 +284,33 @@ class ItemFeatures(nn.Module):
             self.mix.weight.zero_()
             self.mix.weight[:, :d] = torch.eye(d)
             self.mix.bias.zero_()
+        self.gate = None
+        if form == "gated":
+            del self.mix
+            self.gate = nn.Parameter(torch.zeros(()))
 
     @classmethod
-    def maybe(cls, source: str | Path | np.ndarray | None, n_item_rows: int, d: int) -> ItemFeatures | None:
+    def maybe(cls, source: str | Path | np.ndarray | None, n_item_rows: int, d: int,
+              form: str = "attention") -> ItemFeatures | None:
         """The item-feature layer for a config's ``item_text`` field (n_item_rows = I+1), or None."""
         if source is None:
             return None
-        return cls(load_text_matrix(source, n_item_rows, "item_text", "row i is item i, row 0 is padding"), d)
+        return cls(load_text_matrix(source, n_item_rows, "item_text", "row i is item i, row 0 is padding"), d, form)
 
     def forward(self, table: torch.Tensor) -> torch.Tensor:
         """(I+1, d) item ID embeddings -> (I+1, d) feature-enhanced item embeddings."""
-        if table.shape != (self.text.shape[0], self.mix.out_features):
+        if table.shape != (self.text.shape[0], self.d):
             raise GenrecsysError(f"item features: expected an item table of shape "
-                                 f"{(self.text.shape[0], self.mix.out_features)}, got {tuple(table.shape)}")
+                                 f"{(self.text.shape[0], self.d)}, got {tuple(table.shape)}")
+        if self.gate is not None:
+            return table + torch.tanh(self.gate) * self.proj(self.text)
         return self.mix(torch.cat([table, self.proj(self.text)], dim=-1))
 
 
 def side_layers(config, n_users: int, n_item_rows: int, d_user: int,
                 d_item: int | None = None) -> tuple[UserFusion | None, ItemFeatures | None]:
-    """A backbone config's RELAND layers: user fusion (``user_text``, ``user_fusion``) and
-    item features (``item_text``); None where the field is None.
+    """A backbone config's RELAND layers: user fusion (``user_text``) and item features
+    (``item_text``), both in the form ``user_fusion`` names; None where the field is None.
 
     With the gated form both draw their initial weights from a forked RNG, so every other
     weight of the backbone is the one its ID-only run draws under the same seed; since both
@@ -308,7 +322,7 @@ def side_layers(config, n_users: int, n_item_rows: int, d_user: int,
     gated = config.user_fusion == "gated"
     with torch.random.fork_rng(devices=[]) if gated else contextlib.nullcontext():
         return (UserFusion.maybe(config.user_text, n_users, d_user, config.user_fusion),
-                ItemFeatures.maybe(config.item_text, n_item_rows, d_item or d_user))
+                ItemFeatures.maybe(config.item_text, n_item_rows, d_item or d_user, config.user_fusion))
 
 
 def fuse_users(fusion: UserFusion | None, e: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
