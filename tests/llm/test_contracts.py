@@ -5,6 +5,7 @@ import pytest
 from pydantic import BaseModel
 
 from genrecsys.errors import GenrecsysError
+from genrecsys.llm.accounting import PriceTable
 from genrecsys.llm.client import EchoBackend
 from genrecsys.llm.contracts import Contract, contract_from_files, gbnf_alternatives
 from genrecsys.llm.job import generate, render_requests
@@ -162,4 +163,6 @@ def test_decode_time_is_split_between_constrained_and_free_answers():
     u.add_time(Completion(text="x", completion_tokens=10, constrained=True), 2.0)
     u.add_time(Completion(text="y", completion_tokens=30), 3.0)
     assert u.constrained_tokens_per_s == 5.0 and u.unconstrained_tokens_per_s == 10.0
-    assert u.summary()["constrained_calls"] == 1
+    u.add_row(Completion(text="x", constrained=True), PriceTable())
+    u.add_row(Completion(text="x", constrained=True, cached=True), PriceTable())
+    assert u.summary()["constrained_answers"] == 2  # cached answers were decoded under the contract too

@@ -50,7 +50,7 @@ USAGE_FIELDS = ("requests", "ok", "failed", "cache_hits", "backend_calls", "reas
                 "completion_tokens", "paid_prompt_tokens", "paid_completion_tokens", "cost", "cost_total",
                 # answer quality and structured generation (genrecsys.llm.accounting.Usage)
                 "format_failures", "out_of_vocabulary", "out_of_catalog", "contract_violations", "fallbacks",
-                "constrained_calls", "constrained_tokens", "constrained_s", "unconstrained_tokens", "unconstrained_s")
+                "constrained_answers", "constrained_tokens", "constrained_s", "unconstrained_tokens", "unconstrained_s")
 
 
 def tokens_per_s(usage: dict[str, Any]) -> dict[str, float]:

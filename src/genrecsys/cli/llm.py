@@ -194,7 +194,7 @@ def cmd_llm_generate(args: argparse.Namespace, cache_dir: Path) -> int:
               f"{s['backend_calls']}, re-asks {s['reasks']}, truncated {s['truncated']} | tokens {s['prompt_tokens']} in / "
               f"{s['completion_tokens']} out | cost ${s['cost']:.4f} (all answers ${s['cost_total']:.4f}) | "
               f"{s['wall_s']:.1f} s, {s['tokens_per_s']:.1f} tok/s"
-              + (f" | contract: {s['constrained_calls']} constrained, {s['contract_violations']} invalid, "
+              + (f" | contract: {s['constrained_answers']} constrained, {s['contract_violations']} invalid, "
                  f"{s['fallbacks']} fallbacks" if contract is not None else ""), file=sys.stderr)
         print(args.output)
     return 0 if summary["failed"] == 0 else 1

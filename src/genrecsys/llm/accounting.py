@@ -101,8 +101,8 @@ class Usage:
     out_of_catalog: int = 0  # item references that are no catalog item
     contract_violations: int = 0  # answers to a contracted request that do not satisfy its contract
     fallbacks: int = 0  # contracted requests answered without the contract (server refused, kind unsupported)
+    constrained_answers: int = 0  # rows whose answer was decoded under its contract (cached or not)
     # generation speed, backend answers only: decode time split by contracted or not
-    constrained_calls: int = 0
     constrained_tokens: int = 0
     constrained_s: float = 0.0
     unconstrained_tokens: int = 0
@@ -121,13 +121,14 @@ class Usage:
             self.format_failures += 1
         if comp.fallback:
             self.fallbacks += 1
+        if comp.constrained:
+            self.constrained_answers += 1
         for name in ("out_of_vocabulary", "out_of_catalog"):
             setattr(self, name, getattr(self, name) + int(getattr(comp.parsed, name, 0) or 0))
 
     def add_time(self, comp: Completion, seconds: float) -> None:
         """Account the decode time of one backend answer (its share of the round's wall time)."""
         if comp.constrained:
-            self.constrained_calls += 1
             self.constrained_tokens += comp.completion_tokens
             self.constrained_s += seconds
         else:

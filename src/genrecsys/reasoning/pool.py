@@ -251,6 +251,6 @@ def llm_metrics(pool: ReasoningPool, stats: JobStats, n_users: int) -> dict[str,
             "unparsed": int((~pool.frame["parsed"]).sum()) if len(pool) else 0,
             # answer quality under (or without) the template's contract; see genrecsys.llm.accounting
             **{k: getattr(t, k) for k in ("format_failures", "out_of_vocabulary", "out_of_catalog",
-                                          "contract_violations", "fallbacks", "constrained_calls")},
+                                          "contract_violations", "fallbacks", "constrained_answers")},
             "constrained_tokens_per_s": round(t.constrained_tokens_per_s, 2),
             "unconstrained_tokens_per_s": round(t.unconstrained_tokens_per_s, 2)}

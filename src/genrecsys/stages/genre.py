@@ -36,10 +36,16 @@ VARIANTS: dict[str, tuple[str, str, int]] = {
 # UP − UP∅ is what the profiles add and UP∅ − ORI what the fusion layer alone does.
 CONTROLS = {"UP∅": ("up-empty", "UP")}  # control -> (directory, the variant it controls)
 MODEL_PARAMS = {"UP": {"interest_fusion": True}, "UP∅": {"interest_fusion": True}}
-FUSION_FORMS = ("gated", "mlp")
+FUSION_FORMS = ("gated", "mlp")  # gated: starts as the ORI model (the stage's default); mlp: the paper's eq. (2)
 # per-variant LLM answer quality and decode speed, from the manifest (genrecsys.llm.accounting)
 LLM_QUALITY = ("format_failures", "out_of_vocabulary", "out_of_catalog", "contract_violations", "fallbacks",
-               "constrained_calls", "constrained_tokens_per_s", "unconstrained_tokens_per_s")  # gated: starts as the ORI model (the stage's default); mlp: the paper's eq. (2)
+               "constrained_answers", "constrained_tokens_per_s", "unconstrained_tokens_per_s")
+COLD_START = {"fraction": 0.2, "min_len": 1, "max_len": 3, "seed": 0}
+# short answers keep the quick stage short; a contracted generated item needs up to 128
+QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 128}
+QUICK_HISTORY = 10  # history titles per profile prompt in quick mode (GENRE: 30); prefill dominates on a CPU
+METRICS = ("auc", "mrr", "ndcg@10")
+ALPHA = 0.05
 
 
 def model_params(name: str, fusion_form: str = "mlp") -> dict[str, Any]:
@@ -48,11 +54,6 @@ def model_params(name: str, fusion_form: str = "mlp") -> dict[str, Any]:
     if params.get("interest_fusion") and fusion_form != "mlp":
         params["interest_fusion_form"] = fusion_form
     return params
-COLD_START = {"fraction": 0.2, "min_len": 1, "max_len": 3, "seed": 0}
-QUICK_TOKENS = {"summarize": 32, "profile": 48, "generate": 128}  # generate: a contracted item fits in 128  # short answers keep the quick stage short
-QUICK_HISTORY = 10  # history titles per profile prompt in quick mode (GENRE: 30); prefill dominates on a CPU
-METRICS = ("auc", "mrr", "ndcg@10")
-ALPHA = 0.05
 
 
 def build_original(directory: Path, cache_dir: Path | None) -> list[str]:

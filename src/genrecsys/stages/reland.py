@@ -158,7 +158,7 @@ def reland_section(res: dict[str, Any], plot_dir: Path, rel: str = "reland") -> 
                                "contract violations", "fallbacks", "constrained answers", "tok/s constrained",
                                "tok/s free"],
                               [[llm.get(k, "—") for k in ("format_failures", "out_of_vocabulary", "out_of_catalog",
-                                                          "contract_violations", "fallbacks", "constrained_calls",
+                                                          "contract_violations", "fallbacks", "constrained_answers",
                                                           "constrained_tokens_per_s", "unconstrained_tokens_per_s")]])
                + "\nAnswers decoded under the reland_cot contract (a grammar over the catalog's genres and titles) "
                  "have none of the first three; fusion form: " + str(cfg.get("fusion", "attention"))
