@@ -72,7 +72,8 @@ from typing import Any
 # the main job's GENRE stage: ML-100K with 20% of users cut to 1-3 items, the UP∅ control's
 # data, and which variants train with interest fusion (UP, UP∅)
 from genrecsys.stages.genre import CONTROLS as STAGE_CONTROLS
-from genrecsys.stages.genre import MODEL_PARAMS, build_fusion_control, build_original
+from genrecsys.stages.genre import (  # noqa: F401  (MODEL_PARAMS: the dict model_params reads; tests patch it here)
+    FUSION_FORMS, MODEL_PARAMS, build_fusion_control, build_original, model_params)
 
 MODELS = ["naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din"]
 MATCHING = ("naml", "lstur", "nrms", "plmnr")
@@ -162,7 +163,7 @@ def experiment_config(args: argparse.Namespace, name: str, model: str, seed: int
     """The ExperimentConfig of `model` on variant `name` under `seed`."""
     from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig, TrainConfig
 
-    return ExperimentConfig(model=model, model_params=dict(MODEL_PARAMS.get(name, {})),
+    return ExperimentConfig(model=model, model_params=model_params(name, getattr(args, "fusion_form", "mlp")),
                             data=DataConfig(dataset=str(variant_dir(args, name))),
                             train=TrainConfig(threads=args.threads, device=args.device, progress=False,
                                               patience=args.patience, seed=seed,
@@ -288,7 +289,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_dir(args: argparse.Namespace, name: str, model: str) -> Path:
-    return Path(args.runs_dir) / VARIANTS[name][0] / model
+    """A gated-fusion run of UP / UP∅ lives beside the paper-form run, never in its place."""
+    sub = VARIANTS[name][0]
+    if getattr(args, "fusion_form", "mlp") != "mlp" and model_params(name).get("interest_fusion"):
+        sub = f"{sub}-{args.fusion_form}"
+    return Path(args.runs_dir) / sub / model
 
 
 def paired(args: argparse.Namespace, base: str, other: str, model: str, users: set[str] | None = None
@@ -796,6 +801,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=3, help="validations without AUC gain before stopping")
+    p.add_argument("--fusion-form", default="mlp", choices=FUSION_FORMS,
+                   help="UP's interest fusion: mlp (the paper's eq. (2), the committed tables) or gated "
+                        "(starts as the ORI model; runs kept under <variant>-gated)")
     p.add_argument("--lr", type=float, default=None, help="override the models' learning rate")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--jobs", type=int, default=1,

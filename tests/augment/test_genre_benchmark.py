@@ -283,3 +283,18 @@ def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_und
         genre.main([*longer, "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
     with pytest.raises(SystemExit, match="not a table6 result"):
         genre.main(["table6", *common[1:], "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
+
+
+def test_gated_fusion_runs_of_up_live_beside_the_paper_form_runs(genre, tmp_path):
+    import argparse
+
+    (tmp_path / "v" / "up").mkdir(parents=True)  # experiment_config only checks that the variant exists
+    args = argparse.Namespace(variants_dir=str(tmp_path / "v"), runs_dir=str(tmp_path / "runs"), threads=1,
+                              device="cpu", patience=3, max_epochs=2, lr=None, fusion_form="gated")
+    assert genre.run_dir(args, "UP", "nrms").parent.name == "up-gated"
+    assert genre.run_dir(args, "ORI", "nrms").parent.name == "ori"  # no fusion, nothing to tell apart
+    assert genre.experiment_config(args, "UP", "nrms").model_params == {"interest_fusion": True,
+                                                                        "interest_fusion_form": "gated"}
+    args.fusion_form = "mlp"
+    assert genre.run_dir(args, "UP", "nrms").parent.name == "up"
+    assert genre.experiment_config(args, "UP", "nrms").model_params == {"interest_fusion": True}

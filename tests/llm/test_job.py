@@ -172,3 +172,13 @@ def test_remote_backend_never_sees_a_raw_user_id(server, backend, tmp_path):
     again = LLM(LLMConfig(backend="openai", base_url=server.url), cache_dir=tmp_path, backend=backend)
     again.run_template(HIST, [{"user_id": "alice-4711", "history": ["Heat (1995)"]}])
     assert again.stats.total.cache_hits == 1  # the pseudonym is stable across runs on one machine
+
+
+def test_a_refused_contract_is_answered_without_it_and_counted_as_a_fallback(backend, cache, server):
+    reqs = [Request.chat("p MODE=nostructured", task="t", contract=Contract("json", {"type": "object"})),
+            Request.chat("q", task="t", contract=Contract("json", {"type": "object"}))]
+    out, st = generate(reqs, backend, cache)
+    assert [c.ok for c in out] == [True, True] and [c.fallback for c in out] == [True, False]
+    assert st.total.fallbacks == 1 and st.task("t").fallbacks == 1 and st.total.constrained_answers == 1
+    _, again = generate(reqs, backend, cache)  # from the cache: still known to be unconstrained
+    assert again.total.cache_hits == 2 and again.total.fallbacks == 1
