@@ -74,14 +74,13 @@ def _answer(requests: Sequence[Request], backend: Backend, cache: LLMCache | Non
         spent = time.perf_counter() - t0
     # The round's wall time, shared among the backend's answers by their tokens (a batch
     # decodes its rows together, so a row's own latency is its whole batch's).
-    paid = [out[i] for i in first if out[i] is not None and not out[i].cached]
-    weight = sum(max(c.completion_tokens, 1) for c in paid)
+    weight = sum(max(out[i].completion_tokens, 1) for i in first if out[i] is not None and not out[i].cached)
     for r, comp in zip(requests, out):
         assert comp is not None
         if comp.ok or comp.prompt_tokens or comp.completion_tokens:
             stats.total.add_call(comp, prices)
             stats.task(r.task).add_call(comp, prices)
-    for j, i in enumerate(first):
+    for i in first:
         comp = out[i]
         if comp is not None and not comp.cached and weight:
             share = spent * max(comp.completion_tokens, 1) / weight
