@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, TrainConfig, from_dict, load_experiment
+from genrecsys.config import (DataConfig, EvalConfig, ExperimentConfig, LLMConfig, RelandConfig, TrainConfig,
+                              from_dict, load_experiment)
 from genrecsys.errors import GenrecsysError
 
 
@@ -53,3 +54,14 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(GenrecsysError, match="bad.yaml: invalid YAML"):
         load_experiment(path)
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (RelandConfig, {"fusion": "sum"}, "reland.fusion must be gated or attention"),
+    (LLMConfig, {"grammar_engine": "outlines"}, "llm.grammar_engine must be xgrammar or llguidance"),
+    (LLMConfig, {"structured_outputs": "guided_json"}, "llm.structured_outputs must be response_format, vllm or off"),
+])
+def test_bad_fusion_and_structured_generation_settings_are_one_line_errors(cls, kwargs, message):
+    with pytest.raises(GenrecsysError, match=message) as err:
+        cls(**kwargs)
+    assert "\n" not in str(err.value)
