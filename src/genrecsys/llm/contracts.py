@@ -34,7 +34,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -74,7 +74,7 @@ class Contract:
     def from_dict(cls, d: Mapping[str, Any]) -> "Contract":
         return cls(str(d["kind"]), d["spec"])
 
-    @property
+    @cached_property  # a catalog-sized grammar is hashed once, not at every cache key and compile
     def digest(self) -> str:
         """sha256 of the spec as written: the key compiled grammars and cached answers are
         stored under. Key order counts (a JSON Schema's property order is the order the

@@ -69,8 +69,7 @@ class OpenAIBackend:
         """The request-body fields that carry ``c`` to this server (None: it cannot carry it)."""
         mode = self.cfg.structured_outputs
         if mode == "vllm":
-            key = {"json": "json", "regex": "regex", "grammar": "grammar", "choice": "choice"}[c.kind]
-            return {"structured_outputs": {key: c.to_dict()["spec"]}}
+            return {"structured_outputs": {c.kind: c.to_dict()["spec"]}}  # vLLM names its fields as our kinds
         if mode == "response_format" and c.kind == "json":
             return {"response_format": {"type": "json_schema",
                                         "json_schema": {"name": "answer", "schema": c.spec, "strict": True}}}

@@ -86,16 +86,17 @@ class DuoRec(SASRec):
 
     def __init__(self, split: SplitData, config: DuoRecConfig | None = None) -> None:
         super().__init__(split, config)
-        self._slots: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._slots: tuple[np.ndarray, ...] | None = None  # window_slots + each window's first slot and count
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
         if self._windows is None:
             self._windows = sequence_windows(split.train, self.config.max_len)
-            self._slots = window_slots(self._windows[1])
+            slot_w, slot_t, slot_target = window_slots(self._windows[1])
+            first = np.searchsorted(slot_w, np.arange(len(self._windows[0])))  # (W,) each window's first slot
+            count = np.bincount(slot_w, minlength=len(self._windows[0]))  # (W,) >= 1: every window has a target
+            self._slots = (slot_w, slot_t, slot_target, first, count)
         x, y, owners = self._windows
-        slot_w, slot_t, slot_target = self._slots
-        first = np.searchsorted(slot_w, np.arange(len(x)))  # (W,) each window's first slot
-        count = np.bincount(slot_w, minlength=len(x))  # (W,) >= 1: every window has a target
+        slot_w, slot_t, slot_target, first, count = self._slots
         partners = same_target_partners(slot_target, rng)  # fresh semantic positives every epoch
         k = self.config.cl_positions
         order = rng.permutation(len(x))

@@ -17,6 +17,7 @@ candidates overlap heavily); evaluation encodes the catalog once per round.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -240,8 +241,6 @@ class NewsRecommender(Recommender):
         self.fusion = None
         if c.interest_fusion:
             # gated: drawn from a forked RNG, so the rest of the model is the ORI model of the same seed
-            import contextlib
-
             gated = c.interest_fusion_form == "gated"
             with torch.random.fork_rng(devices=[]) if gated else contextlib.nullcontext():
                 self.fusion = InterestFusion(split, c.embedding_size, c)

@@ -49,6 +49,7 @@ torch.Size([3, 8])
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -228,7 +229,7 @@ class UserFusion(nn.Module):
         self.proj = nn.Linear(self.text.shape[1], d)
         self.w = nn.Parameter(torch.empty(d))
         nn.init.normal_(self.w, std=0.02)  # near-uniform attention at the start
-        if form == "gated":  # w was drawn anyway, so both forms leave the RNG where the model expects it
+        if form == "gated":  # w is drawn in both forms, so the item-feature layer built next draws the same weights
             del self.w
             self.gate = nn.Parameter(torch.zeros(()))  # tanh(0) = 0: exactly the ID model at the start
 
@@ -277,17 +278,15 @@ class ItemFeatures(nn.Module):
         self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32), persistent=False)  # (I+1, d_text)
         self.d = d
         self.proj = nn.Linear(self.text.shape[1], d)
-        self.mix = nn.Linear(2 * d, d)
-        # Start as the ID model (identity on the ID half, nothing from the text half) so
-        # the text enters only as far as training finds it useful.
-        with torch.no_grad():
-            self.mix.weight.zero_()
-            self.mix.weight[:, :d] = torch.eye(d)
-            self.mix.bias.zero_()
-        self.gate = None
-        if form == "gated":
-            del self.mix
-            self.gate = nn.Parameter(torch.zeros(()))
+        self.gate = nn.Parameter(torch.zeros(())) if form == "gated" else None
+        if self.gate is None:
+            self.mix = nn.Linear(2 * d, d)
+            # Start as the ID model (identity on the ID half, nothing from the text half) so
+            # the text enters only as far as training finds it useful.
+            with torch.no_grad():
+                self.mix.weight.zero_()
+                self.mix.weight[:, :d] = torch.eye(d)
+                self.mix.bias.zero_()
 
     @classmethod
     def maybe(cls, source: str | Path | np.ndarray | None, n_item_rows: int, d: int,
@@ -317,8 +316,6 @@ def side_layers(config, n_users: int, n_item_rows: int, d_user: int,
     layers start as the identity, the +RELAND model then starts as exactly that ID-only
     model. (The attention form keeps the RNG order its earlier runs were trained with.)
     """
-    import contextlib
-
     gated = config.user_fusion == "gated"
     with torch.random.fork_rng(devices=[]) if gated else contextlib.nullcontext():
         return (UserFusion.maybe(config.user_text, n_users, d_user, config.user_fusion),

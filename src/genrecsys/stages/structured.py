@@ -16,7 +16,7 @@ grammar engines' compile times. ``benchmarks/llm_structured.py`` is the command.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -109,7 +109,7 @@ def measure(inp: TaskInput, llm_cfg: LLMConfig, contracts: bool, cache_dir: Path
     from genrecsys.llm.client import LLM
     from genrecsys.llm.types import SamplingParams
 
-    cfg = LLMConfig(**{**llm_cfg.__dict__, "contracts": contracts})
+    cfg = replace(llm_cfg, contracts=contracts)
     llm = LLM(cfg, cache_dir, cache_path=":memory:")
     try:
         t0 = time.perf_counter()
