@@ -239,7 +239,7 @@ def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
     cfg = _resolve_side_inputs(cfg, d)
     split = load_split(cfg, cache_dir)
     model = build_model(cfg.model, cfg.model_params, split)
-    saved = torch.load(d / "model.pt", weights_only=False)
+    saved = torch.load(d / "model.pt", map_location="cpu", weights_only=False)  # GPU-trained runs load anywhere
     model.load_state_dict(saved["state_dict"])
     model.eval()
     return cfg, split, model

@@ -116,11 +116,13 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
              "best_state": None, "best_valid": {}, "elapsed_before": 0.0, "seconds_to_best": 0.0}
     ckpt = run_path / "checkpoint.pt" if run_path else None
     if resume and ckpt is not None and ckpt.is_file():
-        saved = torch.load(ckpt, weights_only=False)
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # resumable on another device
         model.load_state_dict(saved["model"])
         optim.load_state_dict(saved["optim"])
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") and torch.cuda.is_available() and len(saved["cuda_rng"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])  # GPU dropout masks continue where they stopped
         state = saved["state"]
     stopped_by = "epochs"
     bar = _progress(train_cfg, state["epoch"], pretrain)
@@ -165,6 +167,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         if ckpt is not None:
             _atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state(),
+                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                           "state": {**state, "elapsed_before": elapsed}}, ckpt)
         if state["bad_rounds"] >= train_cfg.patience:
             stopped_by = "early_stopping"
