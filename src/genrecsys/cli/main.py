@@ -308,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_semantic_ids_parser(sub, _cache_dir)
 
+    from genrecsys.cli.serve import add_serve_parsers
+
+    add_serve_parsers(sub, _cache_dir)
+
     sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone and GenRec, then the RELAND and "
                                "GENRE stages (LLM: the embedded SmolLM2 unless told otherwise), write one report")
     sp.add_argument("--quick", action="store_true",

@@ -67,6 +67,11 @@ class Recommender(nn.Module):
     def fit_closed_form(self, split: SplitData) -> None:
         """Models with `trainable = False` compute their parameters here."""
 
+    def reads_users(self) -> bool:
+        """Whether ``score`` depends on the user index beyond the sequence. False lets a
+        sequence be scored for an anonymous visitor (the serving API's "items" request)."""
+        return True
+
     def on_eval_start(self) -> None:
         """Called before a round of scoring (e.g. graph models cache propagated embeddings)."""
 

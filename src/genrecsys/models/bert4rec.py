@@ -128,6 +128,9 @@ class BERT4Rec(Recommender):
         h = self.encode(batch["seqs"])[where]  # (N, D)
         return F.cross_entropy(self.logits(h), targets[where])
 
+    def reads_users(self) -> bool:
+        return False
+
     def score(self, users, seqs):
         seqs = seqs[:, -self.config.max_len:]
         mask = torch.full_like(seqs[:, :1], self.mask_id)

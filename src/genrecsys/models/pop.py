@@ -19,5 +19,8 @@ class Pop(Recommender):
         counts = np.bincount(split.train.items, minlength=self.n_items + 1).astype(np.float32)
         self.counts.copy_(torch.from_numpy(counts))
 
+    def reads_users(self) -> bool:
+        return False
+
     def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return self.counts.expand(len(users), -1)  # (B, I+1)

@@ -55,6 +55,9 @@ class NextItemRecommender(Recommender):
 
     windows_carry_users: bool = False  # True: training batches always carry the window's user
 
+    def reads_users(self) -> bool:  # RELAND's fused rationale, or HSTU's per-(user, item) timestamps
+        return self.user_fusion is not None or self.windows_carry_users
+
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
         if self._windows is None:
             self._windows = sequence_windows(split.train, self.config.max_len)

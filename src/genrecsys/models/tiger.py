@@ -179,6 +179,9 @@ class TIGER(Recommender):
 
     trie_normalized = True  # beam search renormalises over the trie's valid tokens, as score() does
 
+    def reads_users(self) -> bool:
+        return self.config.user_buckets > 0  # TIGER's hashed user token
+
     def score(self, users, seqs):
         """(B, I+1) exact trie-constrained log-probability of every item (column 0 = -inf)."""
         # users are chunked so the (users x candidate prefixes x tokens) decoder states stay small

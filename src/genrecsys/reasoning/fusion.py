@@ -144,17 +144,28 @@ def encode_texts(texts: Sequence[str], model_dir: str | Path | None = None, batc
     return vectors
 
 
-def _encode_local(texts: list[str], model_dir: Path, batch_size: int) -> np.ndarray:
+def load_text_encoder(model_dir: str | Path | None = None, cache_dir: str | Path | None = None):
+    """The sentence-transformers model in ``model_dir`` (None: the embedded MiniLM), on the
+    CPU, for callers that encode texts one at a time (the chat's queries), uncached."""
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
+    if model_dir is None:
+        from genrecsys.assets import embedded_text_encoder
+        from genrecsys.data.movielens import default_cache_dir
+
+        model_dir = embedded_text_encoder(Path(cache_dir) if cache_dir is not None else default_cache_dir())
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in our logs
     try:
-        model = SentenceTransformer(str(model_dir), device="cpu")
+        return SentenceTransformer(str(model_dir), device="cpu")
     finally:
         if bar:
             hf_logging.enable_progress_bar()
+
+
+def _encode_local(texts: list[str], model_dir: Path, batch_size: int) -> np.ndarray:
+    model = load_text_encoder(model_dir)
     return model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)  # (N, H)
 
 
