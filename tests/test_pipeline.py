@@ -18,6 +18,8 @@ def test_quick_main_job_on_real_ml100k_writes_report_tables_and_plots(ml100k_cac
     assert "| ml-100k | 943 | 1,682 | 100,000 |" in text
     assert "| pop |" in text and "| bpr |" in text
     assert "Wilcoxon" in text
+    best = "bpr" if "(bpr), per-user" in text else "pop"
+    assert f"genrecsys serve {tmp_path / 'main' / 'runs' / best}" in text  # how to serve the best run
     assert "## RELAND" not in text and "## GENRE" not in text
     for png in ("ndcg.png", "curves.png"):
         assert (tmp_path / "main" / png).stat().st_size > 1000

@@ -263,12 +263,21 @@ def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJob
         "![test NDCG@10](ndcg.png)\n\n![validation NDCG@10 per epoch](curves.png)\n\n"
         f"## Paired tests against the best model ({best}), per-user test NDCG@10\n\n"
         + markdown_table(["pair", "mean diff", "t-test p", "Wilcoxon p"], sig_rows)
+        + serve_note(output_dir / "runs" / best, best)
         + (QUICK_STAGES_NOTE if cfg.quick and sections else "")
         + "".join("\n" + sec for sec in sections)
     )
     path = output_dir / "report.md"
     path.write_text(text)
     return path
+
+
+def serve_note(run_dir: Path, name: str) -> str:
+    """How to put the best run behind the HTTP service (README "Serving")."""
+    return (f"\n## Serve the best run\n\n`{name}` answers over HTTP, with the web page at http://127.0.0.1:8000/ "
+            f"and the API docs at /docs:\n\n```bash\ngenrecsys serve {run_dir}\n"
+            f"curl 'http://127.0.0.1:8000/v1/recommend?user=196&k=10'\n```\n\n"
+            "See the README's \"Serving\" section for chat, reload and metrics.\n")
 
 
 def _history(run_dir: Path) -> list:

@@ -108,3 +108,11 @@ def chat_reply(prompt: str) -> str | None:
     block = prompt.split("Candidate items:", 1)[1]
     titles = re.findall(r"^\d+\. (.+)$", block, flags=re.MULTILINE)
     return json.dumps({"reply": "You might enjoy these.", "items": titles[:2] + [FAKE_TITLE]})
+
+
+def reland_and_chat_reply(prompt: str) -> str | None:
+    """RELAND CoT answers for the reasoning pool, chat turns as `chat_reply`."""
+    if "Step 1: one sentence" in prompt:
+        return ("Step 1: This user enjoys character-driven dramas and classic comedies.\n"
+                "Step 2:\nCategories: Drama, Comedy\nItems:\n1. Fargo (1996)\n2. Casablanca (1942)")
+    return chat_reply(prompt)

@@ -44,6 +44,10 @@ def cmd_serve(args: argparse.Namespace, cache_dir: Path) -> int:
                       chat_db=args.chat_db, llm=from_dict(LLMConfig, llm_settings(args, "llm-", {}), "llm"),
                       chat_encoder=args.chat_encoder)
     app = create_app(cfg)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the loaded model, data and libraries never die: keep them out of every later GC pass
     print(f"serving {', '.join(runs)} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -109,8 +113,9 @@ def add_serve_parsers(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> N
     sp.add_argument("--root", help="directory that POST /admin/reload may load new runs from "
                                    "(default: the first run's parent)")
     sp.add_argument("--max-batch", type=int, default=64, help="queries per model call (default 64)")
-    sp.add_argument("--max-wait-ms", type=float, default=2.0,
-                    help="how long a first query waits for others to join its batch (default 2 ms)")
+    sp.add_argument("--max-wait-ms", type=float, default=0.0,
+                    help="how long a first query waits for others to join its batch (default 0: a batch is what "
+                         "arrived while the previous one was scored)")
     sp.add_argument("--no-batching", action="store_true", help="one model call per request (for comparisons)")
     sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
     sp.add_argument("--api-key-env", default="GENRECSYS_API_KEY",

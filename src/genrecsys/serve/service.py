@@ -257,7 +257,7 @@ class Service:
     unless given (``name=path``)."""
 
     def __init__(self, runs: dict[str, Path], cache_dir: str | Path | None = None, *, root: str | Path | None = None,
-                 max_batch: int = 64, max_wait_ms: float = 2.0, on_batch: Callable[[str, int], None] | None = None):
+                 max_batch: int = 64, max_wait_ms: float = 0.0, on_batch: Callable[[str, int], None] | None = None):
         if not runs:
             raise GenrecsysError("serve: give at least one run directory")
         self.cache_dir = cache_dir
