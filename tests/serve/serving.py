@@ -93,6 +93,7 @@ class Server:
 
 
 FAKE_TITLE = "Not A Real Movie (2099)"
+SLOW_STARTED: list[str] = []  # prompts of slow chat turns, appended when their wait begins
 
 
 def chat_reply(prompt: str) -> str | None:
@@ -104,6 +105,7 @@ def chat_reply(prompt: str) -> str | None:
         return None
     slow = re.search(r"SLOW=([0-9.]+)", prompt)
     if slow:
+        SLOW_STARTED.append(prompt)  # (the server records a request's body only after answering it)
         time.sleep(float(slow.group(1)))
     block = prompt.split("Candidate items:", 1)[1]
     titles = re.findall(r"^\d+\. (.+)$", block, flags=re.MULTILINE)

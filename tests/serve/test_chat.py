@@ -8,7 +8,7 @@ import pytest
 from serving import train_tiny
 
 from genrecsys.config import LLMConfig
-from genrecsys.serve.chat import ChatError, Chatbot, Conversations
+from genrecsys.serve.chat import Chatbot, ChatError, Conversations
 from genrecsys.serve.service import Service
 
 

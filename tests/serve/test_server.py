@@ -6,7 +6,7 @@ import signal
 import time
 
 import pytest
-from serving import FAKE_TITLE, Server, chat_reply, train_tiny
+from serving import FAKE_TITLE, SLOW_STARTED, Server, chat_reply, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_sigkill_mid_chat_keeps_the_conversation_and_a_restart_serves_it(run_roo
         t = threading.Thread(target=slow_turn, daemon=True)
         t.start()
         deadline = time.time() + 30
-        while not any("SLOW=30" in b["messages"][-1]["content"] for b in list(llm_server.bodies)):
+        while not any("SLOW=30" in prompt for prompt in SLOW_STARTED):
             assert time.time() < deadline, "the slow turn never reached the LLM"
             time.sleep(0.1)
         s.kill()  # SIGKILL while the turn waits for its LLM answer
@@ -188,3 +188,25 @@ def test_a_wrong_or_missing_api_key_is_401_and_the_right_one_passes(run_root, ll
         assert s.get("/healthz")[0] == 200  # liveness stays open
     finally:
         s.stop()
+
+
+def test_the_chat_command_talks_in_the_terminal_and_resumes_a_conversation(run_root, llm_server, tiny_plm_dir,
+                                                                           ml100k_cache_dir):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "genrecsys", "chat", str(run_root / "sasrec"), "--chat-db",
+            str(run_root / "cli-chat.sqlite"), "--chat-encoder", str(tiny_plm_dir), "--llm-backend", "openai",
+            "--llm-base-url", llm_server.url, "--llm-model", "gpt-4o-mini", "--llm-cache", str(run_root / "llm.sqlite"),
+            "-k", "2"]
+    env = {**os.environ, "GENRECSYS_CACHE": str(ml100k_cache_dir)}
+    out = subprocess.run(args, check=False, input="I liked Item 7 (group 0)\n\n", capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "bot> You might enjoy these." in out.stdout and "1. Item " in out.stdout and FAKE_TITLE not in out.stdout
+    cid = re.search(r"--conversation ([0-9a-f]+)", out.stdout).group(1)
+    again = subprocess.run([*args, "--conversation", cid], check=False, input="more?\n", capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert again.returncode == 0 and f"conversation {cid}" in again.stdout

@@ -96,10 +96,15 @@ def test_an_error_in_a_batch_reaches_every_caller_of_that_batch_only():
     assert isinstance(a, ValueError) and isinstance(c, ValueError) and (d == 3)
 
 
-def test_reload_swaps_a_new_run_in_and_a_broken_one_leaves_the_old_serving(runs, tmp_path):
-    root = tmp_path / "root"
-    shutil.copytree(runs["sasrec"], root / "a")
-    shutil.copytree(runs["bpr"], root / "b")
+@pytest.fixture
+def root(runs, tmp_path):
+    """A runs root holding the SASRec run as ``a`` and the BPR run as ``b``."""
+    shutil.copytree(runs["sasrec"], tmp_path / "root" / "a")
+    shutil.copytree(runs["bpr"], tmp_path / "root" / "b")
+    return tmp_path / "root"
+
+
+def test_reload_swaps_a_new_run_in_and_a_broken_one_leaves_the_old_serving(root):
     svc = Service({"main": root / "a"}, root=root)
     old = svc.runs["main"]
     (root / "broken").mkdir()
@@ -114,4 +119,25 @@ def test_reload_swaps_a_new_run_in_and_a_broken_one_leaves_the_old_serving(runs,
         svc.reload("nope")
     versions = svc.reload("main", "b")
     assert svc.runs["main"].model_name == "bpr" and versions == {"main": svc.runs["main"].version}
+    svc.close()
+
+
+def test_a_batch_in_flight_during_a_reload_finishes_on_the_old_model(root):
+    import time
+
+    svc = Service({"main": root / "a"}, root=root)
+    old = svc.runs["main"]
+    expected = old.score([old.user_query("u0", 3)])[0].items.tolist()
+    plain = old.score
+    old.score = lambda qs: (time.sleep(0.5), plain(qs))[1]  # a slow model call, to reload under
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(svc.rank("main", old.user_query("u0", 3)))
+        await asyncio.sleep(0.1)  # the batch is being scored now
+        await loop.run_in_executor(None, svc.reload, "main", "b")
+        assert svc.runs["main"].model_name == "bpr"  # swapped while the old batch still runs
+        return await task
+
+    assert asyncio.run(go()).items.tolist() == expected
     svc.close()

@@ -170,8 +170,6 @@ class LoadedRun:
 
 def load(name: str, path: str | Path, cache_dir: str | Path | None = None) -> LoadedRun:
     """Load a finished run directory (or the first seed of a multi-seed one) for serving."""
-    import torch
-
     from genrecsys.data.splits import concat_parts
     from genrecsys.experiment import load_run
     from genrecsys.reasoning.run import explanations
@@ -191,7 +189,6 @@ def load(name: str, path: str | Path, cache_dir: str | Path | None = None) -> Lo
 
     popularity = np.bincount(split.train.items, minlength=split.n_items + 1).astype(np.float32)
     why = explanations(path, [str(u) for u in split.user_ids])
-    torch.set_grad_enabled(False)
     return LoadedRun(name=name, path=path, model=model, split=split, model_name=cfg.model,
                      version=f"{cfg.model}-{digest}", max_len=cfg.data.max_seq_len, loaded_at=time.time(),
                      titles=column("title"),
