@@ -9,6 +9,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+try:  # fuzzing budgets (tests/inputs/test_fuzz.py): "ci" by default, `--hypothesis-profile long` by hand
+    from hypothesis import HealthCheck, settings
+
+    _fuzz = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow], "database": None}
+    settings.register_profile("ci", max_examples=25, **_fuzz)
+    settings.register_profile("long", max_examples=1500, **_fuzz)
+    settings.load_profile("ci")
+except ImportError:  # hypothesis is in the test extras; without it only the fuzz module fails to import
+    pass
+
 
 def pytest_configure(config):
     # Tiny test tensors run fastest on one thread, and CI has only two cores.

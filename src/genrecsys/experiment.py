@@ -201,6 +201,8 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
     mean ± std into output_dir/metrics.json."""
     from genrecsys.eval.report import aggregate_seeds
 
+    if seeds < 1:
+        raise GenrecsysError(f"seeds must be at least 1, got {seeds}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -39,7 +39,7 @@ from genrecsys.augment.inputs import category_vocabulary, item_categories, new_u
 from genrecsys.augment.variant import SYNTHETIC_COLUMNS, Step, Variant
 from genrecsys.llm.accounting import JobStats
 from genrecsys.llm.job import keep_recent
-from genrecsys.llm.parse import ParseError, extract_json, match_vocabulary
+from genrecsys.llm.parse import ParseError, check_title, extract_json, match_vocabulary
 from genrecsys.llm.types import SamplingParams
 
 _KEYS = {"title": ("title", "headline", "name of the item"), "abstract": ("abstract", "description", "summary"),
@@ -88,8 +88,7 @@ def parse_item(text: str, categories: Sequence[str]) -> dict[str, str]:
     title = _get(obj, "title")
     if not title:
         raise ParseError("the item has no title")
-    if "<<<" in title:
-        raise ParseError("the answer repeats the prompt's data markers")
+    title = check_title(title)
     raw_cat = _get(obj, "category")
     matched, _ = match_vocabulary([raw_cat], categories) if raw_cat else ([], [])
     return {"title": title, "abstract": _get(obj, "abstract"), "category": matched[0] if matched else ""}

@@ -20,14 +20,13 @@ from genrecsys.augment.inputs import item_rows
 from genrecsys.augment.variant import Step, Variant
 from genrecsys.data.schema import Dataset
 from genrecsys.llm.accounting import JobStats
-from genrecsys.llm.parse import ParseError, parse_bracketed_value
+from genrecsys.llm.parse import ParseError, check_title, parse_bracketed_value
 from genrecsys.llm.types import SamplingParams
 
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:(?:new|enhanced|better|improved|rewritten)\s+)?title(?:\*\*)?\s*[:\-]\s*",
                     re.IGNORECASE)
 _PREAMBLE = re.compile(r"^(?:sure|okay|ok|here(?:'s| is| are)|certainly|of course)\b", re.IGNORECASE)
 _QUOTE_PAIRS = ('""', "''", "\u201c\u201d", "\u2018\u2019", "**")
-_PLACEHOLDERS = {"new title", "title", "better title", "the new title"}
 
 
 @dataclass(frozen=True)
@@ -48,19 +47,6 @@ def _unquote(text: str) -> str:
     return quoted.group(1).strip() if quoted and _PREAMBLE.match(text) else text
 
 
-def _check(title: str, max_words: int) -> str:
-    title = " ".join(title.replace("**", "").split()).strip(" .")
-    if not title:
-        raise ParseError("empty title")
-    if "<<<" in title or ">>>" in title:
-        raise ParseError("the answer repeats the prompt's data markers")
-    if title.casefold() in _PLACEHOLDERS:
-        raise ParseError("the answer repeats the format placeholder instead of a title")
-    if len(title.split()) > max_words:
-        raise ParseError(f"a title has at most {max_words} words, got {len(title.split())}")
-    return title
-
-
 def parse_title(text: str, max_words: int = 30) -> str:
     """The new title in an answer: ``[title]``, else "Title: ...", a quoted title, or the
     first line that is not a preamble. Raises ParseError if there is none.
@@ -79,7 +65,7 @@ def parse_title(text: str, max_words: int = 30) -> str:
             raise
     else:  # a bracketed answer is the requested format: judge it, do not look further
         labelled = _LABEL.match(bracketed)  # "[Title: Heat ...]": the label is not part of the title
-        return _check(bracketed[labelled.end():] if labelled else bracketed, max_words)
+        return check_title(bracketed[labelled.end():] if labelled else bracketed, max_words)
     for line in text.splitlines():
         line = line.strip().lstrip("#>-* ").strip()
         if not line:
@@ -91,7 +77,7 @@ def parse_title(text: str, max_words: int = 30) -> str:
             continue  # "Here is the new title:" introduces the answer on the next line
         elif _PREAMBLE.match(line) and ":" in line:
             line = line.split(":", 1)[1]
-        return _check(_unquote(line), max_words)
+        return check_title(_unquote(line), max_words)
     raise ParseError("no title in the answer")
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from genrecsys.cli.args import at_least
 from genrecsys.errors import GenrecsysError
 
 TASK_HELP = {
@@ -25,7 +26,13 @@ def augment_config(args: argparse.Namespace):
     """Task settings from the flags; each task reads its part."""
     from dataclasses import replace
 
-    from genrecsys.augment import AugmentConfig, GenerateConfig, ProfileConfig, SummarizeConfig, Vocabulary
+    from genrecsys.augment import (
+        AugmentConfig,
+        GenerateConfig,
+        ProfileConfig,
+        SummarizeConfig,
+        Vocabulary,
+    )
 
     users = tuple(args.users) if getattr(args, "users", None) else None
     cfg = AugmentConfig(summarize=SummarizeConfig(limit=args.limit),
@@ -146,8 +153,8 @@ def _llm_flags(sp: argparse.ArgumentParser) -> None:
 
     g = sp.add_argument_group("LLM (same flags as `genrecsys llm generate`)")
     add_llm_flags(g)
-    g.add_argument("--max-tokens", type=int, help="tokens per answer (default per task: 48 / 64 / 160)")
-    g.add_argument("--max-reasks", type=int, help="re-asks of an answer that does not parse (default 1)")
+    g.add_argument("--max-tokens", type=at_least(1), help="tokens per answer (default per task: 48 / 64 / 160)")
+    g.add_argument("--max-reasks", type=at_least(0), help="re-asks of an answer that does not parse (default 1)")
     g.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
     add_ray_flags(g)
 
@@ -166,14 +173,14 @@ def add_augment_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> 
         sp.set_defaults(fn=lambda a, _t=task: cmd_augment_task(a, cache_dir(a)), task=task)
         sp.add_argument("--dataset", required=True, help="registered name (ml-100k), dataset or MIND directory, or a variant")
         sp.add_argument("--output", required=True, help="variant directory to write (replaced if it is an older variant)")
-        sp.add_argument("--limit", type=int, help="only the first N items / users per step (the rest stay unchanged)")
+        sp.add_argument("--limit", type=at_least(1), help="only the first N items / users per step (the rest stay unchanged)")
         uses = USES[task]
         # defaults exist for every flag, so one config builder serves all tasks
         sp.set_defaults(history_cap=30, holdout_last=2, vocabulary="auto", n_items=2, new_user_min=1, new_user_max=4,
                         users=None)
         if "profile" in uses or "generate" in uses:
-            sp.add_argument("--history-cap", type=int, default=30, help="most recent history titles per prompt (default 30)")
-            sp.add_argument("--holdout-last", type=int, default=2,
+            sp.add_argument("--history-cap", type=at_least(1), default=30, help="most recent history titles per prompt (default 30)")
+            sp.add_argument("--holdout-last", type=at_least(0), default=2,
                             help="hide each user's last N interactions from prompts (default 2: leave-one-out valid + "
                                  "test; datasets with impressions hide dev/test clicks instead)")
         if "profile" in uses:
@@ -181,9 +188,9 @@ def add_augment_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> 
                             help="closed topic/region lists: news = GENRE's 19 topics + US states; movies = MovieLens "
                                  "genres + themes; auto = news if the items have a `category` column")
         if "generate" in uses:
-            sp.add_argument("--n-items", type=int, default=2, help="synthetic items per new user (default 2)")
-            sp.add_argument("--new-user-min", type=int, default=1, help="new users have at least this many history items")
-            sp.add_argument("--new-user-max", type=int, default=4, help="... and at most this many (default 4)")
+            sp.add_argument("--n-items", type=at_least(1), default=2, help="synthetic items per new user (default 2)")
+            sp.add_argument("--new-user-min", type=at_least(1), default=1, help="new users have at least this many history items")
+            sp.add_argument("--new-user-max", type=at_least(1), default=4, help="... and at most this many (default 4)")
             if task == "generate":
                 sp.add_argument("--users", nargs="+", help="generate for these users instead of the new users")
         _llm_flags(sp)

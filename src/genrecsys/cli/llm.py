@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
+from genrecsys.cli.args import NON_NEGATIVE, POSITIVE, at_least, between
 from genrecsys.errors import GenrecsysError
 from genrecsys.files import building_file
 
@@ -18,6 +19,13 @@ def _read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
     """Input rows, validated before a single prompt is sent."""
     if not path.is_file():
         raise GenrecsysError(f"input file not found: {path}")
+    try:
+        return _scan_rows(path, limit)
+    except UnicodeDecodeError as exc:
+        raise GenrecsysError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _scan_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
     rows, seen = [], set()
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -25,8 +33,8 @@ def _read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GenrecsysError(f"{path}:{lineno}: not a JSON object ({exc.msg})") from None
+            except ValueError as exc:  # JSONDecodeError, or an integer too long for Python
+                raise GenrecsysError(f"{path}:{lineno}: not a JSON object ({getattr(exc, 'msg', str(exc)[:80])})") from None
             if not isinstance(row, dict):
                 raise GenrecsysError(f"{path}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
             if "id" not in row:
@@ -38,6 +46,8 @@ def _read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
             rows.append(row)
             if limit is not None and len(rows) >= limit:
                 break
+    if not rows:  # before any model loads: an empty job is a mistake, not a success
+        raise GenrecsysError(f"{path}: no input rows (empty file)")
     return rows
 
 
@@ -52,6 +62,10 @@ def _parser(args: argparse.Namespace):
         return parse.parse_json
     if args.parse == "value":
         return parse.parse_bracketed_value
+    if args.parse == "title":  # the summarizer's parser: [title] or a labelled / quoted line, checked as a title
+        from genrecsys.augment.summarize import parse_title
+
+        return parse_title
     if args.parse == "numbered":
         return parse.parse_numbered_list
     if not args.fields:
@@ -352,10 +366,10 @@ def add_ray_flags(g) -> None:
     g.add_argument("--ray", action="store_true",
                    help="answer on a pool of Ray actors (Ray Data; pip install \"genrecsys[ray]\") sharing the same "
                         "cache; same results, same order as without it")
-    g.add_argument("--ray-workers", type=int, help="--ray: actors, each holding one backend (default 2)")
+    g.add_argument("--ray-workers", type=at_least(1), help="--ray: actors, each holding one backend (default 2)")
     g.add_argument("--ray-address", help="--ray: cluster to join (\"auto\", \"ray://host:10001\"); default: start a local Ray")
-    g.add_argument("--ray-batch-size", type=int, help="--ray: prompts per actor call (default 64)")
-    g.add_argument("--ray-cpus-per-worker", type=float,
+    g.add_argument("--ray-batch-size", type=at_least(1), help="--ray: prompts per actor call (default 64)")
+    g.add_argument("--ray-cpus-per-worker", type=POSITIVE,
                    help="--ray: CPUs each actor reserves (default 1; an HTTP backend needs far less, e.g. 0.25)")
 
 
@@ -378,12 +392,12 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--template", help="template name or .yaml file (see `genrecsys llm templates`)")
     sp.add_argument("--task", help="task name for accounting (default: the template name)")
     add_llm_flags(sp)
-    sp.add_argument("--max-tokens", type=int, default=128, help="tokens to generate per answer (default 128)")
-    sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    sp.add_argument("--top-p", type=float, default=1.0)
+    sp.add_argument("--max-tokens", type=at_least(1), default=128, help="tokens to generate per answer (default 128)")
+    sp.add_argument("--temperature", type=NON_NEGATIVE, default=0.0, help="0 = greedy (default)")
+    sp.add_argument("--top-p", type=between(0, 1, low_open=True), default=1.0)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--stop", action="append", help="stop string (repeatable)")
-    sp.add_argument("--parse", choices=["none", "json", "bracketed", "value", "numbered"], default="none",
+    sp.add_argument("--parse", choices=["none", "json", "bracketed", "value", "title", "numbered"], default="none",
                     help="parse and validate answers; a bad answer is re-asked up to --max-reasks times")
     sp.add_argument("--fields", nargs="+", help="--parse bracketed: the [field] names to extract")
     sp.add_argument("--schema", metavar="FILE.json",
@@ -391,12 +405,12 @@ def add_llm_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> None
     sp.add_argument("--choices", metavar="FILE", help="output contract: every answer is one line of FILE")
     sp.add_argument("--regex", metavar="PATTERN", help="output contract: every answer matches PATTERN")
     sp.add_argument("--grammar", metavar="FILE.gbnf", help="output contract: a GBNF grammar (root rule)")
-    sp.add_argument("--max-reasks", type=int, help="re-asks of an answer that does not parse (default 1)")
+    sp.add_argument("--max-reasks", type=at_least(0), help="re-asks of an answer that does not parse (default 1)")
     sp.add_argument("--truncate", metavar="VARIABLE",
                     help="list variable to shorten (oldest items first) when a prompt is too long; else such rows fail")
     sp.add_argument("--oldest-first", action="store_true", help="the --truncate list is oldest-first (default: most recent first)")
     sp.add_argument("--prices", help="YAML price table: model: {prompt: USD/1M, completion: USD/1M}")
-    sp.add_argument("--limit", type=int, help="only the first N rows")
+    sp.add_argument("--limit", type=at_least(1), help="only the first N rows")
     add_ray_flags(sp)
     sp.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     sp.add_argument("--no-progress", action="store_true")

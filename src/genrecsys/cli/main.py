@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from genrecsys.cli.args import NON_NEGATIVE, POSITIVE, at_least
 from genrecsys.errors import GenrecsysError
 
 
@@ -238,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dataset", help="registered name (ml-100k) or a dataset directory")
     sp.add_argument("--path", help="local copy of the dataset files")
     sp.add_argument("--implicit-threshold", type=float, help="keep ratings >= this value")
-    sp.add_argument("--min-user", type=int, default=0, help="k-core: minimum interactions per user")
-    sp.add_argument("--min-item", type=int, default=0, help="k-core: minimum interactions per item")
+    sp.add_argument("--min-user", type=at_least(0), default=0, help="k-core: minimum interactions per user")
+    sp.add_argument("--min-item", type=at_least(0), default=0, help="k-core: minimum interactions per item")
     sp.add_argument("--output", help="also save the prepared dataset (Parquet) to this directory")
     sp.add_argument("--tokenizer", help="MIND: Hugging Face tokenizer dir for tokens per title/abstract "
                                         "(default: the embedded all-MiniLM-L6-v2 WordPiece)")
@@ -255,17 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "news/CTR models use impressions)")
     sp.add_argument("--config", help="YAML experiment file (keys: model, model_params, data, train, eval)")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="model hyper-parameter (repeatable)")
-    sp.add_argument("--seeds", type=int, default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
+    sp.add_argument("--seeds", type=at_least(1), default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
     sp.add_argument("--seed", type=int)
-    sp.add_argument("--epochs", type=int)
-    sp.add_argument("--lr", type=float)
-    sp.add_argument("--batch-size", type=int)
-    sp.add_argument("--weight-decay", type=float)
-    sp.add_argument("--patience", type=int)
-    sp.add_argument("--threads", type=int)
+    sp.add_argument("--epochs", type=at_least(1))
+    sp.add_argument("--lr", type=POSITIVE)
+    sp.add_argument("--batch-size", type=at_least(1))
+    sp.add_argument("--weight-decay", type=NON_NEGATIVE)
+    sp.add_argument("--patience", type=at_least(1))
+    sp.add_argument("--threads", type=at_least(1))
     sp.add_argument("--device", help="cpu or cuda")
-    sp.add_argument("--max-seconds", type=float, help="wall-clock guard on training")
-    sp.add_argument("--pretrain-epochs", type=int,
+    sp.add_argument("--max-seconds", type=POSITIVE, help="wall-clock guard on training")
+    sp.add_argument("--pretrain-epochs", type=at_least(0),
                     help="epochs of the model's pretraining objective before training (GenRec: cloze)")
     sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
@@ -276,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("evaluate", cmd_evaluate, "re-evaluate a finished run (full ranking; --sampled adds the 100-negative protocol)")
     sp.add_argument("run")
     sp.add_argument("--stage", nargs="+", default=["test"], choices=["valid", "test"])
-    sp.add_argument("-k", type=int, nargs="+")
+    sp.add_argument("-k", type=at_least(1), nargs="+")
     sp.add_argument("--no-mask-seen", action="store_true")
     sp.add_argument("--sampled", action="store_true", help="also report the sampled protocol (labelled as such)")
     sp.add_argument("--protocol", choices=["full", "impressions"], help="default: the run's")
@@ -290,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("recommend", cmd_recommend, "top-K unseen items (with titles) for users of a finished run")
     sp.add_argument("run")
     sp.add_argument("--user", nargs="+", required=True, help="raw user id(s)")
-    sp.add_argument("-k", type=int, default=10)
+    sp.add_argument("-k", type=at_least(1), default=10)
     sp.add_argument("--include-seen", action="store_true")
     sp.add_argument("--json", action="store_true")
 
@@ -316,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "GENRE stages (LLM: the embedded SmolLM2 unless told otherwise), write one report")
     sp.add_argument("--quick", action="store_true",
                     help="a few minutes: fewer epochs, one seed, a 2%% RELAND seed budget, 6 GENRE rows per step")
-    sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 1 with --quick, else 5)")
+    sp.add_argument("--seeds", type=at_least(1), default=None, help="seeds per model (default 1 with --quick, else 5)")
     sp.add_argument("--models", nargs="+", help="subset of backbone models (the stages pick their own)")
-    sp.add_argument("--threads", type=int, default=None)
+    sp.add_argument("--threads", type=at_least(1), default=None)
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", default="outputs/main")
     g = sp.add_argument_group("stages")
@@ -327,8 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no GENRE stage; without --quick it augments every item and user, hours with SmolLM2 on a CPU")
     g.add_argument("--reland-seed-fraction", type=_parse_value,
                    help="RELAND seed users: a fraction or a count (default 0.02 with --quick, else 0.1)")
-    g.add_argument("--reland-max-tokens", type=int, help="RELAND answer budget per seed (default 128 with 3 items quick, else 256 with 10)")
-    g.add_argument("--genre-limit", type=int, help="GENRE LLM rows per augmentation step (default 6 quick, else all)")
+    g.add_argument("--reland-max-tokens", type=at_least(1), help="RELAND answer budget per seed (default 128 with 3 items quick, else 256 with 10)")
+    g.add_argument("--genre-limit", type=at_least(1), help="GENRE LLM rows per augmentation step (default 6 quick, else all)")
     _add_llm_flags(sp.add_argument_group("LLM of the stages (default: the embedded local SmolLM2-135M)"))
     return p
 
@@ -344,14 +345,14 @@ def _add_reland_flags(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--seed-sampling", choices=["adaptive", "random"], help="default adaptive")
     g.add_argument("--prompt", choices=["cot", "direct"], help="cot (default: Step 1 summary, Step 2 items) or direct")
     g.add_argument("--encoder", help="behaviour encoder: lightgcn (default, cached) or a finished run directory")
-    g.add_argument("--encoder-epochs", type=int, help="LightGCN encoder epochs (default 300, patience 10)")
+    g.add_argument("--encoder-epochs", type=at_least(1), help="LightGCN encoder epochs (default 300, patience 10)")
     g.add_argument("--reland-pool", help="reuse a saved reasoning pool directory instead of asking the LLM")
     g.add_argument("--retrieval", choices=["auto", "exact", "faiss"], help="nearest-seed search (default auto)")
     g.add_argument("--fusion", choices=["gated", "attention"],
                    help="gated (default: a residual gate from zero, starts as the ID-only model) or attention "
                         "(the paper's Eq. 5)")
     g.add_argument("--text-encoder", help="sentence-transformers directory (default: the embedded MiniLM)")
-    g.add_argument("--reland-max-tokens", type=int, help="answer budget per seed (default 256)")
+    g.add_argument("--reland-max-tokens", type=at_least(1), help="answer budget per seed (default 256)")
     _add_llm_flags(g)
 
 

@@ -6,12 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+from genrecsys.cli.args import at_least
+
 
 def cmd_build(args: argparse.Namespace, cache_dir: Path) -> int:
     from genrecsys.config import DataConfig, ExperimentConfig
     from genrecsys.experiment import load_split
     from genrecsys.generative.quantize import QuantizeConfig
-    from genrecsys.generative.semantic_ids import SemanticIDConfig, build_semantic_ids, format_stats
+    from genrecsys.generative.semantic_ids import (
+        SemanticIDConfig,
+        build_semantic_ids,
+        format_stats,
+    )
 
     quant = {k: v for k, v in {"quantizer": args.quantizer, "levels": args.levels, "codebook_size": args.codebook_size,
                                "balanced": args.balanced, "seed": args.seed, "epochs": args.epochs}.items()
@@ -81,13 +87,13 @@ def add_semantic_ids_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]
     sp.add_argument("--text-encoder", help="sentence-transformers directory (default: the embedded all-MiniLM-L6-v2)")
     sp.add_argument("--quantizer", choices=["rkmeans", "rqvae"],
                     help="rkmeans = residual k-means (default, seconds); rqvae = TIGER's RQ-VAE")
-    sp.add_argument("--levels", type=int, help="semantic levels before the dedup level (default 3)")
-    sp.add_argument("--codebook-size", type=int,
+    sp.add_argument("--levels", type=at_least(1), help="semantic levels before the dedup level (default 3)")
+    sp.add_argument("--codebook-size", type=at_least(1),
                     help="codes per level (default: TIGER's 256 on catalogs of ~10k+ items, else the largest power "
                          "of two with >= 39 items per first-level code: 32 on ML-100K)")
     sp.add_argument("--balanced", action="store_true", default=None,
                     help="rkmeans: at most ceil(items / codes) items per centroid at every level")
-    sp.add_argument("--epochs", type=int, help="rqvae: full-batch training epochs (default 300)")
+    sp.add_argument("--epochs", type=at_least(1), help="rqvae: full-batch training epochs (default 300)")
     sp.add_argument("--seed", type=int, help="default 0")
     sp.add_argument("--output-dir", help="where to write (default: under the cache, named by the input fingerprint); "
                                          "one that holds codes of the same inputs is reused")

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from genrecsys.cli.args import NON_NEGATIVE, at_least
 from genrecsys.errors import GenrecsysError
 
 
@@ -109,18 +110,18 @@ def add_serve_parsers(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> N
     sp.set_defaults(fn=lambda a: cmd_serve(a, cache_dir(a)))
     sp.add_argument("runs", nargs="+", metavar="RUN", help="run directory, or NAME=DIR; the first is the default")
     sp.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=at_least(0), default=8000)
     sp.add_argument("--root", help="directory that POST /admin/reload may load new runs from "
                                    "(default: the first run's parent)")
-    sp.add_argument("--max-batch", type=int, default=64, help="queries per model call (default 64)")
-    sp.add_argument("--max-wait-ms", type=float, default=0.0,
+    sp.add_argument("--max-batch", type=at_least(1), default=64, help="queries per model call (default 64)")
+    sp.add_argument("--max-wait-ms", type=NON_NEGATIVE, default=0.0,
                     help="how long a first query waits for others to join its batch (default 0: a batch is what "
                          "arrived while the previous one was scored)")
     sp.add_argument("--no-batching", action="store_true", help="one model call per request (for comparisons)")
-    sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
+    sp.add_argument("--max-body-bytes", type=at_least(1), default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
     sp.add_argument("--api-key-env", default="GENRECSYS_API_KEY",
                     help="environment variable holding the API key (unset: no key needed)")
-    sp.add_argument("--threads", type=int, default=1, help="torch threads for scoring (default 1)")
+    sp.add_argument("--threads", type=at_least(1), default=1, help="torch threads for scoring (default 1)")
     sp.add_argument("--chat-db", help="SQLite file of conversations (default: <cache>/serve/chat.sqlite)")
     sp.add_argument("--chat-encoder", help="text encoder dir for the chat's item retrieval (default: embedded "
                                            "MiniLM; 'none' turns text retrieval off)")
@@ -136,7 +137,7 @@ def add_serve_parsers(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> N
     sp.add_argument("run", help="run directory")
     sp.add_argument("--user", help="a known user to personalise for")
     sp.add_argument("--conversation", help="resume this conversation id")
-    sp.add_argument("-k", type=int, default=5, help="items per reply (default 5)")
+    sp.add_argument("-k", type=at_least(1), default=5, help="items per reply (default 5)")
     sp.add_argument("--chat-db", help="SQLite file of conversations (default: <cache>/serve/chat.sqlite)")
     sp.add_argument("--chat-encoder", help="text encoder dir for item retrieval (default MiniLM; 'none': off)")
     add_llm_flags(sp.add_argument_group("LLM (default: the embedded local SmolLM2-135M)"), prefix="llm-")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import gzip
+import html
 import io
 import json
 import tempfile
@@ -68,9 +69,15 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _number(value: object, path: Path, lineno: int, field: str) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise GenrecsysError(f"{path}:{lineno}: field {field!r} is not a number: {value!r}") from None
+        raise GenrecsysError(f"{path}:{lineno}: field {field!r} is not a number: {str(value)[:40]!r}") from None
+    except OverflowError:  # an integer beyond float's range
+        number = float("inf")
+    if not abs(number) < 2**63:  # NaN, inf, or beyond int64 (a timestamp must fit)
+        raise GenrecsysError(f"{path}:{lineno}: field {field!r} is not a finite number within 64 bits: "
+                             f"{str(value)[:40]!r}")
+    return number
 
 
 def _json_records(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
@@ -80,6 +87,8 @@ def _json_records(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, di
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise GenrecsysError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except ValueError as e:  # valid JSON that Python refuses, e.g. an integer of 5,000 digits
+            raise GenrecsysError(f"{path}:{lineno}: unreadable JSON ({str(e)[:80]})") from None
         if not isinstance(rec, dict):
             raise GenrecsysError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         missing = [f for f in fields if f not in rec]
@@ -125,13 +134,21 @@ def _scan_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
             if not cell:
                 raise GenrecsysError(f"{path}:{lineno}: field {name!r} is empty")
         _number(cells[2], path, lineno, "rating")
-        if not cells[3].lstrip("-").isdigit():
-            raise GenrecsysError(f"{path}:{lineno}: field 'timestamp' is not an integer: {cells[3]!r}")
+        if not (cells[3].isascii() and cells[3].lstrip("-").isdigit() and len(cells[3]) <= 18):
+            raise GenrecsysError(f"{path}:{lineno}: field 'timestamp' is not a 64-bit integer: {cells[3][:40]!r}")
         rows.append(cells)
     return pd.DataFrame(rows, columns=_RATING_COLUMNS).astype({"rating": "float32", "timestamp": "int64"})
 
 
 def _read_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
+    """`_parse_ratings`, refusing a file without ratings (naming it)."""
+    frame = _parse_ratings(path, sep, header)
+    if frame.empty:
+        raise GenrecsysError(f"{path}: no ratings (empty file)")
+    return frame
+
+
+def _parse_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
     """Ratings via pandas' C parser (ML-32M has 32M lines); on any doubt, the strict scan.
 
     The C parser takes one-character separators only, so `::` is read as `:` with an
@@ -145,16 +162,16 @@ def _read_ratings(path: Path, sep: str, header: bool) -> pd.DataFrame:
     user, item, rating, ts = names[::step]
     try:
         raw = pd.read_csv(path, sep=sep[0], header=0 if header else None, names=names, engine="c", low_memory=False)
-    except (ValueError, pd.errors.ParserError):  # e.g. a line with extra fields
-        return _scan_ratings(path, sep, header)
-    kinds = [raw[c].dtype.kind for c in (user, item, rating, ts)]
-    gaps = [c for c in names if c not in (user, item, rating, ts)]
-    clean = (kinds[0] == kinds[1] == kinds[3] == "i" and kinds[2] in "if" and not raw[rating].isna().any()
-             and all(raw[c].isna().all() for c in gaps))
-    if not clean:
-        return _scan_ratings(path, sep, header)  # raises, naming the offending line
-    return pd.DataFrame({"user": raw[user].astype(str), "item": raw[item].astype(str),
-                         "rating": raw[rating].astype("float32"), "timestamp": raw[ts].astype("int64")})
+        kinds = [raw[c].dtype.kind for c in (user, item, rating, ts)]
+        gaps = [c for c in names if c not in (user, item, rating, ts)]
+        clean = (kinds[0] == kinds[1] == kinds[3] == "i" and kinds[2] in "if" and not raw[rating].isna().any()
+                 and all(raw[c].isna().all() for c in gaps))
+        if clean:
+            return pd.DataFrame({"user": raw[user].astype(str), "item": raw[item].astype(str),
+                                 "rating": raw[rating].astype("float32"), "timestamp": raw[ts].astype("int64")})
+    except (ValueError, OverflowError, pd.errors.ParserError):  # extra fields, bad bytes, odd digits: any doubt
+        pass
+    return _scan_ratings(path, sep, header)  # strict: raises, naming the offending line
 
 
 def _split_year(titles: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -180,6 +197,8 @@ def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
         if len(cells) != len(names):
             raise GenrecsysError(f"{path}:{lineno}: expected {len(names)} fields ({'::'.join(names)}), got {len(cells)}")
         rows.append(cells)
+    if not rows:
+        raise GenrecsysError(f"{path}: no rows (empty file; expected {'::'.join(names)} lines)")
     return pd.DataFrame(rows, columns=names, dtype=str)
 
 
@@ -240,6 +259,8 @@ def load_movielens(path: str | Path) -> Dataset:
                 return load_movielens(inner)
             except GenrecsysError as e:  # name the member of the archive, not a vanished temp file
                 raise GenrecsysError(str(e).replace(tmp, str(p))) from None
+    if p.is_file():
+        raise GenrecsysError(f"{p}: is a file; give the MovieLens directory (or its official .zip)")
     if not p.is_dir():
         raise GenrecsysError(f"MovieLens path not found: {p}")
     if (p / "u.data").is_file():
@@ -257,7 +278,7 @@ def _meta_record(line: str, path: Path, lineno: int) -> dict:
     """2018 metadata is JSON; 2014 metadata is Python dict literals (single quotes)."""
     try:
         rec = json.loads(line)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or an integer too long for Python
         try:
             rec = ast.literal_eval(line)
         except (ValueError, SyntaxError):
@@ -292,6 +313,8 @@ def load_amazon(reviews_path: str | Path, meta_path: str | Path | None = None, n
         ratings.append(_number(rec["overall"], rpath, lineno, "overall"))
         t = _number(rec["unixReviewTime"], rpath, lineno, "unixReviewTime")
         times.append(int(t))
+    if not users:
+        raise GenrecsysError(f"{rpath}: no reviews (empty file)")
     inter = pd.DataFrame({"user": users, "item": items, "timestamp": np.asarray(times, dtype=np.int64), "rating": ratings})
     rows = []
     if meta_path is not None:
@@ -299,8 +322,10 @@ def load_amazon(reviews_path: str | Path, meta_path: str | Path | None = None, n
         for lineno, line in _lines(mpath):
             rec = _meta_record(line, mpath, lineno)
             if rec["asin"] in wanted:  # meta files cover whole categories; keep what was reviewed
-                rows.append({"item": rec["asin"], "title": str(rec.get("title") or ""),
-                             "categories": _categories(rec), "brand": str(rec.get("brand") or "")})
+                # 2018 metadata is scraped HTML text: "Tom &amp; Jerry" is "Tom & Jerry"
+                rows.append({"item": rec["asin"], "title": html.unescape(str(rec.get("title") or "")).strip(),
+                             "categories": html.unescape(_categories(rec)),
+                             "brand": html.unescape(str(rec.get("brand") or "")).strip()})
     table = _attach(inter["item"], "item", rows)
     if name is None:
         name = rpath.name.split(".")[0].removeprefix("reviews_").removesuffix("_5")

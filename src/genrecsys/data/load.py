@@ -10,7 +10,8 @@ from genrecsys.errors import GenrecsysError
 
 def _need_path(fmt: str, path: str | None) -> Path:
     if not path:
-        raise GenrecsysError(f"dataset format {fmt!r} needs the files: pass --data-path (config data.path)")
+        raise GenrecsysError(f"dataset format {fmt!r} needs the path of its files: name their directory as the "
+                             f"dataset, or set data.path (train: --data-path, data prepare: --path)")
     return Path(path)
 
 
@@ -95,5 +96,7 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> Dataset:
 
         ds = k_core(ds, cfg.min_user_interactions, cfg.min_item_interactions)
     if len(ds.interactions) == 0:
-        raise GenrecsysError(f"{ds.name}: no interactions left after filtering")
+        filtered = cfg.implicit_threshold is not None or cfg.min_user_interactions or cfg.min_item_interactions
+        raise GenrecsysError(f"{ds.name}: no interactions left after filtering" if filtered
+                             else f"{ds.name}: the dataset has no interactions")
     return ds

@@ -38,6 +38,13 @@ PARTS = ("train", "dev", "test")
 
 
 def _lines(path: Path, n_fields: int):
+    try:
+        yield from _split_lines(path, n_fields)
+    except UnicodeDecodeError as exc:
+        raise GenrecsysError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _split_lines(path: Path, n_fields: int):
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
@@ -53,6 +60,8 @@ def read_news(path: str | Path) -> pd.DataFrame:
     """news.tsv -> item, category, subcategory, title, abstract, url (entities dropped)."""
     p = Path(path)
     rows = [cells[:6] for _, cells in _lines(p, len(NEWS_COLUMNS))]
+    if not rows:
+        raise GenrecsysError(f"{p}: no news rows (empty file)")
     return pd.DataFrame(rows, columns=list(NEWS_COLUMNS[:6]), dtype=str)
 
 
@@ -77,6 +86,8 @@ def read_behaviors(path: str | Path) -> pd.DataFrame:
         histories.append(history.split())
         shown.append(items)
         labels.append(labs)
+    if not ids:
+        raise GenrecsysError(f"{p}: no behavior rows (empty file)")
     stamps = pd.to_datetime(pd.Series(times, dtype=str), format=TIME_FORMAT, errors="coerce")
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])

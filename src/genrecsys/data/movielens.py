@@ -54,7 +54,7 @@ def read_grouplens_100k(directory: str | Path) -> Dataset:
     data = d / "u.data"
     if not data.is_file():
         raise GenrecsysError(f"{d}: no u.data file (expected the GroupLens ml-100k layout)")
-    inter = _read_table(data, "\t", ["user", "item", "rating", "timestamp"])
+    inter = _read_table(data, "\t", ["user", "item", "rating", "timestamp"], integers=("user", "item", "rating", "timestamp"))
     items = pd.DataFrame({"item": sorted(inter["item"].unique(), key=int)})
     if (d / "u.item").is_file():
         raw = _read_table(d / "u.item", "|", ["item", "title", "release_date", "video_release_date", "url"] + ML100K_GENRES, encoding="latin-1")
@@ -72,8 +72,19 @@ def read_grouplens_100k(directory: str | Path) -> Dataset:
     return Dataset("ml-100k", inter, items, users)
 
 
-def _read_table(path: Path, sep: str, names: list[str], encoding: str = "utf-8") -> pd.DataFrame:
+def _read_table(path: Path, sep: str, names: list[str], encoding: str = "utf-8",
+                integers: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows of a separated text file; ``integers``: columns that must hold whole numbers
+    that fit 64 bits (ids, ratings, timestamps). Errors name the file and line."""
+    try:
+        return _scan_table(path, sep, names, encoding, integers)
+    except UnicodeDecodeError as exc:
+        raise GenrecsysError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start})") from None
+
+
+def _scan_table(path: Path, sep: str, names: list[str], encoding: str, integers: tuple[str, ...]) -> pd.DataFrame:
     rows = []
+    checked = [names.index(c) for c in integers]
     with path.open(encoding=encoding) as fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
@@ -82,16 +93,19 @@ def _read_table(path: Path, sep: str, names: list[str], encoding: str = "utf-8")
             cells = line.split(sep)
             if len(cells) != len(names):
                 raise GenrecsysError(f"{path}:{lineno}: expected {len(names)} fields separated by {sep!r}, got {len(cells)}")
+            for i in checked:
+                cell = cells[i]
+                if not (cell.isascii() and cell.lstrip("-").isdigit() and len(cell) <= 18):
+                    raise GenrecsysError(f"{path}:{lineno}: field {names[i]!r} is not a whole number: {cell[:40]!r}")
             rows.append(cells)
+    if not rows:
+        raise GenrecsysError(f"{path}: no rows (empty file)")
     return pd.DataFrame(rows, columns=names, dtype=str)
 
 
 def _from_recbole_dir(d: Path) -> Dataset:
-    ds = load_atomic(d, "ml-100k")
-    items = ds.items.rename(columns={"movie_title": "title", "release_year": "year", "class": "genres"})
-    if "genres" in items.columns:
-        items["genres"] = items["genres"].str.split().str.join("|")
-    return Dataset("ml-100k", ds.interactions, items, ds.users)
+    ds = load_atomic(d, "ml-100k")  # movie_title / release_year / class map by atomic.ITEM_FIELDS
+    return Dataset("ml-100k", ds.interactions, ds.items, ds.users)
 
 
 def _from_path(path: Path) -> Dataset:
@@ -149,6 +163,8 @@ def load_ml100k(path: str | Path | None = None, cache_dir: str | Path | None = N
     """
     if path is not None:
         p = Path(path)
+        if p.is_file():
+            raise GenrecsysError(f"{p}: is a file; give the ML-100K directory (u.data, u.item, ... or ml-100k.inter)")
         if not p.exists():
             raise GenrecsysError(f"ML-100K path not found: {p}")
         ds = _from_path(p)

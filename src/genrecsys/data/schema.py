@@ -93,6 +93,26 @@ class Dataset:
         )
 
 
+def _numeric(col: pd.Series) -> pd.Series:
+    """Numbers that fit int64 (timestamps) / float32 (ratings); anything else is NaN, so the
+    caller reports its row (huge digit strings, inf and NaN included)."""
+    try:
+        out = pd.to_numeric(col, errors="coerce")
+    except (ValueError, OverflowError):  # e.g. a 5,000-digit id: Python's int() refuses it
+        out = pd.Series([_one_number(v) for v in col], index=col.index, dtype="float64")
+    if out.dtype.kind == "f" or out.dtype == object:
+        out = out.astype("float64")
+        out = out.where(out.abs() < 2**63)
+    return out
+
+
+def _one_number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+
+
 def normalize_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check columns and types; return a frame with exactly the canonical columns."""
     missing = [c for c in ("user", "item") if c not in df.columns]
@@ -100,7 +120,7 @@ def normalize_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
         raise GenrecsysError(f"{source}: interactions lack column(s) {', '.join(missing)}")
     out = pd.DataFrame({"user": df["user"].astype(str), "item": df["item"].astype(str)})
     if "timestamp" in df.columns:
-        ts = pd.to_numeric(df["timestamp"], errors="coerce")
+        ts = _numeric(df["timestamp"])
         bad = ts.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -111,7 +131,7 @@ def normalize_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
     else:
         out["timestamp"] = np.zeros(len(df), dtype="int64")
     if "rating" in df.columns:
-        r = pd.to_numeric(df["rating"], errors="coerce")
+        r = _numeric(df["rating"])
         if r.isna().any():
             row = int(np.flatnonzero(r.isna().to_numpy())[0])
             raise GenrecsysError(f"{source}: non-numeric rating {df['rating'].iloc[row]!r} in interaction row {row + 1}")

@@ -164,6 +164,8 @@ def _loads(candidate: str) -> Any:
         return json.loads(candidate)
     except json.JSONDecodeError as exc:
         error = exc
+    except (ValueError, RecursionError) as exc:  # an integer too long for int(), nesting too deep
+        raise json.JSONDecodeError(f"unreadable value ({type(exc).__name__})", candidate, 0) from None
     pos = error.pos
     if candidate[pos:pos + 1] in ("}", "]") and candidate[:pos].rstrip().endswith(","):
         try:
@@ -337,6 +339,39 @@ def parse_bracketed(text: str, fields: Sequence[str]) -> dict[str, str]:
     return {f: values[f] for f in fields}
 
 
+# A data fence's tag (`<<<item 50d1cb99>>>`, safety.data_block) echoed back as an answer.
+_DATA_TAG = re.compile(r"^\[?[a-z_]+ [0-9a-f]{8}\]?$", re.IGNORECASE)
+# Format placeholders of the built-in templates that small models copy instead of answering.
+TITLE_PLACEHOLDERS = frozenset({"new title", "title", "better title", "the new title", "title here"})
+
+
+def check_title(title: str, max_words: int = 30) -> str:
+    """The one validator of every parser that extracts a title (summarizer, generator,
+    ``llm generate --parse title``): whitespace and bold markers tidied; empty answers,
+    echoed data markers or fence tags, template placeholders and over-long answers are
+    ParseErrors.
+
+    >>> check_title("  **Heat:  a heist thriller** ")
+    'Heat: a heist thriller'
+    >>> check_title("item 50d1cb99")
+    Traceback (most recent call last):
+    ...
+    genrecsys.llm.parse.ParseError: the answer is a data fence's tag, not a title
+    """
+    title = " ".join(title.replace("**", "").split()).strip(" .")
+    if not title:
+        raise ParseError("empty title")
+    if "<<<" in title or ">>>" in title:
+        raise ParseError("the answer repeats the prompt's data markers")
+    if _DATA_TAG.match(title):
+        raise ParseError("the answer is a data fence's tag, not a title")
+    if title.casefold() in TITLE_PLACEHOLDERS:
+        raise ParseError("the answer repeats the format placeholder instead of a title")
+    if len(title.split()) > max_words:
+        raise ParseError(f"a title has at most {max_words} words, got {len(title.split())}")
+    return title
+
+
 def parse_bracketed_value(text: str) -> str:
     """The content of the first non-empty ``[...]`` group: the one-field GENRE answer.
 
@@ -356,6 +391,8 @@ def parse_bracketed_value(text: str) -> str:
         if closed < 0:
             raise ParseError("bracketed value cut off: unclosed '['", truncated=True)
         value = text[opened + 1:closed].strip()
+        if _DATA_TAG.match(value):  # the prompt's fence tag echoed back is never the value
+            raise ParseError("the bracketed value is a data fence's tag, not an answer")
         if value:
             return value
         pos = closed + 1

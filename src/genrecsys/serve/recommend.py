@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
 from genrecsys.eval.ranking import pad_left
 
 
@@ -23,6 +24,8 @@ def recommend(model, split: SplitData, users: list[str], k: int = 10, *, stage: 
     ('test' = train + validation items). Unknown users raise GenrecsysError."""
     import torch
 
+    if k < 1:
+        raise GenrecsysError(f"k must be at least 1, got {k}")
     idx = np.array([split.user_index(u) for u in users], dtype=np.int64)
     history = split.history(stage)
     seqs = pad_left(history, idx, max_len)
