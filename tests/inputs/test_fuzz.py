@@ -34,6 +34,9 @@ ATOMIC_INTER = "user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu1\ti2
 ATOMIC_ITEM = "item_id:token\tmovie_title:token_seq\tclass:token_seq\ni1\tA film\tDrama\ni2\tB film\tAction Comedy\n"
 REVIEWS = "".join(json.dumps({"reviewerID": f"R{i}", "asin": f"B{i % 2}", "overall": 4.0, "unixReviewTime": 100 + i}) + "\n"
                   for i in range(3))
+YELP_REVIEWS = "".join(json.dumps({"review_id": f"r{i}", "user_id": f"U{i % 2}", "business_id": f"B{i}", "stars": 4,
+                                   "date": f"2018-0{i + 1}-01 10:00:00"}) + "\n" for i in range(3))
+YELP_BUSINESS = json.dumps({"business_id": "B0", "name": "Pizza &amp; Co", "categories": "Pizza, Bars"}) + "\n"
 META = json.dumps({"asin": "B0", "title": "Tom &amp; Jerry", "category": ["Movies"]}) + "\n"
 
 
@@ -135,6 +138,14 @@ def test_amazon(reviews, meta):
 
     _check_outcome(lambda d: load_amazon(d / "reviews.json", d / "meta.json"),
                    {"reviews.json": reviews, "meta.json": meta})
+
+
+@given(reviews=mutated(YELP_REVIEWS), business=mutated(YELP_BUSINESS))
+def test_yelp(reviews, business):
+    from genrecsys.data.formats import load_yelp
+
+    _check_outcome(load_yelp, {"yelp_academic_dataset_review.json": reviews,
+                               "yelp_academic_dataset_business.json": business})
 
 
 # ------------------------------------------------------------------ CLI arguments

@@ -359,6 +359,8 @@ def load_yelp(directory: str | Path, name: str = "yelp") -> Dataset:
         items.append(rec["business_id"])
         ratings.append(_number(rec["stars"], rpath, lineno, "stars"))
         times.append(_unix_seconds(rec["date"], rpath, lineno))
+    if not users:
+        raise GenrecsysError(f"{rpath}: no reviews (empty file)")
     inter = pd.DataFrame({"user": users, "item": items, "timestamp": np.asarray(times, dtype=np.int64), "rating": ratings})
 
     rows = []
@@ -366,7 +368,8 @@ def load_yelp(directory: str | Path, name: str = "yelp") -> Dataset:
     if bpath is not None:
         for _, r in _json_records(bpath, ("business_id",)):
             cats = (c.strip() for c in (r.get("categories") or "").split(","))
-            rows.append({"item": r["business_id"], "title": str(r.get("name") or ""), "categories": "|".join(c for c in cats if c)})
+            rows.append({"item": r["business_id"], "title": html.unescape(str(r.get("name") or "")),
+                         "categories": "|".join(html.unescape(c) for c in cats if c)})
     table = _attach(inter["item"], "item", rows)
 
     rows = []
