@@ -121,6 +121,19 @@ def test_save_load_round_trip_gives_identical_scores(name, split, fitted, tmp_pa
 
 
 @pytest.mark.parametrize("name", MODELS.names())
+def test_a_model_that_says_it_reads_no_users_scores_the_same_sequence_alike_for_anyone(name, split, fitted):
+    """`reads_users() is False` is what lets the service score an anonymous visitor's items."""
+    model = fitted[name]
+    model.eval()
+    model.on_eval_start()
+    seqs = torch.as_tensor(np.stack([split.train.of(0)[-8:]] * 4))
+    with torch.no_grad():
+        scores = model.score(torch.arange(4), seqs)  # one sequence, four different users
+    if not model.reads_users():
+        assert torch.allclose(scores, scores[:1].expand_as(scores), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
 def test_recommendations_exclude_seen_items(name, split, fitted):
     recs = recommend(fitted[name], split, list(split.user_ids[:5]), k=10, max_len=8)
     for rec in recs:
