@@ -187,11 +187,13 @@ def create_app(cfg: ServeConfig, service: Service | None = None):
     from contextlib import asynccontextmanager
 
     metrics = _Metrics()
+
+    def observe(run: str, size: int) -> None:
+        metrics.batch.labels(run).observe(size)
+
     svc = service or Service({n: Path(p) for n, p in cfg.runs.items()}, cfg.cache_dir, root=cfg.root,
-                             max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
-                             on_batch=lambda run, n: metrics.batch.labels(run).observe(n))
-    if service is not None and svc.on_batch is None:
-        svc.on_batch = lambda run, n: metrics.batch.labels(run).observe(n)
+                             max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
+    svc.on_batch = svc.on_batch or observe
     metrics.set_models(svc.runs)
     chat_state: dict[str, Any] = {}
 
