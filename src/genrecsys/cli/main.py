@@ -147,7 +147,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holistic(run: str, cache_dir, k: int) -> dict:
+    """Beyond-accuracy metrics and group tables of a finished run's test lists."""
+    import numpy as np
+    import pandas as pd
+
+    from genrecsys.eval.holistic import holistic
+    from genrecsys.experiment import load_run
+    from genrecsys.generative.semantic_ids import cf_vectors
+    from genrecsys.train.loop import score_fn
+
+    cfg, split, model = load_run(run, cache_dir)
+    model.eval()
+    model.on_eval_start()
+    try:
+        cf = cf_vectors(model, split)
+        vectors = np.vstack([np.zeros((1, cf.shape[1]), dtype=cf.dtype), cf])  # row 0: padding
+    except GenrecsysError:
+        vectors = None
+    accuracy = None
+    d = Path(run)
+    per_user = d / "per_user.parquet" if (d / "per_user.parquet").is_file() else next(iter(sorted(d.glob("seed-*/per_user.parquet"))), None)
+    if per_user is not None:
+        frame = pd.read_parquet(per_user)
+        frame = frame[frame["stage"] == "test"].set_index("user")
+        order = [str(u) for u in split.user_ids[split.eval_users("test")]]
+        cols = [c for c in (f"ndcg@{k}", f"hit@{k}") if c in frame.columns]
+        accuracy = {c: frame[c].reindex(order).to_numpy(dtype=float) for c in cols}
+    return holistic(score_fn(model), split, vectors=vectors, per_user_accuracy=accuracy, k=k,
+                    max_len=cfg.data.max_seq_len)
+
+
+def _print_holistic(name: str, res: dict) -> None:
+    from genrecsys.eval.report import markdown_table
+
+    s = res["summary"]
+    print(f"## {name}: beyond accuracy (top-{res['k']}, {res['users']} test users)\n")
+    print(markdown_table(["metric", "value"], [[m, f"{v:.4f}"] for m, v in s.items()]))
+    metric = next((m for m in (f"ndcg@{res['k']}", "novelty") if m in next(iter(res["groups"].values()), {})), None)
+    for grouping, table in res["groups"].items():
+        row = table.get(metric)
+        if row is None:
+            continue
+        groups = [g for g in row if g not in ("gap", "p")]
+        print(f"\n{metric} by {grouping}: " + ", ".join(f"{g} {row[g]:.4f}" for g in groups)
+              + f"; gap {row['gap']:.4f} (Kruskal–Wallis p {row['p']:.2g})")
+    print()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.beyond:
+        res = _holistic(args.run, _cache_dir(args), (args.k or [10])[0])
+        if args.json:
+            print(json.dumps(res, indent=2, default=float))
+        else:
+            _print_holistic(args.run, res)
+        return 0
     from genrecsys.config import EvalConfig
     from genrecsys.experiment import load_run
     from genrecsys.train.loop import evaluate
@@ -172,6 +227,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from genrecsys.eval.compare import compare_runs, format_comparison
+
+    if args.beyond:
+        results = {run: _holistic(run, _cache_dir(args), 10) for run in (args.run_a, args.run_b)}
+        if args.json:
+            print(json.dumps(results, indent=2, default=float))
+            return 0
+        from genrecsys.eval.report import markdown_table
+
+        names = list(results)
+        metrics = list(results[names[0]]["summary"])
+        print(markdown_table(["metric", *names], [[m, *(f"{results[n]['summary'].get(m, float('nan')):.4f}"
+                                                          for n in names)] for m in metrics]))
+        return 0
 
     res = compare_runs(Path(args.run_a), Path(args.run_b), stage=args.stage, metrics=tuple(args.metric))
     print(format_comparison(res), end="")
@@ -280,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=at_least(1), nargs="+")
     sp.add_argument("--no-mask-seen", action="store_true")
     sp.add_argument("--sampled", action="store_true", help="also report the sampled protocol (labelled as such)")
+    sp.add_argument("--beyond", action="store_true",
+                    help="beyond-accuracy metrics (coverage, Gini, novelty, ILD, popularity lift, long-tail share, "
+                         "calibration) and every metric per user group (gender, age, occupation, activity, new/warm)")
+    sp.add_argument("--json", action="store_true", help="with --beyond: one JSON object instead of tables")
     sp.add_argument("--protocol", choices=["full", "impressions"], help="default: the run's")
 
     sp = add("compare", cmd_compare, "paired t-test and Wilcoxon test between two runs, per user")
@@ -287,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_b")
     sp.add_argument("--stage", default="test", choices=["valid", "test"])
     sp.add_argument("--metric", nargs="+", default=["ndcg@10", "hit@10", "mrr@10"])
+    sp.add_argument("--beyond", action="store_true", help="beyond-accuracy metrics of both runs side by side")
+    sp.add_argument("--json", action="store_true", help="with --beyond: one JSON object")
 
     sp = add("recommend", cmd_recommend, "top-K unseen items (with titles) for users of a finished run")
     sp.add_argument("run")

@@ -112,6 +112,29 @@ def evaluate_ranking(score_fn: ScoreFn, split: SplitData, stage: str, ks: tuple[
     return RankingResult(metrics, per_user, eval_users)
 
 
+def top_k_lists(score_fn: ScoreFn, split: SplitData, stage: str, k: int = 10, *, mask_seen: bool = True,
+                max_len: int = 50, batch_users: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The lists the evaluator ranks: (eval users (U,), their top-k item indices (U, k)),
+    seen items masked as in `evaluate_ranking`; -1 pads a list when fewer items remain."""
+    import torch
+
+    history = split.history(stage)
+    users = split.eval_users(stage)
+    k = min(k, split.n_items)
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, len(users), batch_users):
+            batch = users[start:start + batch_users]
+            scores = torch.as_tensor(score_fn(batch, pad_left(history, batch, max_len)), dtype=torch.float32).clone()
+            scores[:, 0] = -torch.inf
+            if mask_seen:
+                rows, cols = _rows_cols(history, batch)
+                scores[rows, cols] = -torch.inf
+            top_v, top_i = torch.topk(scores, k, dim=1)  # (B, k)
+            out[start:start + len(batch)] = np.where(torch.isfinite(top_v).numpy(), top_i.numpy(), -1)
+    return users, out
+
+
 def longtail_items(train: Part, n_items: int, max_train: int) -> np.ndarray:
     """(n_items + 1,) bool: items with at most `max_train` rows in `train`; never column 0.
 
