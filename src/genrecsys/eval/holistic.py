@@ -68,4 +68,4 @@ def holistic(score, split, *, vectors: np.ndarray | None = None,
     summary = beyond.summary(values)
     summary.update({m: float(np.nanmean(v)) for m, v in (per_user_accuracy or {}).items()})
     groups = {name: beyond.group_table(per_user, labels) for name, labels in user_groups(split, users).items()}
-    return {"summary": summary, "groups": groups, "users": int(len(users)), "k": k}
+    return {"summary": summary, "groups": groups, "users": len(users), "k": k}
