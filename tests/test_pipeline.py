@@ -21,7 +21,8 @@ def test_quick_main_job_on_real_ml100k_writes_report_tables_and_plots(ml100k_cac
     best = "bpr" if "(bpr), per-user" in text else "pop"
     assert f"genrecsys serve {tmp_path / 'main' / 'runs' / best}" in text  # how to serve the best run
     assert "## RELAND" not in text and "## GENRE" not in text
-    for png in ("ndcg.png", "curves.png"):
+    assert "## Beyond accuracy" in text and "| pop | " in text.split("## Beyond accuracy")[1]
+    for png in ("ndcg.png", "curves.png", "beyond.png", "groups.png"):
         assert (tmp_path / "main" / png).stat().st_size > 1000
 
 

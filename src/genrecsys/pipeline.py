@@ -44,6 +44,8 @@ class MainJobConfig:
     progress: bool = True
     quick_epochs: int = 15
     quick_seconds_per_model: float = 25.0
+    # beyond accuracy: coverage, novelty, diversity, popularity, user groups of every backbone's lists
+    beyond: bool = True
     # RELAND stage (see reland_config)
     reland: bool = True
     reland_models: tuple[str, ...] | None = None  # sasrec (quick); sasrec, lightgcn (full)
@@ -146,6 +148,10 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     timings = {"backbones_s": time.perf_counter() - t0}
     sections = []
+    if cfg.beyond:
+        t = time.perf_counter()
+        sections.append(_beyond_stage(output_dir, models, cache_dir))
+        timings["beyond_s"] = time.perf_counter() - t
     if cfg.reland:
         t = time.perf_counter()
         sections.append(_reland_stage(cfg, output_dir, split, reland_models, models, cache_dir))
@@ -166,6 +172,18 @@ def backbone_encoder(run_dir: Path) -> Path | None:
     files = [run_dir / "metrics.json", *run_dir.glob("seed-*/metrics.json")]
     stops = [json.loads(f.read_text()).get("stopped_by") for f in files if f.is_file()]
     return run_dir if stops and "max_seconds" not in stops else None
+
+
+def _beyond_stage(output_dir: Path, models, cache_dir: Path | None) -> str:
+    """Beyond-accuracy metrics and user groups of every backbone's test lists."""
+    from genrecsys.stages.holistic import run_holistic, section
+
+    try:
+        print("[main] beyond accuracy: coverage, novelty, diversity, popularity, user groups", flush=True)
+        return section({name: run_holistic(output_dir / "runs" / name, cache_dir) for name in models}, output_dir)
+    except (GenrecsysError, OSError, ValueError) as exc:
+        print(f"[main] beyond-accuracy stage failed: {exc}", flush=True)
+        return f"## Beyond accuracy\n\nThe stage failed: {exc}\n\n"
 
 
 def _reland_stage(cfg: MainJobConfig, output_dir: Path, split, reland_models: tuple[str, ...],

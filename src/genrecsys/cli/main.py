@@ -147,37 +147,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _holistic(run: str, cache_dir, k: int) -> dict:
-    """Beyond-accuracy metrics and group tables of a finished run's test lists."""
-    import numpy as np
-    import pandas as pd
-
-    from genrecsys.eval.holistic import holistic
-    from genrecsys.experiment import load_run
-    from genrecsys.generative.semantic_ids import cf_vectors
-    from genrecsys.train.loop import score_fn
-
-    cfg, split, model = load_run(run, cache_dir)
-    model.eval()
-    model.on_eval_start()
-    try:
-        cf = cf_vectors(model, split)
-        vectors = np.vstack([np.zeros((1, cf.shape[1]), dtype=cf.dtype), cf])  # row 0: padding
-    except GenrecsysError:
-        vectors = None
-    accuracy = None
-    d = Path(run)
-    per_user = d / "per_user.parquet" if (d / "per_user.parquet").is_file() else next(iter(sorted(d.glob("seed-*/per_user.parquet"))), None)
-    if per_user is not None:
-        frame = pd.read_parquet(per_user)
-        frame = frame[frame["stage"] == "test"].set_index("user")
-        order = [str(u) for u in split.user_ids[split.eval_users("test")]]
-        cols = [c for c in (f"ndcg@{k}", f"hit@{k}") if c in frame.columns]
-        accuracy = {c: frame[c].reindex(order).to_numpy(dtype=float) for c in cols}
-    return holistic(score_fn(model), split, vectors=vectors, per_user_accuracy=accuracy, k=k,
-                    max_len=cfg.data.max_seq_len)
-
-
 def _print_holistic(name: str, res: dict) -> None:
     from genrecsys.eval.report import markdown_table
 
@@ -197,7 +166,9 @@ def _print_holistic(name: str, res: dict) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.beyond:
-        res = _holistic(args.run, _cache_dir(args), (args.k or [10])[0])
+        from genrecsys.stages.holistic import run_holistic
+
+        res = run_holistic(args.run, _cache_dir(args), (args.k or [10])[0])
         if args.json:
             print(json.dumps(res, indent=2, default=float))
         else:
@@ -229,7 +200,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from genrecsys.eval.compare import compare_runs, format_comparison
 
     if args.beyond:
-        results = {run: _holistic(run, _cache_dir(args), 10) for run in (args.run_a, args.run_b)}
+        from genrecsys.stages.holistic import run_holistic
+
+        results = {run: run_holistic(run, _cache_dir(args), 10) for run in (args.run_a, args.run_b)}
         if args.json:
             print(json.dumps(results, indent=2, default=float))
             return 0
@@ -282,7 +255,8 @@ def cmd_main(args: argparse.Namespace) -> int:
 
     cfg = MainJobConfig(quick=args.quick, seeds=args.seeds, models=tuple(args.models) if args.models else None,
                         threads=args.threads, progress=not args.no_progress,
-                        reland=not args.skip_reland, reland_seed_fraction=args.reland_seed_fraction,
+                        reland=not args.skip_reland, beyond=not args.skip_beyond,
+                        reland_seed_fraction=args.reland_seed_fraction,
                         reland_max_tokens=args.reland_max_tokens, genre=not args.skip_genre,
                         genre_limit=args.genre_limit, llm=from_dict(LLMConfig, _llm_settings(args, {}), "llm"))
     report = run_main_job(cfg, Path(args.output_dir), cache_dir=_cache_dir(args))
@@ -397,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", default="outputs/main")
     g = sp.add_argument_group("stages")
+    g.add_argument("--skip-beyond", action="store_true",
+                   help="no beyond-accuracy section (coverage, novelty, diversity, popularity, user groups)")
     g.add_argument("--skip-reland", action="store_true", help="no RELAND stage (SASRec/LightGCN ID-only vs +RELAND)")
     g.add_argument("--skip-genre", action="store_true",
                    help="no GENRE stage; without --quick it augments every item and user, hours with SmolLM2 on a CPU")
