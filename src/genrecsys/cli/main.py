@@ -226,7 +226,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     cfg, split, model = load_run(args.run, _cache_dir(args))
     recs = recommend(model, split, args.user, k=args.k, exclude_seen=not args.include_seen, max_len=cfg.data.max_seq_len)
-    why = explanations(args.run, [r.user for r in recs])  # None: not a RELAND run
+    why = explanations(args.run, [r.user for r in recs], redact_leaks=split if args.redact_leaks else None)
     if args.json:
         rows = [r.__dict__ if why is None else {**r.__dict__, "explanation": why.get(r.user)} for r in recs]
         print(json.dumps(rows, indent=2))
@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--user", nargs="+", required=True, help="raw user id(s)")
     sp.add_argument("-k", type=at_least(1), default=10)
     sp.add_argument("--include-seen", action="store_true")
+    sp.add_argument("--redact-leaks", action="store_true",
+                    help="RELAND runs: remove items of the seed user's history that this user never had from the "
+                         "explanation (see `genrecsys audit`)")
     sp.add_argument("--json", action="store_true")
 
     add("models", cmd_models, "list registered models")
@@ -360,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     from genrecsys.cli.serve import add_serve_parsers
 
     add_serve_parsers(sub, _cache_dir)
+
+    from genrecsys.cli.audit import add_audit_parser
+
+    add_audit_parser(sub, _cache_dir)
 
     sp = add("main", cmd_main, "the main job: prepare ML-100K, train every backbone and GenRec, then the RELAND and "
                                "GENRE stages (LLM: the embedded SmolLM2 unless told otherwise), write one report")

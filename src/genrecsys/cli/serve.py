@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace, cache_dir: Path) -> int:
     cfg = ServeConfig(runs=runs, cache_dir=str(cache_dir), root=root, max_batch=1 if args.no_batching else args.max_batch,
                       max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes, api_key_env=args.api_key_env,
                       chat_db=args.chat_db, llm=from_dict(LLMConfig, llm_settings(args, "llm-", {}), "llm"),
-                      chat_encoder=args.chat_encoder)
+                      chat_encoder=args.chat_encoder, redact_leaks=args.redact_leaks)
     app = create_app(cfg)
     import gc
 
@@ -125,6 +125,9 @@ def add_serve_parsers(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> N
     sp.add_argument("--chat-db", help="SQLite file of conversations (default: <cache>/serve/chat.sqlite)")
     sp.add_argument("--chat-encoder", help="text encoder dir for the chat's item retrieval (default: embedded "
                                            "MiniLM; 'none' turns text retrieval off)")
+    sp.add_argument("--redact-leaks", action="store_true",
+                    help="RELAND runs: explanations lose items of the seed user's history that the user never had "
+                         "(see `genrecsys audit`)")
     sp.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     sp.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     add_llm_flags(sp.add_argument_group("LLM of the chat (default: the embedded local SmolLM2-135M)"), prefix="llm-")

@@ -234,9 +234,12 @@ def assignment_frame(split: SplitData, pool, assignment) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- explanations
-def explanations(run_dir: str | Path, users: list[str]) -> dict[str, dict[str, Any]] | None:
+def explanations(run_dir: str | Path, users: list[str], redact_leaks=None) -> dict[str, dict[str, Any]] | None:
     """Per raw user id: its Step 1 rationale, seed user and similarity, from a RELAND run
-    directory (or its first seed-N run); None for a run without rationales."""
+    directory (or its first seed-N run); None for a run without rationales.
+
+    ``redact_leaks``: the run's split; items of the seed user's history that the receiving
+    user never interacted with are then removed from the rationale (`reasoning.audit`)."""
     import pandas as pd
 
     d = Path(run_dir)
@@ -246,11 +249,23 @@ def explanations(run_dir: str | Path, users: list[str]) -> dict[str, dict[str, A
         if not seeds:
             return None
         path = seeds[0]
-    frame = pd.read_parquet(path).set_index("user")
+    frame = pd.read_parquet(path)
+    leaked: dict[str, set[int]] = {}
+    if redact_leaks is not None:
+        from genrecsys.reasoning.audit import leakage, redact
+        from genrecsys.reasoning.rationale import TitleCatalog
+
+        catalog = TitleCatalog.from_split(redact_leaks)
+        _, leaked = leakage(redact_leaks, frame, catalog)
+    frame = frame.set_index("user")
     out = {}
     for u in users:
         if str(u) in frame.index:
             row = frame.loc[str(u)]
-            out[str(u)] = {"rationale": str(row["step1"]), "recommended": str(row["step2"]),
-                           "seed_user": str(row["seed_user"]), "similarity": float(row["similarity"])}
+            step1, step2 = str(row["step1"]), str(row["step2"])
+            if str(u) in leaked:
+                names = [catalog.titles[i] for i in leaked[str(u)]] + [catalog.display(i) for i in leaked[str(u)]]
+                step1, step2 = redact(step1, names), redact(step2, names)
+            out[str(u)] = {"rationale": step1, "recommended": step2, "seed_user": str(row["seed_user"]),
+                           "similarity": float(row["similarity"]), "redacted": len(leaked.get(str(u), ()))}
     return out

@@ -50,6 +50,7 @@ class ServeConfig:
     chat_db: str | None = None  # SQLite file of conversations (default: <genrecsys cache>/serve/chat.sqlite)
     llm: Any = None  # LLMConfig for the chat replies (None: the embedded default)
     chat_encoder: str | None = None  # text encoder dir for the chat's item retrieval (None: MiniLM; "none": off)
+    redact_leaks: bool = False  # RELAND explanations lose the seed user's items the user never had
 
 
 class _Metrics:
@@ -192,7 +193,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None):
         metrics.batch.labels(run).observe(size)
 
     svc = service or Service({n: Path(p) for n, p in cfg.runs.items()}, cfg.cache_dir, root=cfg.root,
-                             max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms)
+                             max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, redact_leaks=cfg.redact_leaks)
     svc.on_batch = svc.on_batch or observe
     metrics.set_models(svc.runs)
     chat_state: dict[str, Any] = {}

@@ -168,8 +168,10 @@ class LoadedRun:
         return Ranked(top, sims[top])
 
 
-def load(name: str, path: str | Path, cache_dir: str | Path | None = None) -> LoadedRun:
-    """Load a finished run directory (or the first seed of a multi-seed one) for serving."""
+def load(name: str, path: str | Path, cache_dir: str | Path | None = None, redact_leaks: bool = False) -> LoadedRun:
+    """Load a finished run directory (or the first seed of a multi-seed one) for serving;
+    ``redact_leaks``: explanations lose the seed user's items this user never had
+    (`genrecsys.reasoning.audit`)."""
     from genrecsys.data.splits import concat_parts
     from genrecsys.experiment import load_run
     from genrecsys.reasoning.run import explanations
@@ -188,7 +190,7 @@ def load(name: str, path: str | Path, cache_dir: str | Path | None = None) -> Lo
         return np.concatenate([[""], values]).astype(object)
 
     popularity = np.bincount(split.train.items, minlength=split.n_items + 1).astype(np.float32)
-    why = explanations(path, [str(u) for u in split.user_ids])
+    why = explanations(path, [str(u) for u in split.user_ids], redact_leaks=split if redact_leaks else None)
     return LoadedRun(name=name, path=path, model=model, split=split, model_name=cfg.model,
                      version=f"{cfg.model}-{digest}", max_len=cfg.data.max_seq_len, loaded_at=time.time(),
                      titles=column("title"),
@@ -254,19 +256,21 @@ class Service:
     unless given (``name=path``)."""
 
     def __init__(self, runs: dict[str, Path], cache_dir: str | Path | None = None, *, root: str | Path | None = None,
-                 max_batch: int = 64, max_wait_ms: float = 0.0, on_batch: Callable[[str, int], None] | None = None):
+                 max_batch: int = 64, max_wait_ms: float = 0.0, on_batch: Callable[[str, int], None] | None = None,
+                 redact_leaks: bool = False):
         if not runs:
             raise GenrecsysError("serve: give at least one run directory")
         self.cache_dir = cache_dir
         self.root = Path(root).resolve() if root else None
         self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
         self.on_batch = on_batch
+        self.redact_leaks = redact_leaks
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="genrecsys-model")
         self.runs: dict[str, LoadedRun] = {}
         self.batchers: dict[str, MicroBatcher] = {}
         self._reload_lock = threading.Lock()
         for name, path in runs.items():
-            self.runs[name] = load(name, path, cache_dir)
+            self.runs[name] = load(name, path, cache_dir, redact_leaks)
             log.info("loaded run %s from %s (%s)", name, path, self.runs[name].version)
         self.default = next(iter(runs))
 
@@ -310,7 +314,7 @@ class Service:
             fresh = {}
             for n, p in target.items():
                 try:
-                    fresh[n] = load(n, p, self.cache_dir)
+                    fresh[n] = load(n, p, self.cache_dir, self.redact_leaks)
                 except Exception as exc:
                     log.error("reload of %s from %s failed, still serving %s: %s", n, p, self.runs[n].version, exc)
                     raise GenrecsysError(f"reload of {n} from {p} failed ({type(exc).__name__}: {exc}); "
