@@ -66,3 +66,23 @@ def test_audit_prints_a_variants_outputs_and_refuses_other_directories(tmp_path,
     assert main(["audit", str(tmp_path)]) == 2  # the CLI's exit code for a GenrecsysError
     assert "not a RELAND run" in capsys.readouterr().err
     assert np.isnan(pool_quality(pd.DataFrame({"parsed": []}), [])["unparsed_rate"])
+
+
+def test_served_explanations_lose_leaked_items_when_asked(split, tmp_path):
+    from genrecsys.reasoning.run import explanations
+
+    catalog = TitleCatalog.from_split(split)
+    seed, other = 0, next(u for u in range(1, split.n_users) if _history(split, u) != _history(split, 0))
+    leak = sorted(_history(split, seed) - _history(split, other))[0]
+    keep = sorted(_history(split, other))[0]
+    step2 = f"Items:\n1. {catalog.titles[leak]}\n2. {catalog.titles[keep]}"
+    (tmp_path / "reland").mkdir()
+    pd.DataFrame({"user": [split.user_ids[other]], "user_index": [other], "seed_user": [split.user_ids[seed]],
+                  "seed_index": [seed], "similarity": [0.8], "step1": ["x"], "step2": [step2]}).to_parquet(
+        tmp_path / "reland" / "assignment.parquet")
+    u = str(split.user_ids[other])
+    plain = explanations(tmp_path, [u])[u]
+    safe = explanations(tmp_path, [u], redact_leaks=split)[u]
+    assert catalog.titles[leak] in plain["recommended"] and plain["redacted"] == 0
+    assert catalog.titles[leak] not in safe["recommended"] and catalog.titles[keep] in safe["recommended"]
+    assert safe["redacted"] == 1
