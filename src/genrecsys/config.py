@@ -182,6 +182,7 @@ class RelandConfig:
     max_tokens: int = 256  # answer budget per seed
     max_history: int = 30  # history items shown per seed
     n_items: int = 10  # items asked for in Step 2
+    fresh_items: bool = False  # Step 2's closed list leaves out the seed's history (reasoning.pool.PoolConfig)
     seed: int = 0  # sampling seed; fixed across training seeds so every seed sees one pool
     llm: LLMConfig = field(default_factory=LLMConfig)
 

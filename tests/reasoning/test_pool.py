@@ -168,3 +168,16 @@ def test_prompts_show_the_training_history_most_recent_first_and_capped(split):
     assert row["categories"] == ["Crime", "Romance", "Sci-Fi"] and row["n_items"] == 10
     (plain,) = prompt_rows(split, [0], cat, PoolConfig(max_history=3, show_categories=False))
     assert plain["history"] == [cat.display(int(i)) for i in recent] and "categories" not in plain
+
+
+def test_the_closed_list_of_items_leaves_out_the_seeds_own_history(split):
+    """Step 2 asks for titles the user has not chosen yet; the contract's list enforces it,
+    so a served rationale cannot repeat the seed's history (the leakage `genrecsys audit` found)."""
+    cat = TitleCatalog.from_split(split)
+    everything = prompt_rows(split, [0, 1], cat, PoolConfig(max_history=3))
+    assert everything[0]["titles"] == everything[1]["titles"]  # by default one list (one grammar to compile)
+    rows = prompt_rows(split, [0, 1], cat, PoolConfig(max_history=3, fresh_items=True))
+    for u, row in zip([0, 1], rows):
+        seen = {cat.display(int(i)) for i in split.train.of(u)}
+        assert seen and not seen & set(row["titles"])
+        assert len(row["titles"]) == len({cat.display(i) for i in range(1, split.n_items + 1)} - seen)

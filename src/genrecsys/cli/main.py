@@ -82,7 +82,7 @@ def _experiment_config(args: argparse.Namespace):
 _RELAND_FLAGS = {"seed_fraction": "seed_fraction", "clusters": "clusters", "seed_sampling": "sampling",
                  "prompt": "prompt", "encoder": "encoder", "encoder_epochs": "encoder_epochs",
                  "reland_pool": "pool", "retrieval": "retrieval", "text_encoder": "text_encoder", "fusion": "fusion",
-                 "reland_max_tokens": "max_tokens"}
+                 "reland_max_tokens": "max_tokens", "fresh_items": "fresh_items"}
 
 
 def _reland_config(args: argparse.Namespace, current):
@@ -410,6 +410,9 @@ def _add_reland_flags(sp: argparse.ArgumentParser) -> None:
                         "(the paper's Eq. 5)")
     g.add_argument("--text-encoder", help="sentence-transformers directory (default: the embedded MiniLM)")
     g.add_argument("--reland-max-tokens", type=at_least(1), help="answer budget per seed (default 256)")
+    g.add_argument("--fresh-items", action="store_const", const=True, default=None,
+                   help="Step 2 may only name items outside the seed's own history (no leaked history in served "
+                        "explanations; pair with --llm-grammar-engine llguidance: one grammar per seed)")
     _add_llm_flags(g)
 
 

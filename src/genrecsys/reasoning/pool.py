@@ -53,6 +53,12 @@ class PoolConfig:
     show_categories: bool = True  # item categories beside titles, and the catalog's category list
     max_tokens: int = 256  # answer budget per seed
     fuzzy_cutoff: float = 0.9  # difflib ratio for matching a named item to a catalog title
+    # The contract's closed list of Step-2 items leaves out the seed's own history, so "titles
+    # this user has not chosen yet" holds by construction and a served rationale cannot repeat
+    # the seed's history (`genrecsys audit`: 89% of SmolLM2's served explanations did). Off by
+    # default: every seed then has its own ~1,700-title grammar, which xgrammar compiles in
+    # ~60 s per seed on 2 cores; llguidance (llm.grammar_engine) answers in ~4 s each.
+    fresh_items: bool = False
 
     def __post_init__(self) -> None:
         if self.n_items < 1 or self.max_history < 1 or self.max_tokens < 1 or not 0 < self.fuzzy_cutoff <= 1:
@@ -128,12 +134,19 @@ def prompt_rows(split: SplitData, users: Sequence[int], catalog: TitleCatalog,
     """Template variables per seed: its training history as titles, most recent first.
 
     Every row also carries ``titles``, the catalog as prompts show it, which the built-in
-    templates' contracts use as the closed list of items (the prompts do not print it)."""
+    templates' contracts use as the closed list of items (the prompts do not print it);
+    with ``config.fresh_items`` minus the seed's own training history (see PoolConfig)."""
     cats = _categories(split) if config.show_categories else {}
     all_cats = sorted({c for v in cats.values() for c in v})
-    titles = sorted({catalog.display(i) for i in range(1, split.n_items + 1)})
+    display = {i: catalog.display(i) for i in range(1, split.n_items + 1)}
+    everything = sorted(set(display.values()))
     rows = []
     for u in users:
+        if config.fresh_items:
+            seen = set(split.train.of(int(u)).tolist())
+            titles = sorted({t for i, t in display.items() if i not in seen})
+        else:
+            titles = everything
         recent = split.train.of(int(u))[::-1][:config.max_history]
         lines = [catalog.display(int(i)) + (f" [{', '.join(cats[int(i)])}]" if cats.get(int(i)) else "")
                  for i in recent]

@@ -192,7 +192,7 @@ def _rationales(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir:
         res.timings["sampling_s"] = time.perf_counter() - t
         t = time.perf_counter()
         pcfg = PoolConfig(template=TEMPLATES[cfg.prompt], n_items=cfg.n_items, max_history=cfg.max_history,
-                          max_tokens=cfg.max_tokens)
+                          max_tokens=cfg.max_tokens, fresh_items=cfg.fresh_items)
         pool, stats = build_pool(llm, split, m, seeds, pcfg, out_dir=out / POOL_DIR)
         res.timings["pool_s"] = time.perf_counter() - t
         res.pool_dir = out / POOL_DIR
