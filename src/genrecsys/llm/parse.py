@@ -462,7 +462,7 @@ def split_list(value: str) -> list[str]:
 
 # ------------------------------------------------------------------------- vocabulary
 
-def _norm_words(text: str) -> str:
+def norm_words(text: str) -> str:
     """Casefolded words without accents or punctuation: "Food & Drink!" -> "food and drink"."""
     decomposed = unicodedata.normalize("NFKD", text.casefold().replace("&", " and "))
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -484,13 +484,13 @@ def match_vocabulary(items: Iterable[str], vocabulary: Sequence[str]) -> tuple[l
     """
     exact: dict[str, str] = {}
     for entry in vocabulary:
-        exact.setdefault(_norm_words(entry).replace(" ", ""), entry)
+        exact.setdefault(norm_words(entry).replace(" ", ""), entry)
     # Longest first, so "north america" wins over "america"; sorted() keeps vocabulary order on ties.
-    phrases = sorted(((_norm_words(e), e) for e in vocabulary if _norm_words(e)), key=lambda p: -len(p[0]))
+    phrases = sorted(((norm_words(e), e) for e in vocabulary if norm_words(e)), key=lambda p: -len(p[0]))
     matched: list[str] = []
     unmatched: list[str] = []
     for item in items:
-        words = _norm_words(item)
+        words = norm_words(item)
         if not words:
             continue
         entry = exact.get(words.replace(" ", ""))

@@ -23,15 +23,20 @@ from genrecsys.reasoning.rationale import TitleCatalog, normalize_title
 _NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+(.+?)\s*$", re.MULTILINE)
 
 
-def named_items(text: str, catalog: TitleCatalog) -> set[int]:
+def prose_keys(catalog: TitleCatalog) -> list[tuple[int, str]]:
+    """(item, normalised title) of the titles of at least two words: the ones `named_items`
+    looks for in prose (one word, e.g. "Heat", is too often an ordinary word)."""
+    keys = ((item, normalize_title(title)) for item, title in catalog.titles.items())
+    return [(item, key) for item, key in keys if key.count(" ") >= 1]
+
+
+def named_items(text: str, catalog: TitleCatalog, keys: list[tuple[int, str]] | None = None) -> set[int]:
     """Catalog items a rationale names: its numbered lines (matched as the pool's parser
-    does), and titles of at least two words that occur verbatim (normalised) in the prose."""
+    does), and titles of at least two words that occur verbatim (normalised) in the prose.
+    ``keys``: `prose_keys(catalog)`, when the caller checks many texts."""
     found = {i for name in _NUMBERED.findall(text) if (i := catalog.match(name)) is not None}
     prose = f" {normalize_title(_NUMBERED.sub(' ', text))} "
-    for item, title in catalog.titles.items():
-        key = normalize_title(title)
-        if key.count(" ") >= 1 and f" {key} " in prose:
-            found.add(item)
+    found.update(item for item, key in (keys if keys is not None else prose_keys(catalog)) if f" {key} " in prose)
     return found
 
 
@@ -43,6 +48,7 @@ def leakage(split, assignment, catalog: TitleCatalog | None = None) -> tuple[dic
 
     catalog = catalog or TitleCatalog.from_split(split)
     full = concat_parts(split.history("test"), split.test)
+    keys = prose_keys(catalog)
     named_cache: dict[str, set[int]] = {}
     leaked: dict[str, set[int]] = {}
     served = with_items = 0
@@ -52,7 +58,7 @@ def leakage(split, assignment, catalog: TitleCatalog | None = None) -> tuple[dic
         served += 1
         key = str(row.seed_user)
         if key not in named_cache:
-            named_cache[key] = named_items(f"{row.step1}\n{row.step2}", catalog)
+            named_cache[key] = named_items(f"{row.step1}\n{row.step2}", catalog, keys)
         named = named_cache[key]
         with_items += bool(named)
         seed_hist = set(full.of(int(row.seed_index)).tolist())

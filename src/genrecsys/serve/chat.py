@@ -173,11 +173,14 @@ class Chatbot:
     def mentioned(run, message: str) -> list[int]:
         """Catalog items whose title occurs in the message as whole words (titles of at least
         4 characters, longest first, so "Star Wars" is not also "Star")."""
-        from genrecsys.llm.parse import _norm_words
+        from genrecsys.llm.parse import norm_words
 
-        text = f" {_norm_words(message)} "
+        titles = run.split.meta.get("_chat_title_keys")
+        if titles is None:  # normalised once per loaded run, not per message
+            titles = sorted(((i, norm_words(str(t))) for i, t in enumerate(run.titles) if i), key=lambda p: -len(p[1]))
+            run.split.meta["_chat_title_keys"] = titles
+        text = f" {norm_words(message)} "
         found: list[int] = []
-        titles = sorted(((i, _norm_words(str(t))) for i, t in enumerate(run.titles) if i), key=lambda p: -len(p[1]))
         for i, t in titles:
             if len(t) >= 4 and f" {t} " in text:
                 found.append(i)
