@@ -107,7 +107,9 @@ def train(args: argparse.Namespace, name: str, model: str, extra: list[str]) -> 
     print(f"train  {name} {model}: {' '.join(cmd[3:])}", file=sys.stderr)
     t0 = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    # --resume: finished seeds of a killed run are kept and a half-trained one continues from
+    # its checkpoint; left out of the record, which names what is computed, not how.
+    proc = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{name} {model} failed (exit {proc.returncode})")

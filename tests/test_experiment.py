@@ -113,3 +113,31 @@ def test_per_user_parquet_carries_longtail_membership_and_metrics_json_its_means
     row = compare_runs(out, out, metrics=("longtail_ndcg@10",))["longtail_ndcg@10"]
     assert row.n_users == test["longtail"].sum() and row.diff == 0.0
     assert not math.isnan(row.mean_a)
+
+
+def test_a_run_writes_its_beyond_accuracy_metrics_and_report_section(block_dataset_dir, tmp_path):
+    """beyond.json equals a recomputation from the reloaded model; its NDCG@10 is the run's own;
+    the report gains the section and groups.png; eval.beyond=False writes neither."""
+    import numpy as np
+
+    from genrecsys.eval.holistic import holistic
+    from genrecsys.train.loop import score_fn
+
+    out = tmp_path / "run"
+    metrics = run_experiment(_cfg(block_dataset_dir), out)
+    beyond = json.loads((out / "beyond.json").read_text())
+    assert beyond["summary"]["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"])
+    cfg, split, model = load_run(out)
+    model.on_eval_start()
+    again = holistic(score_fn(model), split, k=10)["summary"]
+    assert {m: again[m] for m in ("coverage", "gini", "novelty")} == pytest.approx(
+        {m: beyond["summary"][m] for m in ("coverage", "gini", "novelty")})
+    assert 0 < beyond["summary"]["coverage"] <= 1 and np.isfinite(beyond["summary"]["gini"])
+    text = (out / "report.md").read_text()
+    assert "## Beyond accuracy (test top-10 lists)" in text and "| activity |" in text
+    assert (out / "groups.png").stat().st_size > 1000
+    off = ExperimentConfig(model="bpr", data=DataConfig(dataset=str(block_dataset_dir)),
+                           train=TrainConfig(progress=False, epochs=1), eval=EvalConfig(beyond=False))
+    run_experiment(off, tmp_path / "off")
+    assert not (tmp_path / "off" / "beyond.json").exists()
+    assert "Beyond accuracy" not in (tmp_path / "off" / "report.md").read_text()

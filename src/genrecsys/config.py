@@ -95,6 +95,10 @@ class EvalConfig:
     # longtail_users): targets whose item has at most this many training interactions,
     # where sparse ID embeddings are weakest; None turns the slice off.
     longtail_max_train: int | None = 5
+    # Full ranking also writes beyond.json and a report.md section: coverage, Gini, novelty,
+    # diversity, popularity and calibration of the test top-10 lists, and NDCG per user group
+    # (genrecsys.eval.holistic; one more pass over the test users).
+    beyond: bool = True
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 1:

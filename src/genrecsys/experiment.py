@@ -104,15 +104,31 @@ def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path |
     }
     if llm_block is not None:
         metrics["llm"] = llm_block
+    beyond = _beyond(model, split, cfg, test) if cfg.eval.beyond and metrics["protocol"].get("ranking") == "full" \
+        else None
+    if beyond is not None:
+        (work / "beyond.json").write_text(json.dumps(beyond, indent=2, default=float))
     _write_per_user(work / "per_user.parquet", split, {"valid": valid, "test": test})
     torch.save({"model": cfg.model, "state_dict": model.state_dict()}, work / "model.pt")
     (work / "config.yaml").write_text(_to_yaml(saved_cfg))
     (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (work / "history.json").write_text(json.dumps(result.history))
-    write_run_report(work, metrics, result.history)
+    write_run_report(work, metrics, result.history, beyond=beyond)
     (work / "checkpoint.pt").unlink(missing_ok=True)
     publish(work, out)
     return metrics
+
+
+def _beyond(model, split: SplitData, cfg: ExperimentConfig, test) -> dict[str, Any]:
+    """Beyond-accuracy metrics and user groups of the test top-10 lists (the evaluator's
+    users and masking), with the run's per-user NDCG and HR in the group tables."""
+    from genrecsys.eval.holistic import holistic
+    from genrecsys.train.loop import score_fn
+
+    k = 10 if 10 in cfg.eval.ks else max(cfg.eval.ks)
+    accuracy = {m: test.per_user[m] for m in (f"ndcg@{k}", f"hit@{k}") if m in test.per_user}
+    return holistic(score_fn(model, cfg.train.device), split, per_user_accuracy=accuracy, k=k, max_len=cfg.data.max_seq_len,
+                    mask_seen=cfg.eval.mask_seen)
 
 
 def _with_reland(cfg: ExperimentConfig, split: SplitData, work: Path,

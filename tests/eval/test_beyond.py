@@ -101,3 +101,22 @@ def test_evaluate_and_compare_beyond_on_runs(block_dataset_dir, tmp_path, capsys
     # Pop recommends the same items to everyone: the lowest coverage there is
     assert main(["evaluate", runs[0], "--beyond", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["coverage"] < res["summary"]["coverage"]
+
+
+def test_mean_over_seeds_and_the_holistic_table_by_hand():
+    from genrecsys.stages.holistic import holistic_table, mean_over_seeds
+
+    def res(ndcg, cov, f, m):
+        return {"summary": {"ndcg@10": ndcg, "coverage": cov}, "ranking": "full", "seeds": 1, "k": 10,
+                "groups": {"gender": {"ndcg@10": {"F": f, "M": m, "gap": abs(f - m), "p": 0.5}}}}
+
+    both = mean_over_seeds([res(0.10, 0.5, 0.08, 0.12), res(0.12, 0.7, 0.10, 0.10)])
+    assert both["seeds"] == 2
+    assert both["summary"] == pytest.approx({"ndcg@10": 0.11, "coverage": 0.6})
+    assert both["summary_std"]["coverage"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    row = both["groups"]["gender"]["ndcg@10"]
+    assert (row["F"], row["M"], row["gap"]) == pytest.approx((0.09, 0.11, 0.02)) and np.isnan(row["p"])
+    header, rows = holistic_table({"two seeds": both}, groupings=("gender", "age"))
+    assert header[:4] == ["run", "seeds", "accuracy protocol", "ndcg@10"]
+    assert rows[0][:5] == ["two seeds", "2", "full", "0.1100 ± 0.0141", "0.6000 ± 0.1414"]
+    assert rows[0][-2:] == ["F 0.090 / 0.020", "– nan / nan"]  # no age groups in these runs

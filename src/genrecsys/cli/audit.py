@@ -1,6 +1,8 @@
 """`genrecsys audit RUN|VARIANT`: trust checks of the LLM features in a RELAND run (pool
 format and grounding, rationale leakage) or a GENRE variant (format failures,
-out-of-vocabulary and out-of-catalog outputs per augmentation step)."""
+out-of-vocabulary and out-of-catalog outputs per augmentation step); with ``--injection``
+and ``--sensitivity`` also the prompts' own checks (genrecsys.stages.trust) on the target's
+dataset, answered by the run's LLM (flags override it)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +10,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from genrecsys.cli.args import at_least
+from genrecsys.cli.llm import add_llm_flags
 from genrecsys.errors import GenrecsysError
 
 VARIANT_FIELDS = ("rows", "parse_failures", "format_failures", "out_of_vocabulary", "out_of_catalog",
@@ -60,12 +64,52 @@ def format_audit(res: dict) -> str:
     return text
 
 
+def _trust_inputs(target: Path, args: argparse.Namespace, cache_dir: Path):
+    """(split, LLM) of the prompt checks: the target's dataset; the RELAND run's LLM
+    settings, or the default LLM for a variant, with the --llm-* flags on top."""
+    from dataclasses import asdict
+
+    from genrecsys.cli.llm import llm_settings
+    from genrecsys.config import DataConfig, ExperimentConfig, LLMConfig, from_dict, load_experiment
+    from genrecsys.experiment import load_split
+    from genrecsys.llm.client import LLM
+
+    base: dict = {}
+    if (target / "manifest.json").is_file():
+        cfg = ExperimentConfig(model="pop", data=DataConfig(dataset=str(target)))
+    else:
+        d = next((p for p in [target, *sorted(target.glob("seed-*"))] if (p / "config.yaml").is_file()), None)
+        if d is None:
+            raise GenrecsysError(f"{target}: not a run directory (no config.yaml)")
+        cfg = load_experiment(d / "config.yaml")
+        if cfg.reland is not None:
+            base = asdict(cfg.reland.llm)
+    llm_cfg = from_dict(LLMConfig, llm_settings(args, "llm-", base), "llm")
+    return load_split(cfg, cache_dir), LLM(llm_cfg, cache_dir, progress=not args.json)
+
+
 def cmd_audit(args: argparse.Namespace, cache_dir: Path) -> int:
     target = Path(args.target)
     if not target.is_dir():
         raise GenrecsysError(f"{target}: no such run or variant directory")
     res = audit_variant(target) if (target / "manifest.json").is_file() else audit_run(target, cache_dir)
-    print(json.dumps(res, indent=2, default=float) if args.json else format_audit(res))
+    text = [format_audit(res)]
+    if args.injection or args.sensitivity:
+        from genrecsys.stages.trust import (TrustSettings, format_injection, format_sensitivity, run_injection,
+                                            run_sensitivity)
+
+        settings = TrustSettings(rows=args.rows, users=args.users)
+        split, llm = _trust_inputs(target, args, cache_dir)
+        try:
+            if args.injection:
+                res["injection"] = run_injection(llm, split, settings, red_team=args.red_team)
+                text.append(format_injection(res["injection"]))
+            if args.sensitivity:
+                res["sensitivity"] = run_sensitivity(llm, split, settings)
+                text.append(format_sensitivity(res["sensitivity"]))
+        finally:
+            llm.close()
+    print(json.dumps(res, indent=2, default=float) if args.json else "\n".join(text))
     return 0
 
 
@@ -78,3 +122,13 @@ def add_audit_parser(sub, cache_dir: Callable[[argparse.Namespace], Path]) -> No
     sp.set_defaults(fn=lambda a: cmd_audit(a, cache_dir(a)))
     sp.add_argument("target", metavar="RUN|VARIANT")
     sp.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    g = sp.add_argument_group("prompt checks (answered by an LLM: the run's, or the embedded SmolLM2)")
+    g.add_argument("--injection", action="store_true",
+                   help="red-team item texts through the summarizer, profiler and RELAND prompts: how often answers "
+                        "follow them, with the data fence and the output contract each on and off")
+    g.add_argument("--sensitivity", action="store_true",
+                   help="FaiRLLM-style: profiler and RELAND answers with and without a gender / age in the prompt")
+    g.add_argument("--red-team", metavar="FILE", help="payload file (default: the shipped genrecsys/llm/injection.yaml)")
+    g.add_argument("--rows", type=at_least(1), default=3, help="rows per prompt attacked by each payload (default 3)")
+    g.add_argument("--users", type=at_least(1), default=10, help="users of the sensitivity check (default 10)")
+    add_llm_flags(g, "llm-")

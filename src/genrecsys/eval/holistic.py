@@ -8,6 +8,7 @@ stays below `train`, `generative` and `experiment` in the import order.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ def item_genres(split) -> list[set]:
 
 def holistic(score, split, *, vectors: np.ndarray | None = None,
              per_user_accuracy: dict[str, np.ndarray] | None = None, k: int = 10, stage: str = "test",
-             max_len: int = 50) -> dict[str, Any]:
+             max_len: int = 50, mask_seen: bool = True) -> dict[str, Any]:
     """{"summary": metric -> value, "groups": grouping -> metric -> {group: mean, gap, p}, "users": U}.
 
     ``score``: (users, seqs) -> (B, I+1) scores; ``vectors``: (I+1, d) item vectors for the
@@ -55,7 +56,7 @@ def holistic(score, split, *, vectors: np.ndarray | None = None,
     from genrecsys.errors import GenrecsysError
     from genrecsys.eval.ranking import top_k_lists
 
-    users, lists = top_k_lists(score, split, stage, k, max_len=max_len)
+    users, lists = top_k_lists(score, split, stage, k, max_len=max_len, mask_seen=mask_seen)
     popularity = np.bincount(split.train.items, minlength=split.n_items + 1)
     history = split.history(stage)
     values = beyond.beyond_accuracy(lists, popularity, split.n_users, item_genres(split),
@@ -69,3 +70,36 @@ def holistic(score, split, *, vectors: np.ndarray | None = None,
     summary.update({m: float(np.nanmean(v)) for m, v in (per_user_accuracy or {}).items()})
     groups = {name: beyond.group_table(per_user, labels) for name, labels in user_groups(split, users).items()}
     return {"summary": summary, "groups": groups, "users": len(users), "k": k}
+
+
+def worst_group(res: dict[str, Any], grouping: str, metric: str = "ndcg@10") -> tuple[str, float, float]:
+    """(worst group, its value, best - worst gap) of ``metric`` under ``grouping``."""
+    row = res["groups"].get(grouping, {}).get(metric)
+    if not row:
+        return "–", float("nan"), float("nan")
+    groups = {g: v for g, v in row.items() if g not in ("gap", "p") and np.isfinite(v)}
+    if not groups:
+        return "–", float("nan"), float("nan")
+    g = min(groups, key=groups.get)
+    return g, groups[g], row["gap"]
+
+
+def plot_groups(res: dict[str, Any], path: Path, title: str, metric: str = "ndcg@10",
+                groupings: tuple[str, ...] = ("gender", "age", "activity", "new_vs_warm")) -> None:
+    """Bars of ``metric`` per group, one panel per grouping present."""
+    from genrecsys.eval.report import _pyplot
+
+    plt = _pyplot()
+    present = [g for g in groupings if metric in res["groups"].get(g, {})]
+    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.4), dpi=110,
+                             squeeze=False)
+    for ax, grouping in zip(axes[0], present):
+        row = res["groups"][grouping][metric]
+        names = [g for g in row if g not in ("gap", "p")]
+        ax.bar(names, [row[g] for g in names], color="#4a7fc1")
+        ax.set_title(f"{grouping} (p {row['p']:.2g})", fontsize=9)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -82,7 +82,10 @@ def valid_curve(history: list[dict[str, Any]], metric: str = "ndcg@10") -> list[
 IMPRESSION_HEADLINE = tuple(f"{g}{m}" for g in ("", "new_", "warm_") for m in ("auc", "mrr", "ndcg@5", "ndcg@10"))
 
 
-def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]],
+                     beyond: dict[str, Any] | None = None) -> Path:
+    """report.md (and curve.png) of one run; ``beyond``: `eval.holistic.holistic`'s result,
+    written as a section with groups.png."""
     if metrics["protocol"].get("ranking") == "impressions":
         header = ["stage"] + [k for k in IMPRESSION_HEADLINE if k in metrics["test"]]
         rows = [[stage] + [f"{metrics[stage][k]:.4f}" for k in header[1:]] for stage in ("valid", "test")]
@@ -102,10 +105,40 @@ def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[
         + markdown_table(header, rows)
         + longtail_section(metrics)
         + "\n![validation curve](curve.png)\n"
+        + (beyond_section(beyond, run_dir) if beyond else "")
     )
     path = run_dir / "report.md"
     path.write_text(text)
     return path
+
+
+BEYOND_COLUMNS = (("coverage", "coverage"), ("gini", "Gini"), ("novelty", "novelty (bits)"),
+                  ("ild_genre", "ILD (genre)"), ("pop_lift", "pop. lift"), ("longtail_share", "long-tail share"),
+                  ("calibration_kl", "calibration KL"))
+
+
+def beyond_section(beyond: dict[str, Any], run_dir: Path) -> str:
+    """The run report's beyond-accuracy paragraph: the list metrics, each user grouping's
+    worst group and best-worst gap of NDCG@k (Kruskal-Wallis p), and groups.png."""
+    from genrecsys.eval.holistic import plot_groups, worst_group
+
+    k = beyond.get("k", 10)
+    s = beyond["summary"]
+    text = (f"\n## Beyond accuracy (test top-{k} lists)\n\nDefinitions: `genrecsys.eval.beyond`; all groups and "
+            "metrics in beyond.json.\n\n"
+            + markdown_table([label for _, label in BEYOND_COLUMNS],
+                             [[f"{s[m]:.4f}" if m in s else "–" for m, _ in BEYOND_COLUMNS]]))
+    metric = f"ndcg@{k}"
+    rows = []
+    for grouping, table in beyond["groups"].items():
+        if metric in table:
+            worst, value, gap = worst_group(beyond, grouping, metric)
+            rows.append([grouping, worst, f"{value:.4f}", f"{gap:.4f}", f"{table[metric]['p']:.2g}"])
+    if rows:
+        text += "\n" + markdown_table(["user grouping", "worst group", f"its NDCG@{k}", "best - worst", "p"], rows)
+        plot_groups(beyond, run_dir / "groups.png", title=f"test NDCG@{k} by user group", metric=metric)
+        text += "\n![NDCG by user group](groups.png)\n"
+    return text
 
 
 def longtail_section(metrics: dict[str, Any]) -> str:

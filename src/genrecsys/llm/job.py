@@ -176,12 +176,13 @@ def keep_recent(variable: str, recent_first: bool = True, min_items: int = 1) ->
 def render_requests(template: PromptTemplate, rows: Sequence[Mapping[str, Any]], backend: Backend, *,
                     params: SamplingParams | None = None, task: str | None = None, truncate: TruncateRule | None = None,
                     max_prompt_tokens: int | None = None, pseudonym_key: bytes | None = None,
-                    contract: Contract | None = None, contracts: bool = True,
+                    contract: Contract | None = None, contracts: bool = True, fence: bool = True,
                     stats: JobStats | None = None) -> list[Request | Completion]:
     """Render each row's variables into a request, counting tokens before anything is sent.
 
     Each request carries ``contract`` if given, else the template's own contract rendered
-    for its row; ``contracts=False`` sends none (the unconstrained side of a comparison).
+    for its row; ``contracts=False`` sends none (the unconstrained side of a comparison);
+    ``fence=False`` drops the markers of the ``data`` filter (the prompt-injection audit's ablation).
 
     A prompt over ``max_prompt_tokens`` (default: the backend's context minus
     ``params.max_tokens``) is shrunk with ``truncate`` until it fits; a row that cannot be made
@@ -198,7 +199,7 @@ def render_requests(template: PromptTemplate, rows: Sequence[Mapping[str, Any]],
         values = dict(row)
         try:
             while True:
-                msgs = template.render(values, pseudonym_key=key)
+                msgs = template.render(values, pseudonym_key=key, fence=fence)
                 n = backend.count_tokens(msgs) if max_prompt_tokens else 0
                 if not max_prompt_tokens or n <= max_prompt_tokens:
                     break

@@ -39,8 +39,12 @@ class PromptTemplate:
             return None
         return declared_contract(self.contract, variables, _environment(), self.name)
 
-    def render(self, variables: Mapping[str, Any], pseudonym_key: bytes | None = None) -> tuple[Message, ...]:
+    def render(self, variables: Mapping[str, Any], pseudonym_key: bytes | None = None, *,
+               fence: bool = True) -> tuple[Message, ...]:
         """Render to chat messages. Missing variables are an error naming them.
+
+        ``fence=False`` renders the ``data`` filter without its markers (the text still loses
+        invisible characters): the unfenced side of the prompt-injection audit, never a default.
 
         >>> t = PromptTemplate(name="t", version="1", user="Title: {{ title | data }}", variables=("title",))
         >>> print(t.render({"title": "Heat"})[0]["content"])  # doctest: +ELLIPSIS
@@ -59,7 +63,7 @@ class PromptTemplate:
             for name in self.id_variables:
                 if name in values:
                     values[name] = pseudonymize(values[name], pseudonym_key)
-        env = _environment()
+        env = _environment(fence)
         msgs: list[Message] = []
         try:
             system = env.from_string(self.system).render(values).strip() if self.system else ""
@@ -75,14 +79,20 @@ def _numbered(items: Any, start: int = 1) -> str:
     return "\n".join(f"{i}. {x}" for i, x in enumerate(items, start))
 
 
-def _environment():
+def _unfenced(text: Any, label: str = "data") -> str:
+    from genrecsys.llm.safety import strip_invisible
+
+    return strip_invisible(text if isinstance(text, str) else str(text)).strip()
+
+
+def _environment(fence: bool = True):
     import jinja2
 
     from genrecsys.llm.safety import data_block, sanitize
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
                              finalize=sanitize)
-    env.filters["data"] = data_block
+    env.filters["data"] = data_block if fence else _unfenced
     env.filters["numbered"] = _numbered
     env.filters["gbnf"] = gbnf_alternatives  # a closed list inside a grammar contract: ("a" | "b" | ...)
     return env

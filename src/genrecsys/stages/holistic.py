@@ -8,13 +8,31 @@ from typing import Any
 import numpy as np
 
 from genrecsys.errors import GenrecsysError
+from genrecsys.eval.holistic import plot_groups, worst_group
 
 TABLE_METRICS = ("ndcg@10", "coverage", "gini", "novelty", "ild_genre", "pop_lift", "longtail_share", "calibration_kl")
 
 
-def run_holistic(run: str | Path, cache_dir: str | Path | None = None, k: int = 10) -> dict[str, Any]:
-    """Beyond-accuracy metrics and group tables of a finished run's test lists (the first
-    seed of a multi-seed run), with its per-user NDCG@k and HR@k from per_user.parquet."""
+def seed_dirs(run: str | Path) -> list[Path]:
+    """The seed runs of a multi-seed run directory (``seed-N``), else the run itself."""
+    d = Path(run)
+    seeds = sorted(p for p in d.glob("seed-*") if (p / "model.pt").is_file())
+    return seeds or [d]
+
+
+def run_holistic(run: str | Path, cache_dir: str | Path | None = None, k: int = 10,
+                 all_seeds: bool = False) -> dict[str, Any]:
+    """Beyond-accuracy metrics and group tables of a finished run's test lists, with its
+    per-user NDCG@k and HR@k from per_user.parquet: the first seed of a multi-seed run, or
+    with ``all_seeds`` the mean over its seeds (`mean_over_seeds`)."""
+    dirs = seed_dirs(run)
+    results = [_one_run(d, cache_dir, k) for d in (dirs if all_seeds else dirs[:1])]
+    return results[0] if len(results) == 1 else mean_over_seeds(results)
+
+
+def _one_run(d: Path, cache_dir: str | Path | None, k: int) -> dict[str, Any]:
+    import json
+
     import pandas as pd
 
     from genrecsys.eval.holistic import holistic
@@ -22,7 +40,7 @@ def run_holistic(run: str | Path, cache_dir: str | Path | None = None, k: int = 
     from genrecsys.generative.semantic_ids import cf_vectors
     from genrecsys.train.loop import score_fn
 
-    cfg, split, model = load_run(run, cache_dir)
+    cfg, split, model = load_run(d, cache_dir)
     model.eval()
     model.on_eval_start()
     try:
@@ -30,29 +48,57 @@ def run_holistic(run: str | Path, cache_dir: str | Path | None = None, k: int = 
         vectors = np.vstack([np.zeros((1, cf.shape[1]), dtype=cf.dtype), cf])  # row 0: padding
     except GenrecsysError:
         vectors = None
-    d = Path(run)
-    per_user = d / "per_user.parquet"
-    if not per_user.is_file():
-        per_user = min(d.glob("seed-*/per_user.parquet"), default=None)
     accuracy = None
-    if per_user is not None:
-        frame = pd.read_parquet(per_user)
+    if (d / "per_user.parquet").is_file():
+        frame = pd.read_parquet(d / "per_user.parquet")
         frame = frame[frame["stage"] == "test"].set_index("user")
         order = [str(u) for u in split.user_ids[split.eval_users("test")]]
         accuracy = {c: frame[c].reindex(order).to_numpy(dtype=float) for c in (f"ndcg@{k}", f"hit@{k}")
                     if c in frame.columns}
-    return holistic(score_fn(model), split, vectors=vectors, per_user_accuracy=accuracy, k=k,
-                    max_len=cfg.data.max_seq_len)
+    res = holistic(score_fn(model), split, vectors=vectors, per_user_accuracy=accuracy, k=k,
+                   max_len=cfg.data.max_seq_len, mask_seen=cfg.eval.mask_seen)
+    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+    res["ranking"] = metrics.get("protocol", {}).get("ranking", "full")  # what the accuracy column measures
+    res["seeds"] = 1
+    return res
 
 
-def worst_group(res: dict[str, Any], grouping: str, metric: str = "ndcg@10") -> tuple[str, float, float]:
-    """(worst group, its value, best - worst gap) of ``metric`` under ``grouping``."""
-    row = res["groups"].get(grouping, {}).get(metric)
-    if not row:
-        return "–", float("nan"), float("nan")
-    groups = {g: v for g, v in row.items() if g not in ("gap", "p") and np.isfinite(v)}
-    g = min(groups, key=groups.get)
-    return g, groups[g], row["gap"]
+def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seed runs' results as one: each summary metric's mean (and ``summary_std``), each
+    group's mean per metric with the gap of those means (no p: the seeds' tests differ)."""
+    keys = [m for m in results[0]["summary"] if all(m in r["summary"] for r in results)]
+    summary = {m: float(np.mean([r["summary"][m] for r in results])) for m in keys}
+    std = {m: float(np.std([r["summary"][m] for r in results], ddof=1)) for m in keys}
+    groups: dict[str, dict[str, dict[str, float]]] = {}
+    for grouping, table in results[0]["groups"].items():
+        for metric, row in table.items():
+            names = [g for g in row if g not in ("gap", "p")]
+            means = {g: float(np.nanmean([r["groups"].get(grouping, {}).get(metric, {}).get(g, np.nan)
+                                          for r in results])) for g in names}
+            finite = [v for v in means.values() if np.isfinite(v)]
+            gap = max(finite) - min(finite) if finite else float("nan")
+            groups.setdefault(grouping, {})[metric] = {**means, "gap": gap, "p": float("nan")}
+    return {**results[0], "summary": summary, "summary_std": std, "groups": groups, "seeds": len(results)}
+
+
+GROUPINGS = ("gender", "age", "occupation", "activity", "new_vs_warm")
+
+
+def holistic_table(results: dict[str, dict[str, Any]],
+                   groupings: tuple[str, ...] = GROUPINGS) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the benchmark's table: per run, its seeds and accuracy protocol, the
+    TABLE_METRICS (mean ± std over seeds where there are several), and per grouping the
+    worst group's NDCG@10 / best − worst gap."""
+    rows = []
+    for name, res in results.items():
+        s, sd = res["summary"], res.get("summary_std", {})
+        cells = [f"{s.get(m, float('nan')):.4f}" + (f" ± {sd[m]:.4f}" if m in sd else "") for m in TABLE_METRICS]
+        for g in groupings:
+            worst, value, gap = worst_group(res, g)
+            cells.append(f"{worst} {value:.3f} / {gap:.3f}")
+        rows.append([name, str(res.get("seeds", 1)), res.get("ranking", "full"), *cells])
+    header = ["run", "seeds", "accuracy protocol", *TABLE_METRICS, *(f"{g}: worst NDCG@10 / gap" for g in groupings)]
+    return header, rows
 
 
 def section(results: dict[str, dict[str, Any]], output_dir: Path, grouping: str = "activity") -> str:
@@ -92,27 +138,6 @@ def plot_tradeoffs(results: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("test NDCG@10")
     ax.set_title("accuracy vs coverage (marker size: novelty)", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_groups(res: dict[str, Any], path: Path, title: str, metric: str = "ndcg@10",
-                groupings: tuple[str, ...] = ("gender", "age", "activity", "new_vs_warm")) -> None:
-    """Bars of ``metric`` per group, one panel per grouping present."""
-    from genrecsys.eval.report import _pyplot
-
-    plt = _pyplot()
-    present = [g for g in groupings if metric in res["groups"].get(g, {})]
-    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.4), dpi=110,
-                             squeeze=False)
-    for ax, grouping in zip(axes[0], present):
-        row = res["groups"][grouping][metric]
-        names = [g for g in row if g not in ("gap", "p")]
-        ax.bar(names, [row[g] for g in names], color="#4a7fc1")
-        ax.set_title(f"{grouping} (p {row['p']:.2g})", fontsize=9)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
