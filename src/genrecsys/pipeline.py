@@ -22,6 +22,7 @@ from genrecsys.errors import GenrecsysError
 
 BACKBONES = ("pop", "bpr", "neumf", "lightgcn", "ngcf", "gru4rec", "sasrec", "bert4rec")
 GENERATIVE = ("genrec", "hstu", "tiger")  # generative recommenders: seq2seq codes (GenRec, TIGER) and HSTU
+FAMILIES = ("multvae", "diffrec")  # the survey's latent-variable and diffusion generators (benchmarks/families.py: all)
 # Pretraining epochs for models that have a pretraining objective (full mode; quick skips it).
 PRETRAIN = {"genrec": 10}
 GENRE_QUICK_VARIANTS = ("NS", "UP", "NG")
@@ -125,7 +126,7 @@ def run_main_job(cfg: MainJobConfig, output_dir: Path, cache_dir: Path | None = 
     from genrecsys.registry import MODELS
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    models = cfg.models or BACKBONES + GENERATIVE
+    models = cfg.models or BACKBONES + GENERATIVE + FAMILIES
     reland_models = cfg.reland_models or (("sasrec",) if cfg.quick else ("sasrec", "lightgcn"))
     for m in (*models, *(reland_models if cfg.reland else ()), *(cfg.genre_model_names if cfg.genre else ())):
         MODELS.get(m)  # fail fast on an unknown name, before hours of training

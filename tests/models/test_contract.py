@@ -32,6 +32,11 @@ FAST = {
     "bert4rec": {"lr": 0.005, "epochs": 80},
     "genrec": {"lr": 0.003, "epochs": 20},
     "tiger": {"lr": 0.01, "epochs": 60},
+    "multvae": {"lr": 0.01, "epochs": 60},
+    "multdae": {"lr": 0.01, "epochs": 60},
+    "cfgan": {"lr": 0.001, "epochs": 60},
+    "diffrec": {"lr": 1e-3, "epochs": 20},
+    "ldiffrec": {"lr": 1e-2, "epochs": 60},
     # news / CTR models: item text from the block titles ("Item 7 (group 0)") and categories
     "naml": {"lr": 0.01, "epochs": 30},
     "lstur": {"lr": 0.01, "epochs": 30},

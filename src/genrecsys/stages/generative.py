@@ -156,16 +156,17 @@ def paired_vs_reference(runs_dir: Path, rows: list[Row], metric: str = "ndcg@10"
 
 
 def summarize(rows: list[Row], runs: dict[str, list[dict[str, Any]]], tests: dict[str, dict[str, float]],
-              decode: dict[str, dict[str, float]], codes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One plain dict per row: means/stds over seeds and the row's diagnostics."""
+              decode: dict[str, dict[str, float]], codes: dict[str, dict[str, Any]],
+              metrics: tuple[str, ...] = METRICS) -> list[dict[str, Any]]:
+    """One plain dict per row: means/stds over seeds of ``metrics`` and the row's diagnostics."""
     from genrecsys.eval.report import aggregate_seeds
 
     table = []
     for row in rows:
         agg = aggregate_seeds(runs[row.label])
         entry = {"label": row.label, "model": row.model, "params": row.params, "seeds": agg["seeds"],
-                 "test": {m: agg["test"].get(m, float("nan")) for m in METRICS},
-                 "test_std": {m: agg["test_std"].get(m, float("nan")) for m in METRICS},
+                 "test": {m: agg["test"].get(m, float("nan")) for m in metrics},
+                 "test_std": {m: agg["test_std"].get(m, float("nan")) for m in metrics},
                  "seconds_per_epoch": agg["seconds_per_epoch"], "train_seconds": agg["train_seconds"],
                  "epochs": agg["epochs"], **decode.get(row.label, {}), **({"vs_sasrec": tests[row.label]}
                                                                           if row.label in tests else {})}

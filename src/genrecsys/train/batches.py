@@ -90,3 +90,44 @@ def shuffled_batches(arrays: dict[str, np.ndarray], batch_size: int, rng: np.ran
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         yield {k: torch.from_numpy(v[idx]) for k, v in arrays.items()}
+
+
+class InteractionRows:
+    """Users' rows of the 0/1 interaction matrix, built per batch from a `Part` (never the
+    dense (U, I+1) matrix at once): the input of the models that read a whole user vector
+    (Mult-VAE/DAE, DiffRec, CFGAN). Column 0 (padding) is always 0.
+
+    >>> rows = InteractionRows(Part(np.array([0, 2, 3]), np.array([1, 3, 2])), n_items=3)
+    >>> rows.dense(torch.tensor([1, 0])).tolist()
+    [[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
+    >>> rows.dense(torch.tensor([1]), torch.tensor([[0, 3]])).tolist()  # plus the items of a sequence
+    [[0.0, 0.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, part: Part, n_items: int) -> None:
+        self.indptr = torch.as_tensor(part.indptr, dtype=torch.long)
+        self.items = torch.as_tensor(part.items, dtype=torch.long)
+        self.n_items = n_items
+
+    def dense(self, users: torch.Tensor, seqs: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) user indices [, (B, L) left-padded sequences] -> (B, I+1) float 0/1 rows."""
+        users = users.long().cpu()
+        starts, ends = self.indptr[users], self.indptr[users + 1]
+        lengths = ends - starts
+        row = torch.repeat_interleave(torch.arange(len(users)), lengths)  # (nnz_batch,)
+        offset = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        cols = self.items[torch.repeat_interleave(starts, lengths) + offset]
+        out = torch.zeros(len(users), self.n_items + 1)
+        out[row, cols] = 1.0
+        if seqs is not None:
+            out.scatter_(1, seqs.long().cpu(), 1.0)
+        out[:, 0] = 0.0
+        return out
+
+
+def user_batches(split: SplitData, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+    """The users with at least one training interaction, shuffled, in batches of indices."""
+    users = np.flatnonzero(split.train.lengths() > 0)
+    order = rng.permutation(users)
+    for start in range(0, len(order), batch_size):
+        yield {"users": torch.from_numpy(order[start:start + batch_size])}
