@@ -37,6 +37,7 @@ FAST = {
     "cfgan": {"lr": 0.001, "epochs": 60},
     "diffrec": {"lr": 1e-3, "epochs": 20},
     "ldiffrec": {"lr": 1e-2, "epochs": 60},
+    "textretrieval": {"lr": 0.01, "epochs": 30},
     # news / CTR models: item text from the block titles ("Item 7 (group 0)") and categories
     "naml": {"lr": 0.01, "epochs": 30},
     "lstur": {"lr": 0.01, "epochs": 30},
