@@ -1,6 +1,7 @@
 """The survey's generative families on ML-100K (leave-one-out, full ranking, seen items
-masked): Mult-VAE, Mult-DAE, DiffRec, L-DiffRec and CFGAN beside SASRec and BPR, over
-seeds, with paired tests against SASRec and the issue's goals checked.
+masked): Mult-VAE, Mult-DAE, DiffRec, L-DiffRec, CFGAN and text retrieval (zero-shot and
+fine-tuned) beside SASRec and BPR, over seeds, with paired tests against SASRec and the
+issue's goals checked.
 
     python benchmarks/families.py --seeds 5
     python benchmarks/families.py --seeds 5 --rows Mult-VAE DiffRec --jobs 2

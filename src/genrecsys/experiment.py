@@ -248,11 +248,11 @@ def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
     from genrecsys.config import load_experiment
 
     d = Path(run_dir)
-    if not (d / "model.pt").is_file():
-        if (d / "metrics.json").is_file() and any(d.glob("seed-*")):
-            d = sorted(d.glob("seed-*"))[0]
-        else:
-            raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
+    seeds = sorted(p for p in d.glob("seed-*") if (p / "model.pt").is_file())
+    if seeds:  # a multi-seed run: its first seed (top-level files, if any, are an earlier single run's)
+        d = seeds[0]
+    elif not (d / "model.pt").is_file():
+        raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
     cfg = load_experiment(d / "config.yaml")
     cfg = _resolve_side_inputs(cfg, d)
     split = load_split(cfg, cache_dir)

@@ -62,6 +62,17 @@ def test_multi_seed_runs_average_each_user_over_seeds_before_pairing(tmp_path):
     assert fields(res["ndcg@10"]) == pytest.approx(as_row(expected))
 
 
+def test_seed_directories_win_over_an_earlier_single_runs_leftovers(tmp_path):
+    """A 5-seed run written where a 1-seed run was leaves that run's per_user.parquet at the
+    top: the seeds are the run now (RELAND's table once paired the stale file)."""
+    a = write_run(tmp_path / "a", ["u1", "u2"], [0.0, 0.0])
+    b = write_run(tmp_path / "b", ["u1", "u2"], [0.9, 0.9])  # the earlier single run
+    write_run(b / "seed-0", ["u1", "u2"], [0.2, 0.4])
+    write_run(b / "seed-1", ["u1", "u2"], [0.4, 0.2])
+    res = compare_runs(a, b, metrics=("ndcg@10",))
+    assert res.n_seeds_b == 2 and res["ndcg@10"].mean_b == pytest.approx(0.3)
+
+
 def test_users_stored_as_numbers_match_users_stored_as_text(tmp_path):
     a = write_run(tmp_path / "a", [1, 2], [0.0, 1.0])
     b = write_run(tmp_path / "b", ["1", "2"], [1.0, 1.0])

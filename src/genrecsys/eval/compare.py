@@ -67,11 +67,14 @@ class ComparisonResult:
 
 
 def per_user_files(run_dir: Path) -> list[Path]:
-    """per_user.parquet of a run, or of each seed-N subdirectory of a multi-seed run."""
+    """per_user.parquet of each seed-N subdirectory of a multi-seed run, else of the run.
+
+    Seed directories win: a multi-seed run written into a directory that held a single
+    run leaves that run's per_user.parquet beside the new seeds, and it is not theirs."""
     d = Path(run_dir)
-    if (d / PER_USER).is_file():
-        return [d / PER_USER]
     seeds = sorted((p for p in d.glob("seed-*") if p.is_dir()), key=_seed_number)
+    if not seeds and (d / PER_USER).is_file():
+        return [d / PER_USER]
     if not seeds:
         raise GenrecsysError(f"{d}: no {PER_USER} (and no seed-N subdirectories holding one)")
     missing = [p for p in seeds if not (p / PER_USER).is_file()]

@@ -1,6 +1,7 @@
 """The survey's other generative families on one protocol: latent-variable (Mult-VAE,
 Mult-DAE), diffusion (DiffRec, L-DiffRec) and adversarial (CFGAN) generators of a user's
-interaction vector, beside SASRec and BPR, over seeds, with paired tests against SASRec.
+interaction vector, and the LLM as retriever (sentence-encoder text retrieval, zero-shot
+and fine-tuned), beside SASRec and BPR, over seeds, with paired tests against SASRec.
 
 ``benchmarks/families.py`` is the command line; runs, resumption and the paired tests are
 the generative table's (``genrecsys.stages.generative``), so both tables read alike.
@@ -22,7 +23,9 @@ RECBOLE_MULTVAE_NDCG10 = 0.0433  # ../shared/peers: RecBole 1.2.1's Mult-VAE on 
 
 def default_rows() -> list[Row]:
     return [Row("SASRec", "sasrec"), Row("BPR", "bpr"), Row("Mult-VAE", "multvae"), Row("Mult-DAE", "multdae"),
-            Row("DiffRec", "diffrec"), Row("L-DiffRec", "ldiffrec"), Row("CFGAN", "cfgan")]
+            Row("DiffRec", "diffrec"), Row("L-DiffRec", "ldiffrec"), Row("CFGAN", "cfgan"),
+            Row("TextRetrieval (zero-shot)", "textretrieval", {"finetune": False}),
+            Row("TextRetrieval (fine-tuned)", "textretrieval")]
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
