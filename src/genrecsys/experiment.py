@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from genrecsys.config import ExperimentConfig, from_dict
-from genrecsys.data.splits import SplitData, make_split
+from genrecsys.data.load import make_split
+from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.files import building_file, exclusive
 
@@ -143,8 +144,12 @@ def _with_reland(cfg: ExperimentConfig, split: SplitData, work: Path,
         from genrecsys.llm.client import LLM
 
         llm = LLM(r.llm, cache_dir, progress=cfg.train.progress)
+    encoder_run = None
+    if r.encoder != "lightgcn" and Path(r.encoder).expanduser().is_dir():  # a missing one: prepare_reland says so
+        encoder_run = user_matrix_from_run(Path(r.encoder).expanduser(), cache_dir)
     try:
-        inputs = prepare_reland(split, r, llm, cache_dir, work / RELAND_DIR, threads=cfg.train.threads)
+        inputs = prepare_reland(split, r, llm, cache_dir, work / RELAND_DIR, threads=cfg.train.threads,
+                                encoder_run=encoder_run)
     finally:
         if llm is not None:
             llm.close()
@@ -239,6 +244,14 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
     with building_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(agg, indent=2))
     return agg
+
+
+def user_matrix_from_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> tuple[np.ndarray, SplitData]:
+    """RELAND's behaviour matrix M from a finished run directory: (M, the run's split)."""
+    from genrecsys.reasoning.encoder import user_matrix
+
+    _, split, model = load_run(run_dir, cache_dir)
+    return user_matrix(model), split
 
 
 def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):

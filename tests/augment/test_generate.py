@@ -32,7 +32,7 @@ def test_an_answer_without_a_titled_item_is_a_parse_error(answer):
 
 
 def test_synthetic_items_are_never_in_the_catalogue_or_the_candidates(news_dir, llm, tmp_path):
-    from genrecsys.data.splits import make_split
+    from genrecsys.data.load import make_split
 
     out = augment("generate", str(news_dir), tmp_path / "ng", llm)
     v = load_variant(out)
@@ -90,7 +90,7 @@ def test_history_with_synthetic_puts_synthetic_items_before_the_real_clicks(news
 def test_cold_start_histories_decide_who_is_served_and_what_the_prompt_shows(news_dir, llm, scripted):
     from genrecsys.augment import open_variant
     from genrecsys.data.coldstart import simulate_cold_start
-    from genrecsys.data.splits import make_split
+    from genrecsys.data.load import make_split
 
     source = open_variant(str(news_dir))
     cold = simulate_cold_start(make_split(source.dataset, "loo"), fraction=1.0, min_len=1, max_len=1, seed=0)

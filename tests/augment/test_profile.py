@@ -52,7 +52,7 @@ def test_movie_vocabulary_has_genres_and_no_regions():
 
 def test_profiles_fill_the_columns_the_interest_fusion_reads(news_dir, llm, tmp_path):
     from genrecsys.data.profiles import user_profiles
-    from genrecsys.data.splits import make_split
+    from genrecsys.data.load import make_split
 
     out = augment("profile", str(news_dir), tmp_path / "up", llm)
     users = load_dataset(str(out)).users.set_index("user")

@@ -64,7 +64,7 @@ def test_a_variant_can_be_rewritten_in_place_of_an_older_one(news_dir, llm, tmp_
 def test_mind_variant_keeps_impressions_and_loads_for_training(tmp_path, llm):
     from newsfixtures import MIND
 
-    from genrecsys.data.splits import make_split
+    from genrecsys.data.load import make_split
 
     out = augment("summarize", str(MIND), tmp_path / "mind-ns", llm)
     ds = load_dataset(str(out))

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from genrecsys.data.schema import Dataset
-from genrecsys.data.splits import Part, concat_parts, leave_one_out, make_split, ratio_split
+from genrecsys.data.load import make_split
+from genrecsys.data.splits import Part, concat_parts, leave_one_out, ratio_split
 from genrecsys.errors import GenrecsysError
 
 

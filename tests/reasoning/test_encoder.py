@@ -10,12 +10,11 @@ import torch
 
 from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
 from genrecsys.errors import GenrecsysError
-from genrecsys.experiment import run_experiment
+from genrecsys.experiment import run_experiment, user_matrix_from_run
 from genrecsys.models.bpr import BPR
 from genrecsys.models.lightgcn import LightGCN, LightGCNConfig
 from genrecsys.models.pop import Pop
-from genrecsys.reasoning.encoder import (EncoderConfig, pad_user_vectors, train_behaviour_encoder, user_matrix,
-                                         user_matrix_from_run)
+from genrecsys.reasoning.encoder import EncoderConfig, pad_user_vectors, train_behaviour_encoder, user_matrix
 from reasoningdata import split  # noqa: F401  (fixtures)
 
 
@@ -50,6 +49,13 @@ def test_user_matrix_from_a_finished_run_directory(block_dataset_dir, tmp_path):
     assert m.shape == (split.n_users + 1, 8) and not m[0].any()
     with pytest.raises(GenrecsysError, match="not a run directory"):
         user_matrix_from_run(tmp_path)
+    from genrecsys.config import RelandConfig
+    from genrecsys.reasoning.run import behaviour_matrix
+
+    run_cfg = RelandConfig(encoder=str(tmp_path / "run"))
+    assert behaviour_matrix(split, run_cfg, encoder_run=(m, split))[1] == str(tmp_path / "run")
+    with pytest.raises(GenrecsysError, match="user_matrix_from_run"):  # reasoning never loads a run itself
+        behaviour_matrix(split, run_cfg)
 
 
 @pytest.mark.parametrize("bad,message", [(np.ones(3), "2-d"), (np.ones((2, 0)), "2-d"),

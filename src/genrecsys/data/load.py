@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genrecsys.config import DataConfig
 from genrecsys.data.schema import Dataset
 from genrecsys.errors import GenrecsysError
+
+if TYPE_CHECKING:
+    from genrecsys.data.splits import SplitData
 
 
 def _need_path(fmt: str, path: str | None) -> Path:
@@ -100,3 +104,20 @@ def prepare(cfg: DataConfig, cache_dir: str | Path | None = None) -> Dataset:
         raise GenrecsysError(f"{ds.name}: no interactions left after filtering" if filtered
                              else f"{ds.name}: the dataset has no interactions")
     return ds
+
+
+def make_split(ds: Dataset, split: str, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> "SplitData":
+    """The named split of a prepared dataset. It lives here, above `data.splits` and
+    `data.impressions`, so that neither imports the other to dispatch."""
+    from genrecsys.data.impressions import impression_split
+    from genrecsys.data.splits import leave_one_out, ratio_split
+
+    if split == "loo":
+        return leave_one_out(ds)
+    if split == "ratio":
+        return ratio_split(ds, ratios)
+    if split == "random_ratio":
+        return ratio_split(ds, ratios, shuffle=True, seed=seed)
+    if split == "impressions":
+        return impression_split(ds)
+    raise GenrecsysError(f"unknown split {split!r}; choose one of: loo, ratio, random_ratio, impressions")

@@ -171,17 +171,3 @@ def ratio_split(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1
     which = np.where(pos < b1, 0, np.where(pos < b2, 1, 2)).astype(np.int8)
     train, valid, test = _parts_from_masks(users, items, len(user_ids), which)
     return SplitData(ds, user_ids, item_ids, train, valid, test, protocol="random_ratio" if shuffle else "ratio")
-
-
-def make_split(ds: Dataset, split: str, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> SplitData:
-    if split == "loo":
-        return leave_one_out(ds)
-    if split == "ratio":
-        return ratio_split(ds, ratios)
-    if split == "random_ratio":
-        return ratio_split(ds, ratios, shuffle=True, seed=seed)
-    if split == "impressions":
-        from genrecsys.data.impressions import impression_split
-
-        return impression_split(ds)
-    raise GenrecsysError(f"unknown split {split!r}; choose one of: loo, ratio, random_ratio, impressions")

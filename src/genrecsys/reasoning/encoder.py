@@ -7,8 +7,9 @@ all read M in that layout.
 The authors' lightweight encoder is LightGCN; :func:`train_behaviour_encoder` fits one
 with the project's training loop (early stopping on validation NDCG@10) and returns its
 final propagated user embeddings. Any model with user vectors serves as well
-(:func:`user_matrix`), as does a finished run directory (:func:`user_matrix_from_run`) or
-a plain array (:func:`pad_user_vectors`).
+(:func:`user_matrix`), as does a finished run directory
+(`genrecsys.experiment.user_matrix_from_run`, which loads it: `reasoning` never imports
+`experiment`) or a plain array (:func:`pad_user_vectors`).
 
 >>> import numpy as np
 >>> pad_user_vectors(np.ones((2, 3))).tolist()
@@ -97,11 +98,3 @@ def train_behaviour_encoder(split: SplitData, config: EncoderConfig | None = Non
     finally:
         torch.set_num_threads(threads)  # fit() sets the process-wide count; leave it as it was
     return user_matrix(model), result
-
-
-def user_matrix_from_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> tuple[np.ndarray, SplitData]:
-    """(M, split) from a finished run directory (``genrecsys train`` output)."""
-    from genrecsys.experiment import load_run
-
-    _, split, model = load_run(run_dir, cache_dir)
-    return user_matrix(model), split

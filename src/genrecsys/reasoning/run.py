@@ -83,8 +83,13 @@ def split_fingerprint(split: SplitData) -> str:
 
 
 def behaviour_matrix(split: SplitData, cfg: RelandConfig, cache_dir: str | Path | None = None,
-                     threads: int | None = None) -> tuple[np.ndarray, str]:
+                     threads: int | None = None,
+                     encoder_run: tuple[np.ndarray, SplitData] | None = None) -> tuple[np.ndarray, str]:
     """M (n_users + 1, d) and where it came from ("cache", "trained" or the run directory).
+
+    With ``cfg.encoder`` a run directory, the caller loads it and passes ``encoder_run``
+    = (M, the run's split) (`genrecsys.experiment.user_matrix_from_run`): loading a run is
+    the experiment layer's job, above this package.
 
     LightGCN results are cached as ``<cache>/reland/encoder/<key>.npy``: the key covers the
     split's content and the encoder settings, so any change retrains and nothing stale is
@@ -96,9 +101,10 @@ def behaviour_matrix(split: SplitData, cfg: RelandConfig, cache_dir: str | Path 
         run_dir = Path(cfg.encoder).expanduser()
         if not run_dir.is_dir():
             raise GenrecsysError(f"reland.encoder must be 'lightgcn' or a finished run directory; not found: {run_dir}")
-        from genrecsys.reasoning.encoder import user_matrix_from_run
-
-        m, run_split = user_matrix_from_run(run_dir, cache_dir)
+        if encoder_run is None:
+            raise GenrecsysError(f"reland.encoder is a run directory ({run_dir}): load it with "
+                                 "genrecsys.experiment.user_matrix_from_run and pass encoder_run")
+        m, run_split = encoder_run
         if run_split.n_users != split.n_users or not np.array_equal(run_split.user_ids, split.user_ids):
             raise GenrecsysError(f"encoder run {run_dir} was trained on another user set ({run_split.n_users} users, "
                                  f"this split has {split.n_users})")
@@ -137,7 +143,8 @@ def seed_users(split: SplitData, m: np.ndarray, cfg: RelandConfig):
 
 
 def prepare_reland(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir: str | Path | None,
-                   out_dir: str | Path, *, threads: int | None = None) -> RelandInputs:
+                   out_dir: str | Path, *, threads: int | None = None,
+                   encoder_run: tuple[np.ndarray, SplitData] | None = None) -> RelandInputs:
     """Run RELAND's offline phase for ``split`` and write the side inputs into ``out_dir``.
 
     ``llm`` answers the seed prompts (None is allowed only when no pool is built: item
@@ -156,7 +163,7 @@ def prepare_reland(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_d
         res.item_text = out / ITEM_TEXT
         res.timings["item_text_s"] = time.perf_counter() - t0
     if cfg.rationales:
-        _rationales(split, cfg, llm, cache_dir, out, res, threads)
+        _rationales(split, cfg, llm, cache_dir, out, res, threads, encoder_run)
     summary = {"config": asdict(cfg), "llm": res.llm, "timings": res.timings, "notes": res.notes,
                "files": {k: str(v.relative_to(out)) if v is not None else None
                          for k, v in (("user_text", res.user_text), ("item_text", res.item_text),
@@ -166,7 +173,8 @@ def prepare_reland(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_d
 
 
 def _rationales(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir: str | Path | None, out: Path,
-                res: RelandInputs, threads: int | None) -> None:
+                res: RelandInputs, threads: int | None,
+                encoder_run: tuple[np.ndarray, SplitData] | None = None) -> None:
     """Steps 1-6 of the module docstring for the user side; fills ``res``."""
     from genrecsys.llm.accounting import JobStats
     from genrecsys.reasoning import fusion
@@ -174,7 +182,7 @@ def _rationales(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir:
     from genrecsys.reasoning.retrieval import assign_rationales
 
     t = time.perf_counter()
-    m, source = behaviour_matrix(split, cfg, cache_dir, threads)
+    m, source = behaviour_matrix(split, cfg, cache_dir, threads, encoder_run)
     res.timings["encoder_s"] = time.perf_counter() - t
     res.notes.append(f"behaviour encoder: {source}")
     if cfg.pool is not None:
