@@ -18,7 +18,6 @@ final propagated user embeddings. Any model with user vectors serves as well
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
