@@ -55,3 +55,18 @@ def test_scoring_folds_the_sequence_into_the_users_row(split):
         folded = vae.score(users, torch.tensor([[0, new_item]]))
     assert not torch.allclose(plain[:, 1:], folded[:, 1:])
     assert torch.isinf(plain[:, 0]).all() and torch.isfinite(plain[:, 1:]).all()
+
+
+def test_bad_settings_are_one_line_errors(block_dataset_dir, tmp_path, capsys):
+    from genrecsys.cli.main import main
+    from genrecsys.errors import GenrecsysError
+    from genrecsys.models.textretrieval import TextRetrievalConfig
+
+    for bad in ({"dropout": 1.0}, {"latent_size": 0}, {"anneal_steps": 0}):
+        with pytest.raises(GenrecsysError):
+            MultVAEConfig(**bad)
+    with pytest.raises(GenrecsysError):
+        TextRetrievalConfig(recent=0)
+    rc = main(["train", "--model", "multvae", "--dataset", str(block_dataset_dir), "--epochs", "1", "--no-progress", "--output-dir", str(tmp_path / "r"), "--param", "dropout=2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "dropout in [0, 1)" in err[0]

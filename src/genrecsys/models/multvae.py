@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.train.batches import InteractionRows, user_batches
 
@@ -35,12 +36,26 @@ class MultVAEConfig:
     anneal_cap: float = 0.2  # the largest KL weight beta
     anneal_steps: int = 2000  # updates over which beta rises 0 -> 1 (capped at anneal_cap)
 
+    def __post_init__(self) -> None:
+        _check_sizes(self.hidden_size, self.latent_size, self.dropout)
+        if self.anneal_cap < 0 or self.anneal_steps < 1:
+            raise GenrecsysError("multvae: anneal_cap >= 0 and anneal_steps >= 1 are required")
+
 
 @dataclass
 class MultDAEConfig:
     hidden_size: int = 600
     latent_size: int = 200
     dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_sizes(self.hidden_size, self.latent_size, self.dropout)
+
+
+def _check_sizes(hidden: int, latent: int, dropout: float) -> None:
+    if hidden < 1 or latent < 1 or not 0.0 <= dropout < 1.0:
+        raise GenrecsysError(f"multvae/multdae: hidden_size and latent_size >= 1 and dropout in [0, 1) are required; "
+                             f"got {hidden}, {latent}, {dropout}")
 
 
 class MultVAE(Recommender):
