@@ -84,15 +84,18 @@ class LLM:
     def run_template(self, template: str | PromptTemplate, rows: Sequence[Mapping[str, Any]], *,
                      params: SamplingParams | None = None, parser: Parser | None = None,
                      truncate: TruncateRule | None = None, task: str | None = None,
-                     contract: Contract | None = None) -> list[Completion]:
+                     contract: Contract | None = None, contracts: bool = True,
+                     fence: bool = True) -> list[Completion]:
         """Render ``template`` for each row of variables and answer them (one row, one completion).
 
         Rows carry ``contract`` if given, else the template's own, whenever
-        :attr:`contracts_on` (config ``contracts`` and a backend that can enforce them)."""
+        :attr:`contracts_on` (config ``contracts`` and a backend that can enforce them) and
+        ``contracts``; ``fence=False`` renders the ``data`` filter without its markers (the
+        two switches of the prompt-injection audit, `genrecsys.stages.trust`)."""
         t = self.template(template)
         counter = JobStats()
         reqs = render_requests(t, rows, self.backend, params=params, task=task, truncate=truncate, contract=contract,
-                               contracts=self.contracts_on,
+                               contracts=contracts and self.contracts_on, fence=fence,
                                pseudonym_key=self.pseudonym_key if self.backend.remote else None, stats=counter)
         out = self.generate(reqs, parser=parser, desc=task or t.name)
         self.stats.total.overflow_truncated += counter.total.overflow_truncated

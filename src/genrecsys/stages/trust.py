@@ -180,14 +180,14 @@ def inject(row: dict[str, Any], probe: Probe, payload: Payload) -> dict[str, Any
 
 def _answers(llm: "LLM", template: str, rows: list[dict[str, Any]], max_tokens: int, *, fence: bool = True,
              contract: bool = True, task: str) -> list[str]:
-    from genrecsys.llm.job import keep_recent, render_requests
+    from genrecsys.llm.job import keep_recent
     from genrecsys.llm.types import SamplingParams
 
     t = llm.template(template)
-    reqs = render_requests(t, rows, llm.backend, params=SamplingParams(max_tokens=max_tokens), task=task,
-                           truncate=keep_recent("history") if "history" in t.variables else None,
-                           contracts=contract and llm.contracts_on, fence=fence)
-    return [c.text if c.ok else "" for c in llm.generate(reqs, desc=task)]
+    comps = llm.run_template(t, rows, params=SamplingParams(max_tokens=max_tokens), task=task,
+                             truncate=keep_recent("history") if "history" in t.variables else None,
+                             contracts=contract, fence=fence)
+    return [c.text if c.ok else "" for c in comps]
 
 
 def _max_tokens(template: str, settings: TrustSettings) -> int:
