@@ -138,8 +138,12 @@ class OpenAITestServer:
             text = json.dumps(payload)
         else:
             text = answer_for(prompt)
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        if body.get("logprobs") and body.get("top_logprobs"):  # letters, the first most likely, then falling
+            tops = [{"token": chr(65 + j), "logprob": -0.5 - j} for j in range(int(body["top_logprobs"]))]
+            choice["logprobs"] = {"content": [{"token": "A", "logprob": -0.5, "top_logprobs": tops}]}
         resp = {"id": "cmpl-test", "object": "chat.completion", "model": body.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": sum(len(x["content"].split()) for x in msgs),
                           "completion_tokens": len(text.split())}}
         self._send(h, 200, resp)

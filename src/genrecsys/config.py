@@ -124,6 +124,7 @@ class LLMConfig:
     timeout_s: float = 120.0
     max_attempts: int = 5  # one retry layer: attempts per request for transient errors
     device: str = "cpu"  # local: cpu | cuda | auto
+    dtype: str = "auto"  # local: auto (float16 on cuda, float32 on cpu) | float32 | bfloat16 | float16
     threads: int | None = None  # local: torch threads
     max_context: int | None = None  # None: the model's own limit
     max_reasks: int = 1  # extra attempts when the answer does not parse
@@ -150,6 +151,8 @@ class LLMConfig:
             raise GenrecsysError("llm.concurrency, llm.batch_size, llm.max_attempts must be >= 1, llm.max_reasks >= 0")
         if self.timeout_s <= 0:
             raise GenrecsysError("llm.timeout_s must be > 0")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise GenrecsysError(f"llm.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if self.grammar_engine not in ("xgrammar", "llguidance"):
             raise GenrecsysError(f"llm.grammar_engine must be xgrammar or llguidance, got {self.grammar_engine!r}")
         if self.structured_outputs not in ("response_format", "vllm", "off"):

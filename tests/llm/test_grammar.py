@@ -67,6 +67,33 @@ def test_every_contracted_answer_is_valid_by_construction(tiny_model_dir, engine
     assert out[-1].ok and not out[-1].constrained
 
 
+@pytest.mark.parametrize("engine", ["xgrammar", "llguidance"])
+def test_first_token_logprobs_under_a_choice_contract_cover_only_the_choices(tiny_model_dir, engine):
+    """What llmrank reads: the masked distribution renormalised over the letters shown."""
+    import math
+
+    b = _backend(tiny_model_dir, engine)
+    letters = [chr(65 + k) for k in range(6)]
+    params = SamplingParams(max_tokens=1, logprobs=6)
+    out = b.generate([Request.chat(p, params=params, contract=Contract("choice", letters))
+                      for p in ("Pick one.", "Pick one of these six letters now, please.")])
+    for c in out:
+        assert c.ok and c.constrained and set(c.top_logprobs) <= set(letters)
+        assert math.isclose(sum(math.exp(v) for v in c.top_logprobs.values()), 1.0, rel_tol=1e-4)
+        assert c.text == max(c.top_logprobs, key=c.top_logprobs.get)  # greedy: the most likely letter
+
+
+def test_a_named_dtype_changes_the_model_id_and_so_the_cache_keys(tiny_model_dir):
+    b = LocalBackend(LLMConfig(model=str(tiny_model_dir), threads=1, dtype="bfloat16"), tiny_model_dir)
+    import torch
+
+    assert b.model_id.endswith("+bfloat16") and next(b.model.parameters()).dtype == torch.bfloat16
+    assert "+" not in LocalBackend(LLMConfig(model=str(tiny_model_dir), threads=1), tiny_model_dir).model_id
+    (c,) = b.generate([Request.chat("x", params=SamplingParams(max_tokens=1, logprobs=2),
+                                    contract=Contract("choice", ["A", "B"]))])
+    assert c.ok and c.text in ("A", "B") and set(c.top_logprobs) <= {"A", "B"}
+
+
 def test_the_free_row_of_a_mixed_job_decodes_as_it_would_alone(tiny_model_dir):
     b = _backend(tiny_model_dir, "xgrammar")
     params = SamplingParams(max_tokens=12)
@@ -186,3 +213,25 @@ def test_every_llm_task_of_the_toolkit_is_well_formed_under_its_contract_even_fr
     assert {r["task"] for r in ratios(rows)} == set(TASKS)
     table = markdown(rows)
     assert table.count("\n| ") >= 2 * len(TASKS) and "| CoT | on | xgrammar |" in table
+
+
+def test_scored_choices_equal_the_full_sequence_log_likelihood(tiny_model_dir):
+    """The prompt's KV cache is shared by chunks of right-padded choices; the figures must be
+    those of running each prompt + choice alone."""
+    import torch
+
+    b = _backend(tiny_model_dir, "xgrammar")
+    choices = ["Heat (1995)", "A", "Usual Suspects, The (1995)", "Babe", "Star Wars (1977)"]
+    r = Request.chat("Pick a movie.", params=SamplingParams(max_tokens=1, score_choices=True),
+                     contract=Contract("choice", choices))
+    c = b._score_choices(r, chunk=2)
+    assert c.ok and c.text == max(c.choice_logprobs, key=c.choice_logprobs.get)
+    prompt = b.tokenizer(b._prompt(r.messages), add_special_tokens=False)["input_ids"]
+    for x in choices:
+        t = b.tokenizer(x, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            lp = torch.log_softmax(b.model(torch.tensor([prompt + t])).logits[0].float(), -1)
+        alone = sum(float(lp[len(prompt) - 1 + k, t[k]]) for k in range(len(t)))
+        assert abs(c.choice_logprobs[x] - alone) < 1e-3, x
+    (bad,) = b.generate([Request.chat("x", params=SamplingParams(max_tokens=1, score_choices=True))])
+    assert not bad.ok and "choice contract" in bad.error

@@ -115,3 +115,29 @@ def test_api_key_is_read_from_the_configured_env_variable(server, monkeypatch):
     b = OpenAIBackend(LLMConfig(backend="openai", base_url=server.url, api_key_env="MY_TEST_KEY"))
     assert b._client.headers["Authorization"] == "Bearer sk-test-123"
     assert "sk-test-123" not in json.dumps(b._body(Request.chat("x")))
+
+
+def test_first_token_logprobs_are_asked_for_and_read_back(backend, server, tmp_path):
+    from genrecsys.llm.client import LLM
+
+    params = SamplingParams(max_tokens=1, logprobs=3)
+    (c,) = backend.generate([Request.chat("which letter?", params=params)])
+    body = server.bodies[-1]
+    assert body["logprobs"] is True and body["top_logprobs"] == 3 and body["max_tokens"] == 1
+    assert c.top_logprobs == {"A": -0.5, "B": -1.5, "C": -2.5}
+    (plain,) = backend.generate([Request.chat("which letter?")])
+    assert "logprobs" not in server.bodies[-1] and plain.top_logprobs is None
+    # through the cache: a rerun returns the same figures without asking again
+    llm = LLM(LLMConfig(backend="openai", base_url=server.url), backend=backend, cache_path=tmp_path / "c.sqlite")
+    first = llm.generate([Request.chat("cached?", params=params)])[0].top_logprobs
+    n = len(server.bodies)
+    again = llm.generate([Request.chat("cached?", params=params)])[0]
+    assert again.cached and again.top_logprobs == first and len(server.bodies) == n
+
+
+def test_asking_for_no_logprobs_keeps_the_cache_keys_of_earlier_versions():
+    assert "logprobs" not in SamplingParams().to_dict()
+    r = Request.chat("x", params=SamplingParams(max_tokens=1))
+    assert r.cache_key("b", "m") != Request.chat("x", params=SamplingParams(max_tokens=1, logprobs=2)).cache_key("b", "m")
+    with pytest.raises(ValueError, match="logprobs"):
+        SamplingParams(logprobs=21)

@@ -38,6 +38,7 @@ FAST = {
     "diffrec": {"lr": 1e-3, "epochs": 20},
     "ldiffrec": {"lr": 1e-2, "epochs": 60},
     "textretrieval": {"lr": 0.01, "epochs": 30},
+    "llmrank": {},  # nothing to fit: its retriever run is (see `llmrank_params`)
     # news / CTR models: item text from the block titles ("Item 7 (group 0)") and categories
     "naml": {"lr": 0.01, "epochs": 30},
     "lstur": {"lr": 0.01, "epochs": 30},
@@ -69,14 +70,17 @@ def _fit(name, split, params, **over):
 class _Fitted(dict):
     """Fits a model the first time a test asks for it, once per module."""
 
-    def __init__(self, split, plm_dir):
+    def __init__(self, split, plm_dir, llmrank):
         super().__init__()
         self.split = split
         self.plm_dir = plm_dir
+        self.llmrank = llmrank
 
     def params(self, name):
         from newsfixtures import news_params
 
+        if name == "llmrank":
+            return self.llmrank
         return news_params(name, self.plm_dir)  # test tokenizer / tiny PLM for the news models; {} otherwise
 
     def __missing__(self, name):
@@ -85,8 +89,29 @@ class _Fitted(dict):
 
 
 @pytest.fixture(scope="module")
-def fitted(split, tiny_plm_dir):
-    return _Fitted(split, tiny_plm_dir)
+def llmrank_params(block_dataset_dir, tmp_path_factory):
+    """llmrank over a SASRec run of the same data, asking the loopback OpenAI-compatible test
+    server (its answers prefer letter A: no knowledge). Only the retriever's top 2 go to the
+    LLM, so the accuracy checks read the retriever's and the interface is what is tested."""
+    from openai_server import OpenAITestServer
+
+    from genrecsys.config import DataConfig, ExperimentConfig
+    from genrecsys.experiment import run_experiment
+
+    d = tmp_path_factory.mktemp("llmrank")
+    cfg = ExperimentConfig(model="sasrec", data=DataConfig(dataset=str(block_dataset_dir), max_seq_len=8),
+                           train=TrainConfig(progress=False, patience=1000, batch_size=32, seed=0, **FAST["sasrec"]))
+    torch.manual_seed(0)
+    run_experiment(cfg, d / "sasrec")
+    server = OpenAITestServer()
+    yield {"retriever": str(d / "sasrec"), "candidates": 2,
+           "llm": {"backend": "openai", "base_url": server.url, "cache": str(d / "cache.sqlite")}}
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fitted(split, tiny_plm_dir, llmrank_params):
+    return _Fitted(split, tiny_plm_dir, llmrank_params)
 
 
 def test_every_registry_entry_loads():

@@ -68,7 +68,12 @@ def _experiment_config(args: argparse.Namespace):
         key, sep, value = item.partition("=")
         if not sep:
             raise GenrecsysError(f"--param expects key=value, got {item!r}")
-        model_params[key] = _parse_value(value)
+        *outer, last = key.split(".")  # llm.dtype=bfloat16 -> {"llm": {"dtype": "bfloat16"}}
+        node = model_params
+        for part in outer:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[last] = _parse_value(value)
     eval_over = {"mask_seen": False} if args.no_mask_seen else {}
     if args.protocol:
         eval_over["protocol"] = args.protocol
@@ -297,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluation: full ranking or AUC/MRR/nDCG per impression (default: the model's own; "
                          "news/CTR models use impressions)")
     sp.add_argument("--config", help="YAML experiment file (keys: model, model_params, data, train, eval)")
-    sp.add_argument("--param", action="append", metavar="KEY=VALUE", help="model hyper-parameter (repeatable)")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="model hyper-parameter (repeatable); a dotted key sets a nested one, e.g. llm.dtype=bfloat16")
     sp.add_argument("--seeds", type=at_least(1), default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--epochs", type=at_least(1))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -105,12 +106,16 @@ def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...]):
 
 
 def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
-                 metrics: tuple[str, ...] = ("ndcg@10", "hit@10", "mrr@10")) -> ComparisonResult:
-    """Pair the per-user values of two runs by user and test B − A for each metric."""
+                 metrics: tuple[str, ...] = ("ndcg@10", "hit@10", "mrr@10"),
+                 users: Sequence[str] | None = None) -> ComparisonResult:
+    """Pair the per-user values of two runs by user and test B − A for each metric;
+    ``users`` (raw ids): pair only these (e.g. the users an LLM re-ranker was run on)."""
     metrics = tuple(metrics)
     a, n_seeds_a = load_per_user(Path(run_a), stage, metrics)
     b, n_seeds_b = load_per_user(Path(run_b), stage, metrics)
     common = a.index.intersection(b.index)
+    if users is not None:
+        common = common.intersection([str(u) for u in users])
     if len(common) == 0:
         raise GenrecsysError(f"{run_a} and {run_b}: no user in common for stage {stage!r} (different datasets?)")
     a_c, b_c = a.loc[common], b.loc[common]

@@ -8,7 +8,7 @@ killed job resumable without paying twice).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from genrecsys.config import LLMConfig
 from genrecsys.llm.types import Completion, Message, Request
@@ -58,3 +58,21 @@ def approx_tokens(messages: Sequence[Message]) -> int:
     16
     """
     return sum(len(m["content"].encode("utf-8")) // 3 + 6 for m in messages)
+
+
+def first_token_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
+    """An OpenAI-format choice's ``logprobs.content[0].top_logprobs`` as token -> log-probability
+    (None when the server sent none). llama-cpp-python answers in the same format.
+
+    >>> first_token_logprobs({"logprobs": {"content": [{"token": "B", "logprob": -0.1,
+    ...     "top_logprobs": [{"token": "B", "logprob": -0.1}, {"token": "A", "logprob": -2.5}]}]}})
+    {'B': -0.1, 'A': -2.5}
+    """
+    try:
+        tops = (choice.get("logprobs") or {})["content"][0]["top_logprobs"]
+        out: dict[str, float] = {}
+        for t in tops:
+            out.setdefault(str(t["token"]), float(t["logprob"]))
+        return out
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from genrecsys.config import LLMConfig
+from genrecsys.errors import GenrecsysError
 from genrecsys.llm.accounting import JobStats, PriceTable
 from genrecsys.llm.backends import Backend, BackendFactory, OnResult, make_backend
 from genrecsys.llm.cache import LLMCache
@@ -68,6 +69,10 @@ class LLM:
         With ``cfg.executor == "ray"`` the same job runs on a pool of Ray actors
         (:func:`genrecsys.llm.distributed.generate_on_ray`) sharing this cache file.
         """
+        if not getattr(self.backend, "supports_scoring", False) and any(
+                isinstance(r, Request) and r.params.score_choices for r in requests):
+            raise GenrecsysError(f"scoring choices (score_choices) needs the local backend; "
+                                 f"llm.backend is {self.backend.name}")
         if self.cfg.executor == "ray":
             from genrecsys.llm.distributed import generate_on_ray
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from genrecsys.config import LLMConfig
 from genrecsys.errors import GenrecsysError
-from genrecsys.llm.backends import OnResult
+from genrecsys.llm.backends import OnResult, first_token_logprobs
 from genrecsys.llm.types import Completion, Message, Request
 
 
@@ -70,14 +70,16 @@ class LlamaCppBackend:
                 carried = bool(extra)
                 res = self._llm.create_chat_completion(
                     messages=list(r.messages), max_tokens=r.params.max_tokens, temperature=r.params.temperature,
-                    top_p=r.params.top_p, seed=r.params.seed, stop=list(r.params.stop) or None, **extra)
+                    top_p=r.params.top_p, seed=r.params.seed, stop=list(r.params.stop) or None,
+                    **({"logprobs": True, "top_logprobs": r.params.logprobs} if r.params.logprobs else {}), **extra)
                 choice, usage = res["choices"][0], res.get("usage") or {}
                 comp = Completion(text=choice["message"]["content"] or "",
                                   finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
                                   prompt_tokens=int(usage.get("prompt_tokens", 0)),
                                   completion_tokens=int(usage.get("completion_tokens", 0)),
                                   latency_s=time.perf_counter() - t0, backend=self.name, model=self.model_id,
-                                  constrained=carried, fallback=r.contract is not None and not carried)
+                                  constrained=carried, fallback=r.contract is not None and not carried,
+                                  top_logprobs=first_token_logprobs(choice) if r.params.logprobs else None)
             except Exception as exc:  # a bad row must not end the job
                 comp = Completion.failed(f"{type(exc).__name__}: {exc}", self.name, self.model_id)
             out.append(comp)

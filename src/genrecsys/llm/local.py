@@ -128,6 +128,7 @@ class LocalBackend:
     name = "local"
     remote = False
     supports_contracts = True
+    supports_scoring = True  # SamplingParams.score_choices
 
     def __init__(self, cfg: LLMConfig, cache_dir: Path):
         import torch
@@ -143,7 +144,11 @@ class LocalBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        if cfg.dtype == "auto":
+            dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        else:  # named: other weights' numbers, other answers -> other cache keys
+            dtype = getattr(torch, cfg.dtype)
+            self.model_id += f"+{cfg.dtype}"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -190,6 +195,11 @@ class LocalBackend:
                 self.engine.compile(r.contract)
         groups: dict[tuple[SamplingParams, bool], list[int]] = {}
         for i, r in enumerate(requests):
+            if r.params.score_choices:  # scored, not generated: one prompt at a time, its choices batched
+                out[i] = self._score_choices(r)
+                if on_result is not None:
+                    on_result(i, out[i])
+                continue
             groups.setdefault((r.params, r.contract is not None), []).append(i)
         for (params, _), idx in groups.items():
             prompts = {i: self._prompt(requests[i].messages) for i in idx}
@@ -223,10 +233,14 @@ class LocalBackend:
             processor = ContractProcessor([None if c is None else eng.matcher(eng.compile(c)) for c in contracts],
                                           eng.vocab_size, sorted(self._eos))
             kwargs["logits_processor"] = [processor]
+        if params.logprobs:
+            kwargs.update(output_scores=True, return_dict_in_generate=True)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            seqs = self.model.generate(**enc, **kwargs)
+            res = self.model.generate(**enc, **kwargs)
         latency = time.perf_counter() - t0
+        seqs = res.sequences if params.logprobs else res
+        tops = self._top_logprobs(res.scores[0], params.logprobs) if params.logprobs else [None] * len(prompts)
         new = seqs[:, enc["input_ids"].shape[1]:].tolist()
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         results = []
@@ -243,8 +257,82 @@ class LocalBackend:
                                       completion_tokens=int(n_completion), latency_s=latency,
                                       backend=self.name, model=self.model_id,
                                       constrained=processor is not None and contracts[b] is not None
-                                      and not processor.rejected[b]))
+                                      and not processor.rejected[b], top_logprobs=tops[b]))
         return results
+
+    def _score_choices(self, r: Request, chunk: int = 64) -> Completion:
+        """log P(choice | prompt) for every choice of ``r``'s choice contract, without decoding.
+
+        The prompt runs once; its KV cache is copied to each chunk of choices, which are fed
+        after it (right-padded), so a prompt with 20 choices costs the prompt plus the
+        choices' own tokens. The answer text is the most likely choice."""
+        import copy
+
+        import torch
+
+        c = r.contract
+        if c is None or c.kind != "choice":
+            return Completion.failed("score_choices needs a choice contract", self.name, self.model_id)
+        t0 = time.perf_counter()
+        ids = self.tokenizer(self._prompt(r.messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        ids = ids.to(self.device)
+        n_prompt = ids.shape[1]
+        scores: dict[str, float] = {}
+        n_tokens = 0
+        with torch.inference_mode():
+            out = self.model(ids, use_cache=True)
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,) the answer's first token
+            prefix_cache = getattr(out, "cache", None) or out.past_key_values
+            choices = list(c.spec)
+            for start in range(0, len(choices), chunk):
+                part = choices[start:start + chunk]
+                toks = [self.tokenizer(x, add_special_tokens=False)["input_ids"] or [self.tokenizer.eos_token_id]
+                        for x in part]
+                width = max(map(len, toks))
+                x = torch.full((len(part), width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+                real = torch.zeros((len(part), width), dtype=torch.bool, device=self.device)
+                for b, t in enumerate(toks):
+                    x[b, :len(t)] = torch.as_tensor(t)
+                    real[b, :len(t)] = True
+                total = first[x[:, 0]]  # (B,)
+                if width > 1:
+                    cache = copy.deepcopy(prefix_cache)
+                    cache.batch_repeat_interleave(len(part))
+                    mask = torch.cat([torch.ones((len(part), n_prompt), dtype=torch.long, device=self.device),
+                                      real[:, :-1].long()], dim=1)
+                    logits = self.model(x[:, :-1], attention_mask=mask, **{self._cache_arg: cache}).logits.float()
+                    lp = torch.log_softmax(logits, dim=-1).gather(2, x[:, 1:, None])[..., 0]  # (B, T-1)
+                    total = total + (lp * real[:, 1:]).sum(dim=1)
+                scores.update(zip(part, total.tolist()))
+                n_tokens += int(real.sum())
+        best = max(scores, key=scores.get)
+        return Completion(text=best, finish_reason="stop", prompt_tokens=n_prompt + n_tokens, completion_tokens=0,
+                          latency_s=time.perf_counter() - t0, backend=self.name, model=self.model_id,
+                          constrained=True, choice_logprobs=scores)
+
+    @property
+    def _cache_arg(self) -> str:
+        """The forward() keyword of a KV cache: ``cache`` in transformers 5.x, ``past_key_values`` before."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    def _top_logprobs(self, scores, n: int) -> list[dict[str, float]]:
+        """(B, V) first-step scores, after the logits processors (the contract's mask) -> per
+        row the ``n`` most likely tokens' text -> log-probability (masked tokens left out)."""
+        import torch
+
+        logp = torch.log_softmax(scores.float(), dim=-1)
+        values, ids = logp.topk(min(n, logp.shape[-1]), dim=-1)
+        out = []
+        for vs, ts in zip(values.tolist(), ids.tolist()):
+            row: dict[str, float] = {}
+            for v, t in zip(vs, ts):
+                text = self.tokenizer.decode([t])
+                if v > -float("inf") and text not in row:
+                    row[text] = v
+            out.append(row)
+        return out
 
 
 def _apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

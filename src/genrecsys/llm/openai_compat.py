@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from genrecsys.config import LLMConfig
 from genrecsys.errors import GenrecsysError
-from genrecsys.llm.backends import OnResult, approx_tokens
+from genrecsys.llm.backends import OnResult, approx_tokens, first_token_logprobs
 from genrecsys.llm.contracts import Contract
 from genrecsys.llm.retry import PermanentError, RetryPolicy, TransientError, call_with_retry, classify_http
 from genrecsys.llm.types import Completion, Message, Request
@@ -80,6 +80,8 @@ class OpenAIBackend:
                                 "temperature": r.params.temperature, "top_p": r.params.top_p, "seed": r.params.seed}
         if r.params.stop:
             body["stop"] = list(r.params.stop)
+        if r.params.logprobs:
+            body.update(logprobs=True, top_logprobs=r.params.logprobs)
         if with_contract and r.contract is not None:
             body.update(self.contract_fields(r.contract) or {})
         return body
@@ -137,7 +139,8 @@ class OpenAIBackend:
                           prompt_tokens=int(usage.get("prompt_tokens") or approx_tokens(r.messages)),
                           completion_tokens=int(usage.get("completion_tokens") or len(text.encode("utf-8")) // 3),
                           latency_s=time.perf_counter() - t0, backend=self.name, model=self.model_id, attempts=attempts,
-                          constrained=carried, fallback=fallback)
+                          constrained=carried, fallback=fallback,
+                          top_logprobs=first_token_logprobs(choice) if r.params.logprobs else None)
 
     def generate(self, requests: Sequence[Request], on_result: OnResult | None = None) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)
@@ -157,3 +160,4 @@ class OpenAIBackend:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return out  # type: ignore[return-value]
+

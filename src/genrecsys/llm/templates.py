@@ -79,6 +79,11 @@ def _numbered(items: Any, start: int = 1) -> str:
     return "\n".join(f"{i}. {x}" for i, x in enumerate(items, start))
 
 
+def _lettered(items: Any) -> str:
+    """A., B., ... labels (a one-token answer per item, for ``logprobs`` ranking)."""
+    return "\n".join(f"{chr(65 + i)}. {x}" for i, x in enumerate(items))
+
+
 def _unfenced(text: Any, label: str = "data") -> str:
     from genrecsys.llm.safety import strip_invisible
 
@@ -94,6 +99,7 @@ def _environment(fence: bool = True):
                              finalize=sanitize)
     env.filters["data"] = data_block if fence else _unfenced
     env.filters["numbered"] = _numbered
+    env.filters["lettered"] = _lettered
     env.filters["gbnf"] = gbnf_alternatives  # a closed list inside a grammar contract: ("a" | "b" | ...)
     return env
 

@@ -33,6 +33,8 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    logprobs: int = 0  # > 0: also return this many most likely first tokens with their log-probabilities
+    score_choices: bool = False  # no decoding: the log-likelihood of every choice of the request's choice contract
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -41,6 +43,8 @@ class SamplingParams:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.logprobs <= 20:  # OpenAI's top_logprobs limit
+            raise ValueError(f"logprobs must be in [0, 20], got {self.logprobs}")
         object.__setattr__(self, "stop", tuple(self.stop))
 
     @property
@@ -48,8 +52,13 @@ class SamplingParams:
         return self.temperature == 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON; ``logprobs`` and ``score_choices`` only when asked for, so the cache keys of
+        requests without it (and the answers cached under them) are those of earlier versions."""
         d = asdict(self)
         d["stop"] = list(self.stop)
+        for name in ("logprobs", "score_choices"):
+            if not d[name]:
+                del d[name]
         return d
 
 
@@ -118,6 +127,11 @@ class Completion:
     parsed: Any = None
     constrained: bool = False  # decoded under the request's contract (False: no contract, or the backend fell back)
     fallback: bool = False  # the server refused the contract and the request was sent again without it
+    # SamplingParams.logprobs > 0: the most likely first tokens of the answer -> log-probability,
+    # after the contract's mask where the backend applied it (None: not asked, or not returned)
+    top_logprobs: dict[str, float] | None = None
+    # SamplingParams.score_choices: each choice -> log P(choice | prompt), summed over its tokens
+    choice_logprobs: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:

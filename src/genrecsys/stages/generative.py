@@ -72,7 +72,9 @@ def _train_one(job: tuple[Row, int, str, TrainConfig, str | None]) -> dict[str, 
     row, seed, run_dir, train, cache_dir = job
     from genrecsys.experiment import run_experiment
 
-    cfg = ExperimentConfig(model=row.model, model_params=dict(row.params), train=replace(train, seed=seed))
+    # "{seed}" in a string parameter names this seed's input (e.g. llmrank's retriever run)
+    params = {k: v.replace("{seed}", str(seed)) if isinstance(v, str) else v for k, v in row.params.items()}
+    cfg = ExperimentConfig(model=row.model, model_params=params, train=replace(train, seed=seed))
     # resume: a run killed mid-way (a timeout, a lost machine) continues from its checkpoint
     return run_experiment(cfg, run_dir, cache_dir=cache_dir, reuse=True, resume=True)
 
