@@ -55,10 +55,18 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock guard on training
     progress: bool = True
     pretrain_epochs: int | None = None  # epochs of the model's pretraining objective first; None: its default
+    # learning rate over training: constant, or decayed to 0 at `epochs` (cosine | linear);
+    # warmup_steps: linear ramp from 0 over the first optimizer steps (train.loop.lr_factor)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.patience < 1 or self.eval_every < 1:
             raise GenrecsysError("train.epochs >= 0, train.patience >= 1 and train.eval_every >= 1 are required")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise GenrecsysError(f"train.lr_schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise GenrecsysError("train.warmup_steps must be >= 0")
         if self.pretrain_epochs is not None and self.pretrain_epochs < 0:
             raise GenrecsysError("train.pretrain_epochs must be >= 0")
 

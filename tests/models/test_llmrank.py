@@ -189,7 +189,7 @@ def test_cli_trains_llmrank_against_the_loopback_server_with_nested_llm_params(p
     from genrecsys.cli.main import main
 
     out = tmp_path / "run"
-    main(["train", "--model", "llmrank", "--dataset", str(block_dataset_dir), "--no-progress", "--output", str(out),
+    main(["train", "--model", "llmrank", "--dataset", str(block_dataset_dir), "--no-progress", "--output-dir", str(out),
           "--param", f"retriever={pop_run}", "--param", "llm.backend=openai", "--param", f"llm.base_url={server.url}",
           "--param", f"llm.cache={tmp_path / 'cache.sqlite'}", "--param", "candidates=5"])
     assert (out / "metrics.json").is_file()

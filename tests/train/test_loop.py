@@ -49,6 +49,36 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
         assert torch.allclose(va, vb), k
 
 
+def test_a_scheduled_run_killed_mid_epoch_resumes_on_the_same_learning_rate_curve(tmp_path):
+    import numpy as np
+    import pytest
+
+    split = _split()
+    cfg = _cfg(epochs=5, patience=100, lr_schedule="cosine", warmup_steps=3)
+    straight = _model("sasrec", split, max_len=8)
+    fit(straight, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "a")
+    crashing = _model("sasrec", split, max_len=8)
+    per_epoch = len(list(crashing.batches(split, 32, np.random.default_rng(0))))
+    calls, loss = [0], crashing.loss
+
+    def dies(batch):  # killed in the middle of the third epoch
+        calls[0] += 1
+        if calls[0] > 2 * per_epoch + 1:
+            raise KeyboardInterrupt
+        return loss(batch)
+
+    crashing.loss = dies
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashing, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "b")
+    fresh = _model("sasrec", split, max_len=8)
+    fit(fresh, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "b", resume=True)
+    for (k, va), vb in zip(straight.state_dict().items(), fresh.state_dict().values()):
+        assert torch.allclose(va, vb), k
+    constant = _model("sasrec", split, max_len=8)  # and the schedule did change the training
+    fit(constant, split, _cfg(epochs=5, patience=100), EVAL, max_len=8)
+    assert not all(torch.allclose(a, b) for a, b in zip(straight.state_dict().values(), constant.state_dict().values()))
+
+
 def test_early_stopping_stops_and_restores_the_best_checkpoint(tmp_path):
     split = _split()
     model = _model("bpr", split)

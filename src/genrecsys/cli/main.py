@@ -60,7 +60,8 @@ def _experiment_config(args: argparse.Namespace):
                                     "weight_decay": args.weight_decay, "patience": args.patience,
                                     "seed": args.seed, "threads": args.threads, "device": args.device,
                                     "max_seconds": args.max_seconds,
-                                    "pretrain_epochs": args.pretrain_epochs}.items() if v is not None}
+                                    "pretrain_epochs": args.pretrain_epochs, "lr_schedule": args.lr_schedule,
+                                    "warmup_steps": args.warmup_steps}.items() if v is not None}
     if args.no_progress:
         train_over["progress"] = False
     model_params = dict(cfg.model_params)
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=at_least(1))
     sp.add_argument("--device", help="cpu or cuda")
     sp.add_argument("--max-seconds", type=POSITIVE, help="wall-clock guard on training")
+    sp.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"],
+                    help="learning rate decayed to 0 at --epochs (default constant)")
+    sp.add_argument("--warmup-steps", type=at_least(0), help="linear learning-rate warm-up over the first steps")
     sp.add_argument("--pretrain-epochs", type=at_least(0),
                     help="epochs of the model's pretraining objective before training (GenRec: cloze)")
     sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")

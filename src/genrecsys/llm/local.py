@@ -267,6 +267,7 @@ class LocalBackend:
         after it (right-padded), so a prompt with 20 choices costs the prompt plus the
         choices' own tokens. The answer text is the most likely choice."""
         import copy
+        import inspect
 
         import torch
 
@@ -280,7 +281,10 @@ class LocalBackend:
         scores: dict[str, float] = {}
         n_tokens = 0
         with torch.inference_mode():
-            out = self.model(ids, use_cache=True)
+            # only the last position's logits: the LM head over every prompt token would cost
+            # more than the rest of the forward pass
+            keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+            out = self.model(ids, use_cache=True, **keep)
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,) the answer's first token
             prefix_cache = getattr(out, "cache", None) or out.past_key_values
             choices = list(c.spec)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -110,10 +111,11 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
     batch_size = train_cfg.batch_size or model.default_batch_size
     pretrain = _pretrain_epochs(model, train_cfg)
     optim = model.make_optimizer(lr, wd)
+    base_lrs = [g["lr"] for g in optim.param_groups]
     metric = selection_metric(train_cfg, protocol_of(model, eval_cfg))
     rng = np.random.default_rng(train_cfg.seed)
     state = {"epoch": 0, "best_score": -np.inf, "best_epoch": -1, "bad_rounds": 0, "history": [],
-             "best_state": None, "best_valid": {}, "elapsed_before": 0.0, "seconds_to_best": 0.0}
+             "best_state": None, "best_valid": {}, "elapsed_before": 0.0, "seconds_to_best": 0.0, "step": 0}
     ckpt = run_path / "checkpoint.pt" if run_path else None
     if resume and ckpt is not None and ckpt.is_file():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # resumable on another device
@@ -135,12 +137,18 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         model.on_train_start()
         t0 = time.perf_counter()
         total, n = 0.0, 0
+        scheduled = train_cfg.lr_schedule != "constant" or train_cfg.warmup_steps
         for batch in model.batches(split, batch_size, rng):
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = model.loss(batch)
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            if scheduled:  # a pure function of (epoch, step): a resumed run continues the same curve
+                f = lr_factor(train_cfg, epoch - pretrain, state.get("step", 0))
+                for g, base in zip(optim.param_groups, base_lrs):
+                    g["lr"] = base * f
             optim.step()
+            state["step"] = state.get("step", 0) + 1
             total += float(loss.detach())
             n += 1
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": time.perf_counter() - t0}
@@ -182,6 +190,26 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
     total_seconds = state["elapsed_before"] + time.perf_counter() - start
     return FitResult(state["best_epoch"], state["epoch"], state["best_valid"], total_seconds,
                      state["seconds_to_best"], state["history"], stopped_by, pretrain)
+
+
+def lr_factor(cfg: TrainConfig, epoch: int, step: int) -> float:
+    """The multiplier of the base learning rate at fine-tuning ``epoch`` (pretraining: < 0,
+    undecayed) and optimizer ``step``: a linear warm-up over ``cfg.warmup_steps``, times a
+    cosine or linear decay that reaches 0 at ``cfg.epochs`` (by epoch, so it needs no count
+    of batches per epoch).
+
+    >>> from genrecsys.config import TrainConfig
+    >>> c = TrainConfig(epochs=10, lr_schedule="cosine", warmup_steps=4)
+    >>> [round(lr_factor(c, 0, s), 2) for s in (0, 1, 3, 8)], round(lr_factor(c, 5, 99), 2)
+    ([0.25, 0.5, 1.0, 1.0], 0.5)
+    >>> round(lr_factor(TrainConfig(epochs=10, lr_schedule="linear"), 9, 0), 2)
+    0.1
+    """
+    f = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "constant" or epoch < 0 or cfg.epochs == 0:
+        return f
+    progress = min(epoch / cfg.epochs, 1.0)
+    return f * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.lr_schedule == "cosine" else 1.0 - progress)
 
 
 def _pretrain_epochs(model: Recommender, cfg: TrainConfig) -> int:
