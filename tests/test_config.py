@@ -60,6 +60,9 @@ def test_invalid_yaml_names_the_file(tmp_path):
     (RelandConfig, {"fusion": "sum"}, "reland.fusion must be gated or attention"),
     (LLMConfig, {"grammar_engine": "outlines"}, "llm.grammar_engine must be xgrammar or llguidance"),
     (LLMConfig, {"structured_outputs": "guided_json"}, "llm.structured_outputs must be response_format, vllm or off"),
+    (LLMConfig, {"dtype": "fp8"}, "llm.dtype must be auto, float32, bfloat16 or float16"),
+    (TrainConfig, {"lr_schedule": "step"}, "train.lr_schedule must be constant, cosine or linear"),
+    (TrainConfig, {"warmup_steps": -1}, "train.warmup_steps must be >= 0"),
 ])
 def test_bad_fusion_and_structured_generation_settings_are_one_line_errors(cls, kwargs, message):
     with pytest.raises(GenrecsysError, match=message) as err:

@@ -6,6 +6,7 @@ converted weights to ``<cache>/llm/models/<file>-<sha>/`` and later loads take ~
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from pathlib import Path
@@ -267,7 +268,6 @@ class LocalBackend:
         after it (right-padded), so a prompt with 20 choices costs the prompt plus the
         choices' own tokens. The answer text is the most likely choice."""
         import copy
-        import inspect
 
         import torch
 
@@ -283,7 +283,7 @@ class LocalBackend:
         with torch.inference_mode():
             # only the last position's logits: the LM head over every prompt token would cost
             # more than the rest of the forward pass
-            keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+            keep = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_args else {}
             out = self.model(ids, use_cache=True, **keep)
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,) the answer's first token
             prefix_cache = getattr(out, "cache", None) or out.past_key_values
@@ -314,12 +314,17 @@ class LocalBackend:
                           latency_s=time.perf_counter() - t0, backend=self.name, model=self.model_id,
                           constrained=True, choice_logprobs=scores)
 
+    @functools.cached_property
+    def _forward_args(self) -> frozenset[str]:
+        """The model's forward() keywords, read once (they differ across transformers versions)."""
+        import inspect
+
+        return frozenset(inspect.signature(self.model.forward).parameters)
+
     @property
     def _cache_arg(self) -> str:
         """The forward() keyword of a KV cache: ``cache`` in transformers 5.x, ``past_key_values`` before."""
-        import inspect
-
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        return "cache" if "cache" in self._forward_args else "past_key_values"
 
     def _top_logprobs(self, scores, n: int) -> list[dict[str, float]]:
         """(B, V) first-step scores, after the logits processors (the contract's mask) -> per
