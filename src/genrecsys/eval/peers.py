@@ -12,3 +12,4 @@ RECBOLE_ML100K: dict[str, dict[str, float | bool]] = {
     "bert4rec": {"hit@10": 0.0551, "ndcg@10": 0.0256, "mrr@10": 0.0168, "train_seconds": 589, "converged": False},
     "lightgcn": {"hit@10": 0.0923, "ndcg@10": 0.0489, "mrr@10": 0.0358, "train_seconds": 865, "converged": True},
 }
+

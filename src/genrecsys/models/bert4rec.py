@@ -26,7 +26,7 @@ from torch import nn
 from genrecsys.data.splits import Part, SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
-from genrecsys.models.sasrec import attention_mask
+from genrecsys.models.blocks import IMPLS, Dropout, Encoder, attention_bias
 
 
 @dataclass
@@ -38,6 +38,7 @@ class BERT4RecConfig:
     max_len: int = 50
     mask_prob: float = 0.2
     passes: int = 1  # cloze passes over the windows per epoch, each with fresh masks
+    encoder_impl: str = "cpu"  # cpu: models.blocks layers (faster on CPU) | torch: nn.TransformerEncoderLayer (GPU)
 
     def __post_init__(self) -> None:
         if min(self.embedding_size, self.n_layers, self.n_heads, self.passes) < 1 or self.max_len < 2:
@@ -46,6 +47,8 @@ class BERT4RecConfig:
             raise GenrecsysError("bert4rec: embedding_size must be divisible by n_heads")
         if not 0.0 < self.mask_prob < 1.0 or not 0.0 <= self.dropout < 1.0:
             raise GenrecsysError("bert4rec: mask_prob must be in (0, 1) and dropout in [0, 1)")
+        if self.encoder_impl not in IMPLS:
+            raise GenrecsysError(f"bert4rec: encoder_impl must be one of {', '.join(IMPLS)}, got {self.encoder_impl!r}")
 
 
 def item_windows(part: Part, max_len: int) -> np.ndarray:
@@ -87,10 +90,9 @@ class BERT4Rec(Recommender):
         self.item_emb = nn.Embedding(self.n_items + 2, c.embedding_size, padding_idx=0)
         self.pos_emb = nn.Embedding(c.max_len, c.embedding_size)
         self.in_norm = nn.LayerNorm(c.embedding_size)
-        self.drop = nn.Dropout(c.dropout)
-        layer = nn.TransformerEncoderLayer(c.embedding_size, c.n_heads, dim_feedforward=c.embedding_size * 4,
-                                           dropout=c.dropout, activation="gelu", batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, c.n_layers, enable_nested_tensor=False)
+        self.drop = Dropout(c.dropout)
+        self.encoder = Encoder(c.embedding_size, c.n_heads, c.n_layers, c.dropout, norm_first=False,
+                               impl=c.encoder_impl)
         # output head of BERT's masked-LM: dense -> gelu -> norm, then tied item embeddings + bias
         self.head = nn.Sequential(nn.Linear(c.embedding_size, c.embedding_size), nn.GELU(), nn.LayerNorm(c.embedding_size))
         self.out_bias = nn.Parameter(torch.zeros(self.n_items + 2))
@@ -103,7 +105,7 @@ class BERT4Rec(Recommender):
         L = seqs.shape[1]
         x = self.drop(self.in_norm(self.item_emb(seqs) + self.pos_emb.weight[-L:]))  # (B, L, D)
         pad = seqs == 0
-        h = self.encoder(x, mask=attention_mask(pad, self.config.n_heads, causal=False))
+        h = self.encoder(x, attention_bias(pad, causal=False))
         return self.head(h)  # (B, L, D)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:

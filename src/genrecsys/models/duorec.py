@@ -42,6 +42,7 @@ class DuoRecConfig(SASRecConfig):
     cl_positions: int = 1  # positions per training window that enter the contrastive term
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tau <= 0 or self.lmd < 0:
             raise GenrecsysError(f"duorec: tau > 0 and lmd >= 0 are required, got tau={self.tau}, lmd={self.lmd}")
         if self.cl_positions < 1:

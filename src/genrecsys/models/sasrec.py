@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
+from genrecsys.models.blocks import IMPLS, Dropout, Encoder, attention_bias
 from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
 from genrecsys.train.batches import sequence_windows, shuffled_batches
 
@@ -28,20 +30,11 @@ class SASRecConfig:
     user_text: str | None = None  # RELAND: .npy (U+1, d_text) rationale vectors, user u = row u+1; None = ID only
     user_fusion: str = "attention"  # RELAND fusion: attention (Eq. 5) | gated (zero-init residual gate)
     item_text: str | None = None  # "+f_item": .npy (I+1, d_text) item text vectors; None = ID only
+    encoder_impl: str = "cpu"  # cpu: models.blocks layers (faster on CPU) | torch: nn.TransformerEncoderLayer (GPU)
 
-
-def attention_mask(pad: torch.Tensor, n_heads: int, causal: bool = True) -> torch.Tensor:
-    """(B, L) padding flags -> (B * n_heads, L, L) boolean mask, True = blocked.
-
-    Keys that are padding are blocked; every position may attend to itself, so a
-    padded query row never has all keys blocked (which would give NaN).
-    """
-    B, L = pad.shape
-    blocked = pad[:, None, :].expand(B, L, L)
-    if causal:
-        blocked = blocked | torch.triu(torch.ones(L, L, dtype=torch.bool, device=pad.device), diagonal=1)
-    blocked = blocked & ~torch.eye(L, dtype=torch.bool, device=pad.device)
-    return blocked.repeat_interleave(n_heads, dim=0)
+    def __post_init__(self) -> None:
+        if self.encoder_impl not in IMPLS:
+            raise GenrecsysError(f"sasrec: encoder_impl must be one of {', '.join(IMPLS)}, got {self.encoder_impl!r}")
 
 
 class NextItemRecommender(Recommender):
@@ -93,11 +86,10 @@ class SASRec(NextItemRecommender):
         c = self.config
         self.item_emb = nn.Embedding(self.n_items + 1, c.embedding_size, padding_idx=0)
         self.pos_emb = nn.Embedding(c.max_len, c.embedding_size)
-        layer = nn.TransformerEncoderLayer(c.embedding_size, c.n_heads, dim_feedforward=c.embedding_size * 4,
-                                           dropout=c.dropout, activation="gelu", batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, c.n_layers, enable_nested_tensor=False)
+        self.encoder = Encoder(c.embedding_size, c.n_heads, c.n_layers, c.dropout, norm_first=True,
+                               impl=c.encoder_impl)
         self.norm = nn.LayerNorm(c.embedding_size)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, c.embedding_size)
@@ -114,5 +106,5 @@ class SASRec(NextItemRecommender):
         x = emb * (self.config.embedding_size ** 0.5) + self.pos_emb.weight[-L:]
         x = self.drop(x)
         pad = seqs == 0
-        h = self.encoder(x, mask=attention_mask(pad, self.config.n_heads))
+        h = self.encoder(x, attention_bias(pad))
         return self.norm(h) * (~pad).unsqueeze(-1)
