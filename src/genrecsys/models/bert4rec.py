@@ -90,7 +90,7 @@ class BERT4Rec(Recommender):
         self.item_emb = nn.Embedding(self.n_items + 2, c.embedding_size, padding_idx=0)
         self.pos_emb = nn.Embedding(c.max_len, c.embedding_size)
         self.in_norm = nn.LayerNorm(c.embedding_size)
-        self.drop = Dropout(c.dropout)
+        self.drop = Dropout(c.dropout) if c.encoder_impl == "cpu" else nn.Dropout(c.dropout)  # torch: as before
         self.encoder = Encoder(c.embedding_size, c.n_heads, c.n_layers, c.dropout, norm_first=False,
                                impl=c.encoder_impl)
         # output head of BERT's masked-LM: dense -> gelu -> norm, then tied item embeddings + bias

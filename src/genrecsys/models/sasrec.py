@@ -92,7 +92,7 @@ class SASRec(NextItemRecommender):
         self.encoder = Encoder(c.embedding_size, c.n_heads, c.n_layers, c.dropout, norm_first=True,
                                impl=c.encoder_impl)
         self.norm = nn.LayerNorm(c.embedding_size)
-        self.drop = Dropout(c.dropout)
+        self.drop = Dropout(c.dropout) if c.encoder_impl == "cpu" else nn.Dropout(c.dropout)  # torch: as before
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.user_fusion, self.item_features = side_layers(c, self.n_users, self.n_items + 1, c.embedding_size)
