@@ -184,6 +184,9 @@ def main() -> None:
     p.add_argument("--workdir", default=None,
                    help="where run directories, the RecBole driver and its log go (default: a new /tmp/sasrec-vs-recbole-*)")
     p.add_argument("--out", default=None, help="write all numbers as JSON here")
+    p.add_argument("--reuse-recbole", metavar="OUT.json",
+                   help="take RecBole's side from an earlier run's --out file instead of training it again (about an "
+                        "hour and a half); the report says so, and its time ratios then span two runs")
     p.add_argument("--child-genrecsys", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_genrecsys:
@@ -204,7 +207,7 @@ def main() -> None:
             raise SystemExit(f"{venv}: RecBole 1.2.1 still not importable after {ENV_SCRIPT}")
     import torch
 
-    from genrecsys.stages.peers import RECBOLE_SASREC_CONFIG, comparison_report, recbole_driver
+    from genrecsys.stages.peers import comparison_report
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sasrec-vs-recbole-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -224,6 +227,28 @@ def main() -> None:
     gr = json.loads((work / "genrecsys.json").read_text())
     gr["process"] = g_proc
 
+    if args.reuse_recbole:
+        earlier = json.loads(Path(args.reuse_recbole).read_text())
+        rb = earlier["recbole"]
+        env["recbole_reused_from"] = f"{args.reuse_recbole} (started {earlier['env']['started']})"
+    else:
+        rb = run_recbole(args, venv, work)
+    text, summary = comparison_report(env, rb, gr, threads=args.threads, recbole_epochs=args.recbole_epochs,
+                                      genrecsys_epochs=args.genrecsys_epochs)
+    if args.reuse_recbole:
+        text = (f"RecBole's side is reused from {env['recbole_reused_from']}; genrecsys was trained in this run. "
+                f"Time ratios compare two runs.\n\n" + text)
+    print("\n" + text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"env": env, "args": vars(args), "summary": summary,
+                                              "recbole": rb, "genrecsys": gr}, indent=2, default=str))
+        print(f"\nwrote {args.out}", file=sys.stderr)
+
+
+def run_recbole(args, venv: Path, work: Path) -> dict:
+    from genrecsys.stages.peers import RECBOLE_SASREC_CONFIG, recbole_driver
+
     rb_dir = work / "recbole"
     rb_dir.mkdir(exist_ok=True)
     (rb_dir / "recbole_driver.py").write_text(recbole_driver())
@@ -235,15 +260,7 @@ def main() -> None:
                          str(rb_dir / "spec.json")], args.threads, rb_dir, "RecBole SASRec")
     rb = json.loads((rb_dir / "result.json").read_text())
     rb["process"] = rb_proc
-
-    text, summary = comparison_report(env, rb, gr, threads=args.threads, recbole_epochs=args.recbole_epochs,
-                                      genrecsys_epochs=args.genrecsys_epochs)
-    print("\n" + text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"env": env, "args": vars(args), "summary": summary,
-                                              "recbole": rb, "genrecsys": gr}, indent=2, default=str))
-        print(f"\nwrote {args.out}", file=sys.stderr)
+    return rb
 
 
 if __name__ == "__main__":

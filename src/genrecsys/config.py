@@ -59,6 +59,7 @@ class TrainConfig:
     # warmup_steps: linear ramp from 0 over the first optimizer steps (train.loop.lr_factor)
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    nproc: int = 1  # data-parallel processes (PyTorch DDP, genrecsys.train.distributed); 1 = this process
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.patience < 1 or self.eval_every < 1:
@@ -67,6 +68,8 @@ class TrainConfig:
             raise GenrecsysError(f"train.lr_schedule must be constant, cosine or linear, got {self.lr_schedule!r}")
         if self.warmup_steps < 0:
             raise GenrecsysError("train.warmup_steps must be >= 0")
+        if self.nproc < 1:
+            raise GenrecsysError(f"train.nproc must be >= 1, got {self.nproc}")
         if self.pretrain_epochs is not None and self.pretrain_epochs < 0:
             raise GenrecsysError("train.pretrain_epochs must be >= 0")
 

@@ -61,7 +61,7 @@ def _experiment_config(args: argparse.Namespace):
                                     "seed": args.seed, "threads": args.threads, "device": args.device,
                                     "max_seconds": args.max_seconds,
                                     "pretrain_epochs": args.pretrain_epochs, "lr_schedule": args.lr_schedule,
-                                    "warmup_steps": args.warmup_steps}.items() if v is not None}
+                                    "warmup_steps": args.warmup_steps, "nproc": args.nproc}.items() if v is not None}
     if args.no_progress:
         train_over["progress"] = False
     model_params = dict(cfg.model_params)
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"],
                     help="learning rate decayed to 0 at --epochs (default constant)")
     sp.add_argument("--warmup-steps", type=at_least(0), help="linear learning-rate warm-up over the first steps")
+    sp.add_argument("--nproc", type=at_least(1),
+                    help="data-parallel training processes on this machine (PyTorch DDP: gloo on CPU, one GPU each "
+                         "with --device cuda); the global batch stays --batch-size")
     sp.add_argument("--pretrain-epochs", type=at_least(0),
                     help="epochs of the model's pretraining objective before training (GenRec: cloze)")
     sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")

@@ -77,3 +77,10 @@ class Recommender(nn.Module):
 
     def on_train_start(self) -> None:
         """Called before each training epoch (drop any scoring cache)."""
+
+
+def refresh_after_load(module: Recommender, _keys) -> None:
+    """A ``load_state_dict`` post-hook for models that cache derived tensors: new weights
+    make the cache stale. A module-level function, not a lambda, so the model pickles (as
+    data-parallel training and Ray do)."""
+    module.on_train_start()

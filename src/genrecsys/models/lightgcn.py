@@ -21,7 +21,7 @@ from torch import nn
 
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
-from genrecsys.models.base import Recommender
+from genrecsys.models.base import Recommender, refresh_after_load
 from genrecsys.models.bpr import bpr_loss
 from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
 from genrecsys.train.batches import pair_batches
@@ -142,7 +142,7 @@ class GraphRecommender(Recommender):
     def __init__(self, split: SplitData, config=None) -> None:
         super().__init__(split, config)
         self._cache = None
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.on_train_start())
+        self.register_load_state_dict_post_hook(refresh_after_load)
 
     def propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user (U, D) and item (I+1, D) representations."""

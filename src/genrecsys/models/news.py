@@ -28,7 +28,7 @@ from torch import nn
 from genrecsys.data.itemtext import ItemInputs, ItemTextConfig, item_inputs
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
-from genrecsys.models.base import Recommender
+from genrecsys.models.base import Recommender, refresh_after_load
 from genrecsys.train.sessions import session_batches
 
 
@@ -247,7 +247,7 @@ class NewsRecommender(Recommender):
         self.register_buffer("token_counts", torch.as_tensor((self.inputs.tokens > 0).sum(1)), persistent=False)
         self._cache: torch.Tensor | None = None
         # New weights make cached item vectors stale.
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.on_train_start())
+        self.register_load_state_dict_post_hook(refresh_after_load)
 
     # ------------------------------------------------------------------ subclass hooks
     def encode_news(self, ids: torch.Tensor) -> torch.Tensor:

@@ -88,14 +88,24 @@ def evaluate(model: Recommender, split: SplitData, stage: str, eval_cfg: EvalCon
 
 def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: EvalConfig, *,
         max_len: int = 50, run_dir: str | Path | None = None, resume: bool = False) -> FitResult:
-    """Train `model` in place and leave it holding its best-validation weights."""
+    """Train `model` in place and leave it holding its best-validation weights.
+
+    With ``train_cfg.nproc > 1`` the training runs data-parallel in that many processes
+    (``genrecsys.train.distributed``); inside a process group this is one rank's part."""
+    from genrecsys.train import distributed as ddp
+
+    rank, world = ddp.rank_and_world()
+    if train_cfg.nproc > 1 and world == 1 and model.trainable and train_cfg.epochs > 0:
+        return ddp.spawn_fit(model, split, train_cfg, eval_cfg, max_len=max_len, run_dir=run_dir, resume=resume)
     seed_everything(train_cfg.seed)
+    if world > 1:
+        torch.manual_seed(train_cfg.seed + rank)  # own dropout masks per rank; DDP syncs the weights
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
-    device = train_cfg.device
+    device = f"cuda:{rank}" if world > 1 and train_cfg.device.startswith("cuda") else train_cfg.device
     model.to(device)
     run_path = Path(run_dir) if run_dir else None
-    log = _JsonLog(run_path / "log.jsonl" if run_path else None)
+    log = _JsonLog(run_path / "log.jsonl" if run_path and rank == 0 else None)
     start = time.perf_counter()
 
     if not model.trainable or train_cfg.epochs == 0:
@@ -109,6 +119,13 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
     lr = train_cfg.lr if train_cfg.lr is not None else model.default_lr
     wd = train_cfg.weight_decay if train_cfg.weight_decay is not None else model.default_weight_decay
     batch_size = train_cfg.batch_size or model.default_batch_size
+    if world > 1:  # the same global batch: every rank takes its share of each step
+        if batch_size < world:
+            from genrecsys.errors import GenrecsysError
+
+            raise GenrecsysError(f"batch size {batch_size} is smaller than train.nproc={world}")
+        batch_size //= world
+    loss_of = ddp.wrap(model, device) if world > 1 else model.loss
     pretrain = _pretrain_epochs(model, train_cfg)
     optim = model.make_optimizer(lr, wd)
     base_lrs = [g["lr"] for g in optim.param_groups]
@@ -122,12 +139,17 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         model.load_state_dict(saved["model"])
         optim.load_state_dict(saved["optim"])
         rng.bit_generator.state = saved["rng"]
-        torch.set_rng_state(saved["torch_rng"])
+        ranks = saved.get("torch_rng_ranks")
+        if world > 1 and (ranks is None or len(ranks) != world):
+            from genrecsys.errors import GenrecsysError
+
+            raise GenrecsysError(f"{ckpt}: saved by {len(ranks) if ranks else 1} process(es); resume with the same train.nproc")
+        torch.set_rng_state(ranks[rank] if world > 1 else saved["torch_rng"])
         if saved.get("cuda_rng") and torch.cuda.is_available() and len(saved["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])  # GPU dropout masks continue where they stopped
         state = saved["state"]
     stopped_by = "epochs"
-    bar = _progress(train_cfg, state["epoch"], pretrain)
+    bar = _progress(train_cfg, state["epoch"], pretrain, disable=rank != 0)
     epoch = state["epoch"]
     for epoch in range(state["epoch"], pretrain + train_cfg.epochs):
         phase = "pretrain" if epoch < pretrain else "finetune"
@@ -138,9 +160,10 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         t0 = time.perf_counter()
         total, n = 0.0, 0
         scheduled = train_cfg.lr_schedule != "constant" or train_cfg.warmup_steps
-        for batch in model.batches(split, batch_size, rng):
+        batches = model.batches(split, batch_size, rng)
+        for batch in ddp.rank_batches(batches, rank, world) if world > 1 else batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = model.loss(batch)
+            loss = loss_of(batch)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if scheduled:  # a pure function of (epoch, step): a resumed run continues the same curve
@@ -151,11 +174,13 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
             state["step"] = state.get("step", 0) + 1
             total += float(loss.detach())
             n += 1
-        record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": time.perf_counter() - t0}
+        mean_loss = ddp.all_mean(total, n) if world > 1 else total / max(n, 1)
+        record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t0}
         if pretrain:
             record["phase"] = phase
         finetune_epoch = epoch - pretrain
-        if phase == "finetune" and ((finetune_epoch + 1) % train_cfg.eval_every == 0 or finetune_epoch + 1 == train_cfg.epochs):
+        if rank == 0 and phase == "finetune" and (
+                (finetune_epoch + 1) % train_cfg.eval_every == 0 or finetune_epoch + 1 == train_cfg.epochs):
             valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
             record["valid"] = valid.metrics
             score = valid.metrics[metric]
@@ -172,17 +197,22 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.4f}", **({metric: f"{record['valid'][metric]:.4f}"} if "valid" in record else {}))
         state["epoch"] = epoch + 1
-        if ckpt is not None:
+        rng_ranks = ddp.gather_rng() if world > 1 and ckpt is not None else None  # a collective: every rank
+        if ckpt is not None and rank == 0:
             _atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng.bit_generator.state,
-                          "torch_rng": torch.get_rng_state(),
+                          "torch_rng": torch.get_rng_state(), "torch_rng_ranks": rng_ranks,
                           "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
                           "state": {**state, "elapsed_before": elapsed}}, ckpt)
+        stop = None
         if state["bad_rounds"] >= train_cfg.patience:
-            stopped_by = "early_stopping"
-            break
+            stop = "early_stopping"
         # after the last epoch the cap cut nothing: such a run is as reproducible as any other
-        if train_cfg.max_seconds is not None and elapsed > train_cfg.max_seconds and epoch + 1 < pretrain + train_cfg.epochs:
-            stopped_by = "max_seconds"
+        elif train_cfg.max_seconds is not None and elapsed > train_cfg.max_seconds and epoch + 1 < pretrain + train_cfg.epochs:
+            stop = "max_seconds"
+        if world > 1:  # rank 0 validated and decides; the others follow
+            stop = ddp.broadcast(stop)
+        if stop:
+            stopped_by = stop
             break
     bar.close()
     if state["best_state"] is not None:
@@ -221,11 +251,11 @@ def _pretrain_epochs(model: Recommender, cfg: TrainConfig) -> int:
     return int(n)
 
 
-def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0):
+def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0, disable: bool = False):
     from tqdm.auto import tqdm
 
-    return tqdm(total=pretrain + cfg.epochs, initial=initial, desc="train", unit="epoch", disable=not cfg.progress,
-                dynamic_ncols=True, leave=False)
+    return tqdm(total=pretrain + cfg.epochs, initial=initial, desc="train", unit="epoch",
+                disable=disable or not cfg.progress, dynamic_ncols=True, leave=False)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

@@ -1,0 +1,163 @@
+"""Data-parallel training with PyTorch DDP through the one training loop (``train.nproc``).
+
+``fit`` with ``TrainConfig(nproc=N)`` starts N processes on this machine
+(``torch.multiprocessing.spawn``; gloo on CPU, nccl on CUDA with one GPU per rank), each
+running the same :func:`genrecsys.train.loop.fit` inside a process group:
+
+- every rank draws the same batch order (one data seed) at ``batch_size // N`` and takes
+  every N-th batch, so a step sees ``batch_size`` samples in all, as one process does; the
+  last incomplete round of an epoch is dropped so every rank makes the same number of steps;
+- the loss goes through ``DistributedDataParallel``, which averages the gradients;
+- rank 0 validates, keeps the best weights, writes the log and the checkpoint, and tells the
+  other ranks when to stop; each rank's dropout draws from its own seed (seed + rank) and
+  the checkpoint keeps every rank's random state, so a resumed run continues exactly.
+
+The launching process takes no part: it gets rank 0's best weights and ``FitResult`` back
+and goes on as after a one-process fit (test evaluation, run directory). Multi-machine
+launchers (torchrun, Ray Train) can reuse the same per-rank path: ``fit`` inside an
+initialised process group trains data-parallel without spawning.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from genrecsys.errors import GenrecsysError
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class LossModule(nn.Module):
+    """DDP hooks gradient averaging into ``forward``: this makes ``model.loss`` the forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.loss(batch)
+
+
+def wrap(model: nn.Module, device: str) -> nn.Module:
+    """The model's loss under DDP. ``find_unused_parameters``: some models leave parameters
+    out of some steps (a pretraining phase, an optional side input). On CPU the gradients
+    are averaged by :func:`ordered_mean_hook`, so a run is reproducible and resumable."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    cuda = device.startswith("cuda")
+    inner = LossModule(model)
+    # Sparse buffers (LightGCN's normalised adjacency) are built from the data on every rank
+    # alike, and DDP cannot broadcast them.
+    sparse = [name for name, buf in inner.named_buffers() if buf.layout != torch.strided]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(inner, sparse)
+    module = DistributedDataParallel(inner, device_ids=[torch.device(device).index] if cuda else None,
+                                     find_unused_parameters=True)
+    if not cuda:
+        module.register_comm_hook(None, ordered_mean_hook)
+    return module
+
+
+def ordered_mean_hook(_state, bucket):  # unannotated: DDP rejects string annotations (postponed evaluation)
+    """DDP communication hook: every rank's gradient bucket gathered, then summed in rank
+    order and divided by the world size. Gloo's allreduce on CPU does not always give the
+    same bits from run to run (pytorch/pytorch#36871; seen here as rare divergence at the
+    4th decimal after one epoch), which would break exact resume; a gather costs world x
+    the bucket in memory, negligible for these models."""
+    grad = bucket.buffer()
+    parts = [torch.empty_like(grad) for _ in range(dist.get_world_size())]
+    fut = dist.all_gather(parts, grad, async_op=True).get_future()
+
+    def mean(_) -> torch.Tensor:
+        total = parts[0].clone()
+        for part in parts[1:]:  # rank order: the same additions on every rank, every run
+            total += part
+        return total.div_(len(parts))
+
+    return fut.then(mean)
+
+
+def rank_batches(batches, rank: int, world: int):
+    """Every ``world``-th batch from ``rank`` on, in full rounds only (all ranks step together)."""
+    round_: list[Any] = []
+    for batch in batches:
+        round_.append(batch)
+        if len(round_) == world:
+            yield round_[rank]
+            round_ = []
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_rng() -> list[torch.Tensor]:
+    """Every rank's torch CPU random state, in rank order (each rank gets the list)."""
+    _, world = rank_and_world()
+    states: list[Any] = [None] * world
+    dist.all_gather_object(states, torch.get_rng_state())
+    return states
+
+
+def all_mean(total: float, n: int) -> float:
+    """Mean over all ranks of per-rank sums ``total`` over ``n`` items."""
+    t = torch.tensor([total, float(n)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t[0] / max(t[1], 1.0))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, args: tuple, out_path: str) -> None:
+    from genrecsys.train.loop import fit
+
+    model, split, train_cfg, eval_cfg, max_len, run_dir, resume = args
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cuda = train_cfg.device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(rank)
+    elif not train_cfg.threads:  # share the cores instead of N processes x all cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    try:
+        result = fit(model, split, train_cfg, eval_cfg, max_len=max_len, run_dir=run_dir, resume=resume)
+        if rank == 0:  # the best weights are loaded: hand them and the result to the launcher
+            torch.save({"state": {k: v.cpu() for k, v in model.state_dict().items()}, "result": result}, out_path)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_fit(model: nn.Module, split, train_cfg, eval_cfg, *, max_len: int, run_dir, resume: bool):
+    """Run ``fit`` in ``train_cfg.nproc`` processes; load rank 0's best weights into
+    ``model`` and return its ``FitResult``."""
+    import torch.multiprocessing as mp
+
+    world = train_cfg.nproc
+    if train_cfg.device.startswith("cuda") and torch.cuda.device_count() < world:
+        raise GenrecsysError(f"train.nproc={world} on CUDA needs {world} GPUs, found {torch.cuda.device_count()}")
+    with tempfile.TemporaryDirectory(prefix="genrecsys-ddp-") as tmp:
+        out_path = str(Path(tmp) / "rank0.pt")
+        args = (model.cpu(), split, train_cfg, eval_cfg, max_len, str(run_dir) if run_dir else None, resume)
+        mp.spawn(_worker, args=(world, _free_port(), args, out_path), nprocs=world, join=True)
+        saved = torch.load(out_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(saved["state"])
+    return saved["result"]
