@@ -44,3 +44,11 @@ def test_setting_specs_fail_on_one_line(block_dataset_dir):
                        ("x:model.lr=1", "not a config field")):
         with pytest.raises(GenrecsysError, match=match):
             setting_from_spec(bad, base)
+
+
+def test_one_seed_has_no_spread_to_judge_by(block_dataset_dir, tmp_path):
+    base = _base(block_dataset_dir)
+    settings = dict(setting_from_spec(s, base) for s in ("a", "b:train.lr=0.2"))
+    result = time_to_best(settings, 1, tmp_path)
+    assert result["settings"]["b"]["vs_baseline"]["within_one_baseline_std"] is None
+    assert "outside" not in time_to_best_table(result)

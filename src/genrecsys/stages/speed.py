@@ -63,7 +63,9 @@ def time_to_best(settings: dict[str, ExperimentConfig], seeds: int, output_dir: 
         if name != names[0]:
             test = np.array([r["test"] for r in rs])
             entry["vs_baseline"] = {"test_delta": float(test.mean() - base.mean()),
-                                    "within_one_baseline_std": bool(abs(test.mean() - base.mean()) <= _std(base)),
+                                    # None with one seed: no spread to compare with
+                                    "within_one_baseline_std": bool(abs(test.mean() - base.mean()) <= _std(base))
+                                    if seeds >= 2 else None,
                                     "seconds_to_best_ratio": float(agg["seconds_to_best"]["mean"]
                                                                    / result["settings"][names[0]]["seconds_to_best"]["mean"]),
                                     **({"tests": paired_tests(base, test)} if seeds >= 2 else {})}
@@ -96,7 +98,7 @@ def time_to_best_table(result: dict[str, Any]) -> str:
             f"{e['test']['mean']:.4f} ± {e['test']['std']:.4f}",
             "baseline" if vs is None else f"{vs['seconds_to_best_ratio']:.2f}×",
             "" if vs is None else f"{vs['test_delta']:+.4f}" + ("" if p is None else f" (p {p:.2f})")
-            + ("" if vs["within_one_baseline_std"] else " — outside one baseline std"),
+            + (" — outside one baseline std" if vs["within_one_baseline_std"] is False else ""),
         ])
     return markdown_table(["setting", "best epoch (1-based)", "epochs", "s/epoch", "s to best", "per seed",
                            f"test {metric}", "time to best vs baseline", f"test {metric} vs baseline"], rows)
