@@ -84,6 +84,9 @@ def test_report_puts_both_rules_side_by_side():
     assert "|  | test NDCG@10 | 0.0700 | 0.0650 | -0.0050 |" in table  # RecBole ahead on its own rule: shown as such
     assert "|  | test NDCG@10 | 0.1000 | 0.1100 | +0.0100 |" in table
     assert "RecBole / genrecsys 50.0×" in table and "RecBole / genrecsys 36.0×" in table
+    assert "CPU seconds" not in table  # only when the driver recorded them
+    rb["rules"]["masked"]["cpu_seconds_to_best"] = 1500.0
+    assert "| 1,500 |  | RecBole / genrecsys 25.0× |" in both_rules_table(rb, gr)
     assert "WARNING: the machine was not idle" in text and "genrecsys 0.90" in text
     assert "PROJECTION" not in text
     assert summary["rules"]["unmasked"]["test_ndcg10"] == {"recbole": 0.07, "genrecsys": 0.065}
