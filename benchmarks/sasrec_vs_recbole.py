@@ -182,7 +182,9 @@ def main() -> None:
     p.add_argument("--venv", default="/tmp/recbole-venv", help="RecBole 1.2.1 venv (default /tmp/recbole-venv)")
     p.add_argument("--no-setup", action="store_true", help="fail instead of running recbole_env.sh when the venv is missing")
     p.add_argument("--workdir", default=None,
-                   help="where run directories, the RecBole driver and its log go (default: a new /tmp/sasrec-vs-recbole-*)")
+                   help="where run directories, the RecBole driver, its log and checkpoint go (default: a new "
+                        "/tmp/sasrec-vs-recbole-*); run again with the same --workdir to continue RecBole from "
+                        "its last finished epoch")
     p.add_argument("--out", default=None, help="write all numbers as JSON here")
     p.add_argument("--reuse-recbole", metavar="OUT.json",
                    help="take RecBole's side from an earlier run's --out file instead of training it again (about an "
@@ -255,6 +257,7 @@ def run_recbole(args, venv: Path, work: Path) -> dict:
     config = dict(RECBOLE_SASREC_CONFIG, epochs=args.recbole_epochs or 300, checkpoint_dir=str(rb_dir / "saved"))
     (rb_dir / "spec.json").write_text(json.dumps({"threads": args.threads, "config": config,
                                                   "result": str(rb_dir / "result.json"),
+                                                  "checkpoint": str(rb_dir / "checkpoint.pt"),
                                                   "disable_anomaly_detection": args.recbole_no_anomaly_detection}))
     rb_proc = run_child([str(venv / "bin" / "python"), "-W", "ignore", str(rb_dir / "recbole_driver.py"),
                          str(rb_dir / "spec.json")], args.threads, rb_dir, "RecBole SASRec")

@@ -29,7 +29,7 @@ def test_driver_carries_the_tested_mask_function_and_parses():
     src = recbole_driver()
     tree = ast.parse(src)
     names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert {"seen_masks", "masked_full_sort_predict", "timed_valid"} <= names
+    assert {"seen_masks", "masked_full_sort_predict", "timed_valid", "save_checkpoint"} <= names
     assert "__SEEN_MASKS__" not in src
 
 

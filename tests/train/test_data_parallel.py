@@ -43,6 +43,41 @@ def test_two_processes_reach_one_process_accuracy_at_the_same_global_batch(block
     assert two.best_valid["ndcg@10"] > 0.2  # block-cycles is learnable: both actually trained
 
 
+def test_a_two_process_epoch_is_the_mean_gradient_step_applied_once(block_dataset_dir):
+    """The DDP semantics written out in one process: each round, every rank's half-batch
+    gradient, their mean, one Adam step. Ranks sharing the weights' memory (what handing the
+    module itself to spawn does) apply each step twice and race: far off this."""
+    import copy
+
+    split = load_split(ExperimentConfig(data=DataConfig(dataset=str(block_dataset_dir))))
+    params = {"max_len": 20, "dropout": 0.0}  # no random draws: the epoch is a pure function
+    cfg = TrainConfig(epochs=1, lr=5e-3, batch_size=8, progress=False, threads=1, patience=100, nproc=2)
+    torch.manual_seed(0)
+    expected = build_model("sasrec", params, split)
+    ranks = [copy.deepcopy(expected) for _ in range(2)]
+    optim = torch.optim.Adam(expected.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    batches = list(expected.batches(split, cfg.batch_size // 2, rng))
+    rounds = 0
+    for i in range(0, len(batches) - 1, 2):
+        grads = []
+        for model, batch in zip(ranks, batches[i:i + 2]):
+            model.load_state_dict(expected.state_dict())
+            model.zero_grad(set_to_none=True)
+            model.loss(batch).backward()
+            grads.append([p.grad for p in model.parameters()])
+        for p, g0, g1 in zip(expected.parameters(), *grads):
+            p.grad = (g0 + g1) / 2
+        optim.step()
+        rounds += 1
+    assert rounds >= 3  # several steps: a doubled or racing update has room to show
+
+    trained, result = _fit(split, "sasrec", params, cfg)
+    assert result.epochs_run == 1
+    for (k, v), w in zip(expected.state_dict().items(), trained.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-6, rtol=0), (k, (v - w).abs().max())
+
+
 def test_a_resumed_two_process_run_matches_an_uninterrupted_one(block_dataset_dir, tmp_path):
     split = load_split(ExperimentConfig(data=DataConfig(dataset=str(block_dataset_dir))))
     cfg = TrainConfig(epochs=4, lr=5e-3, batch_size=32, progress=False, threads=1, patience=100, nproc=2)

@@ -149,11 +149,14 @@ Follows recbole.quick_start.run_recbole step by step (same seeding order, so the
 match a run_recbole call) without importing recbole.quick_start, which pulls in ray.
 Validates on both rules every epoch (RecBole's own, only padding masked, drives its fit;
 the masked rule is tracked beside it with RecBole's early_stopping) and trains on after
-fit() until the masked rule has stopped too.
+fit() until the masked rule has stopped too. After every epoch it writes a checkpoint
+(spec "checkpoint"): run again, it continues from the last finished epoch with the same
+model, optimizer, early-stopping counters of both rules, random states and clocks.
 """
 import json
 import logging
 import os
+import random
 import resource
 import sys
 import time
@@ -295,17 +298,63 @@ def after_epoch(epoch_idx, valid_score):
         f"{' (best)' if r['improved_masked'] else ''}, elapsed {r['elapsed']:.0f} s")
 
 
+ckpt_path = spec.get("checkpoint")
+phase = {"fit_epochs": None}  # set once RecBole's own fit() has returned
+
+
+def save_checkpoint():
+    if not ckpt_path:
+        return
+    state = {"records": records, "masked": masked, "phase": phase, "model": model.state_dict(),
+             "optimizer": trainer.optimizer.state_dict(), "cur_step": trainer.cur_step,
+             "best_valid_score": trainer.best_valid_score, "best_valid_result": trainer.best_valid_result,
+             "saved_model_file": trainer.saved_model_file, "torch_rng": torch.get_rng_state(),
+             "numpy_rng": numpy.random.get_state(), "random_rng": random.getstate(),
+             "loader_rng": train_data.generator.get_state(),
+             "elapsed": time.perf_counter() - fit_start, "elapsed_cpu": time.process_time() - fit_start_cpu}
+    torch.save(state, ckpt_path + ".tmp")
+    os.replace(ckpt_path + ".tmp", ckpt_path)  # a kill mid-write leaves the previous epoch's
+
+
+def after_epoch_saved(epoch_idx, valid_score):
+    after_epoch(epoch_idx, valid_score)
+    if phase["fit_epochs"] is None and trainer.cur_step > trainer.stopping_step:
+        phase["fit_epochs"] = len(records)  # RecBole's early_stopping ends fit() after this callback
+    save_checkpoint()
+
+
 trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
 threads_at_fit = torch.get_num_threads()
 anomaly_at_fit = torch.is_anomaly_enabled()
 fit_start, fit_start_cpu = time.perf_counter(), time.process_time()
-trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=after_epoch)
-fit_epochs = len(records)
+if ckpt_path and os.path.exists(ckpt_path):
+    saved = torch.load(ckpt_path, weights_only=False)
+    records[:] = saved["records"]
+    masked.update(saved["masked"])
+    phase.update(saved["phase"])
+    model.load_state_dict(saved["model"])
+    trainer.optimizer.load_state_dict(saved["optimizer"])
+    trainer.start_epoch = len(records)
+    trainer.cur_step, trainer.best_valid_score = saved["cur_step"], saved["best_valid_score"]
+    trainer.best_valid_result, trainer.saved_model_file = saved["best_valid_result"], saved["saved_model_file"]
+    torch.set_rng_state(saved["torch_rng"])
+    numpy.random.set_state(saved["numpy_rng"])
+    random.setstate(saved["random_rng"])
+    train_data.generator.set_state(saved["loader_rng"])
+    fit_start, fit_start_cpu = fit_start - saved["elapsed"], fit_start_cpu - saved["elapsed_cpu"]
+    say(f"resumed from {ckpt_path} after epoch {len(records) - 1}")
+if phase["fit_epochs"] is None:
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=after_epoch_saved)
+    phase["fit_epochs"] = len(records)
+    save_checkpoint()
+else:
+    trainer.eval_collector.data_collect(train_data)  # what fit() does first, for the test evaluation
+fit_epochs = phase["fit_epochs"]
 while not masked["stopped"] and len(records) < config["epochs"]:  # RecBole's rule stopped first
     trainer._train_epoch(train_data, len(records), show_progress=False)
     trainer._valid_epoch(valid_data, show_progress=False)
     records[-1]["improved"] = False
-    after_epoch(records[-1]["epoch"], None)
+    after_epoch_saved(records[-1]["epoch"], None)
 fit_seconds = time.perf_counter() - fit_start
 
 
@@ -370,7 +419,8 @@ say(f"done: {len(records)} epochs; test ndcg@10 {unmasked_rule['test']['ndcg@10'
 
 def recbole_driver() -> str:
     """The RecBole-side driver script (run with the RecBole venv's python, one argument: a
-    spec JSON with ``threads``, ``config``, ``result`` and ``disable_anomaly_detection``)."""
+    spec JSON with ``threads``, ``config``, ``result``, ``disable_anomaly_detection`` and,
+    optionally, ``checkpoint``: a path it resumes from and writes after every epoch)."""
     return _DRIVER.replace("__SEEN_MASKS__", inspect.getsource(seen_masks))
 
 

@@ -20,6 +20,7 @@ initialised process group trains data-parallel without spawning.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import tempfile
 from pathlib import Path
@@ -52,8 +53,7 @@ class LossModule(nn.Module):
 
 def wrap(model: nn.Module, device: str) -> nn.Module:
     """The model's loss under DDP. ``find_unused_parameters``: some models leave parameters
-    out of some steps (a pretraining phase, an optional side input). On CPU the gradients
-    are averaged by :func:`ordered_mean_hook`, so a run is reproducible and resumable."""
+    out of some steps (a pretraining phase, an optional side input)."""
     from torch.nn.parallel import DistributedDataParallel
 
     cuda = device.startswith("cuda")
@@ -62,30 +62,8 @@ def wrap(model: nn.Module, device: str) -> nn.Module:
     # alike, and DDP cannot broadcast them.
     sparse = [name for name, buf in inner.named_buffers() if buf.layout != torch.strided]
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(inner, sparse)
-    module = DistributedDataParallel(inner, device_ids=[torch.device(device).index] if cuda else None,
-                                     find_unused_parameters=True)
-    if not cuda:
-        module.register_comm_hook(None, ordered_mean_hook)
-    return module
-
-
-def ordered_mean_hook(_state, bucket):  # unannotated: DDP rejects string annotations (postponed evaluation)
-    """DDP communication hook: every rank's gradient bucket gathered, then summed in rank
-    order and divided by the world size. Gloo's allreduce on CPU does not always give the
-    same bits from run to run (pytorch/pytorch#36871; seen here as rare divergence at the
-    4th decimal after one epoch), which would break exact resume; a gather costs world x
-    the bucket in memory, negligible for these models."""
-    grad = bucket.buffer()
-    parts = [torch.empty_like(grad) for _ in range(dist.get_world_size())]
-    fut = dist.all_gather(parts, grad, async_op=True).get_future()
-
-    def mean(_) -> torch.Tensor:
-        total = parts[0].clone()
-        for part in parts[1:]:  # rank order: the same additions on every rank, every run
-            total += part
-        return total.div_(len(parts))
-
-    return fut.then(mean)
+    return DistributedDataParallel(inner, device_ids=[torch.device(device).index] if cuda else None,
+                                   find_unused_parameters=True)
 
 
 def rank_batches(batches, rank: int, world: int):
@@ -129,7 +107,8 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, args: tuple, out_path: str) -> None:
     from genrecsys.train.loop import fit
 
-    model, split, train_cfg, eval_cfg, max_len, run_dir, resume = args
+    blob, split, train_cfg, eval_cfg, max_len, run_dir, resume = args
+    model = pickle.loads(blob)  # this rank's own copy of the weights (see spawn_fit)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     cuda = train_cfg.device.startswith("cuda")
     if cuda:
@@ -156,7 +135,11 @@ def spawn_fit(model: nn.Module, split, train_cfg, eval_cfg, *, max_len: int, run
         raise GenrecsysError(f"train.nproc={world} on CUDA needs {world} GPUs, found {torch.cuda.device_count()}")
     with tempfile.TemporaryDirectory(prefix="genrecsys-ddp-") as tmp:
         out_path = str(Path(tmp) / "rank0.pt")
-        args = (model.cpu(), split, train_cfg, eval_cfg, max_len, str(run_dir) if run_dir else None, resume)
+        # The model travels as plain pickle bytes: handed to spawn as a module, torch's
+        # multiprocessing moves its tensors to shared memory, so every rank would update the
+        # same weights (each step applied N times, racing: a run was not reproducible).
+        blob = pickle.dumps(model.cpu())
+        args = (blob, split, train_cfg, eval_cfg, max_len, str(run_dir) if run_dir else None, resume)
         mp.spawn(_worker, args=(world, _free_port(), args, out_path), nprocs=world, join=True)
         saved = torch.load(out_path, map_location="cpu", weights_only=False)
     model.load_state_dict(saved["state"])
