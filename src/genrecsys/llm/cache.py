@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Protocol
 
 from genrecsys.errors import GenrecsysError
 from genrecsys.llm.types import Completion
@@ -43,6 +43,15 @@ class CacheStats:
     by_template: dict[str, int]
     prompt_tokens: int
     completion_tokens: int
+
+
+class AnswerCache(Protocol):
+    """What a job needs of a cache: :class:`LLMCache`, or
+    :class:`genrecsys.llm.distributed.RemoteCache` for actors on other nodes."""
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]: ...
+
+    def put_many(self, rows: list[tuple[str, Completion, dict[str, Any]]]) -> int: ...
 
 
 class LLMCache:

@@ -11,12 +11,19 @@ therefore identical to a local run; only the batches run in parallel.
     comps, stats = generate_on_ray(requests, LLMConfig(backend="openai", base_url=...),
                                    "cache.sqlite", num_workers=4)
 
-Results come back in input order. Each actor commits answers to the cache as they arrive,
-so a killed job resumes from the cache and an unchanged rerun makes no backend call.
+Results come back in input order.
 
-The cache is one SQLite file in WAL mode: every actor must open the same file on the same
-machine (a local Ray, or a cluster whose LLM actors share one host). WAL does not work
-over network file systems, so actors on several hosts need one cache file per host.
+**One cache for the whole cluster.** The SQLite file lives on the driver's machine and is
+opened by one Ray actor pinned to the driver's node (:class:`CacheActor`); the LLM actors,
+on whatever node Ray put them, read and write it through that actor (:class:`RemoteCache`),
+one committed transaction per answer, before they ask the next question. So a prompt is
+paid once across the cluster, a worker (or a node) killed mid-job loses only the answers
+it had not received yet, and a rerun, or Ray's own retry of the lost batch, asks only what
+was never committed. We chose this over answers sent back with their batch (committed by
+the driver alone): there, every answer of a batch in flight dies with its actor and is
+paid again. A shared database on a network file system was not an option: SQLite's WAL
+mode does not work over NFS. The price is one round trip to the cache actor per answer,
+milliseconds against an LLM call.
 
 Ray is an optional dependency (``pip install "genrecsys[ray]"``); importing this module
 does not import it.
@@ -72,15 +79,60 @@ def _loads(blob: bytes) -> Any:
     return cloudpickle.loads(blob)
 
 
-class _GenerateActor:
-    """One Ray actor: a backend and a cache handle, built once; each call is one local job."""
+class CacheActor:
+    """The job's answer cache: one SQLite file, opened by this actor only, on the driver's
+    node. Calls run one at a time (a Ray actor's default), so SQLite sees a single writer."""
 
-    def __init__(self, backend_factory: BackendFactory, cache_path: str, parser: Parser | None, max_reasks: int,
-                 prices: PriceTable):
+    def __init__(self, path: str) -> None:
         from genrecsys.llm.cache import LLMCache
 
+        self.cache = LLMCache(path)
+
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        return self.cache.get_many(keys)
+
+    def put_many(self, rows: list[tuple[str, Completion, dict[str, Any]]]) -> int:
+        return self.cache.put_many(rows)
+
+
+class RemoteCache:
+    """What :func:`genrecsys.llm.job.generate` needs of a cache (``get_many``, ``put_many``),
+    answered by a :class:`CacheActor` wherever it runs; ``put_many`` returns once committed."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def get_many(self, keys) -> dict[str, Completion]:
+        import ray
+
+        return ray.get(self.actor.get_many.remote(list(keys)))
+
+    def put_many(self, rows: list[tuple[str, Completion, dict[str, Any]]]) -> int:
+        import ray
+
+        return ray.get(self.actor.put_many.remote(rows))
+
+
+def start_cache_actor(cache_path: str | Path) -> Any:
+    """A :class:`CacheActor` on the calling process's node (the SQLite file is a local file
+    there), reserving no CPU."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0, scheduling_strategy=here)(CacheActor).remote(str(cache_path))
+    ray.get(actor.get_many.remote([]))  # open (and check) the file now: a bad path fails here, once
+    return actor
+
+
+class _GenerateActor:
+    """One Ray actor: a backend and a handle on the job's cache actor, built once; each call
+    is one local job."""
+
+    def __init__(self, backend_factory: BackendFactory, cache_actor: Any, parser: Parser | None, max_reasks: int,
+                 prices: PriceTable):
         self.backend = backend_factory()
-        self.cache = LLMCache(cache_path)
+        self.cache = RemoteCache(cache_actor)
         self.parser = parser
         self.max_reasks = max_reasks
         self.prices = prices
@@ -122,7 +174,8 @@ def generate_on_ray(requests: Sequence[Request | Completion], llm_cfg: LLMConfig
     Each of ``num_workers`` actors (default ``llm_cfg.ray_workers``, each reserving
     ``llm_cfg.ray_cpus_per_worker`` CPUs unless ``num_cpus_per_worker`` says) builds its backend once
     with ``backend_factory`` (default: ``make_backend(llm_cfg, cache_dir)``; it must be
-    picklable) and opens the SQLite cache at ``cache_path``; batches of ``batch_size``
+    picklable) and reads and writes the SQLite cache at ``cache_path``, a file on the
+    driver's machine, through one cache actor there; batches of ``batch_size``
     prompts (default ``llm_cfg.ray_batch_size``) are answered by ``job.generate``. The
     returned stats are the batches' stats summed, with ``wall_s`` the driver's elapsed time.
     Joins ``llm_cfg.ray_address`` or starts a local Ray if none is running.
@@ -144,20 +197,26 @@ def generate_on_ray(requests: Sequence[Request | Completion], llm_cfg: LLMConfig
     groups = _groups(requests)
     # Batches count groups; a group is usually one row, so this is about `batch_size` prompts.
     n_batches = math.ceil(len(groups) / batch_size)
+    cache_actor = start_cache_actor(cache_path)
     ds = ray.data.from_items([{"group": _dumps(g)} for g in groups], override_num_blocks=n_batches)
+    # Ray Data's default scheduling (DataContext.scheduling_strategy, "SPREAD") puts the
+    # pool's actors on as many nodes as can hold them.
     ds = ds.map_batches(_GenerateActor, batch_size=batch_size, batch_format="numpy",
-                        fn_constructor_kwargs=dict(backend_factory=factory, cache_path=str(cache_path), parser=parser,
+                        fn_constructor_kwargs=dict(backend_factory=factory, cache_actor=cache_actor, parser=parser,
                                                    max_reasks=llm_cfg.max_reasks, prices=prices),
                         compute=ray.data.ActorPoolStrategy(size=min(num_workers, n_batches)),
                         num_cpus=num_cpus_per_worker)
     final: list[Completion | None] = [None] * len(requests)
-    with _progress_bars(progress):
-        for row in ds.iter_rows():
-            for i, comp in _loads(row["out"]):
-                final[i] = comp
-            if row["stats"]:
-                part: JobStats = _loads(row["stats"])
-                stats.merge(part)
+    try:
+        with _progress_bars(progress):
+            for row in ds.iter_rows():
+                for i, comp in _loads(row["out"]):
+                    final[i] = comp
+                if row["stats"]:
+                    part: JobStats = _loads(row["stats"])
+                    stats.merge(part)
+    finally:
+        ray.kill(cache_actor)  # every answer it was sent is committed: put_many returned first
     missing = [i for i, c in enumerate(final) if c is None]
     if missing:  # a broken invariant, not a bad row: never hand back a short or shifted list
         raise GenrecsysError(f"Ray job lost {len(missing)} row(s), first {missing[0]}")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from genrecsys.llm.accounting import JobStats, PriceTable
 from genrecsys.llm.backends import Backend
-from genrecsys.llm.cache import LLMCache
+from genrecsys.llm.cache import AnswerCache
 from genrecsys.llm.contracts import Contract
 from genrecsys.llm.templates import PromptTemplate
 from genrecsys.llm.types import Completion, Request, SamplingParams
@@ -39,7 +39,7 @@ def _commit_meta(r: Request, backend: Backend) -> dict[str, Any]:
                                                                       "digest": r.contract.digest}}}
 
 
-def _answer(requests: Sequence[Request], backend: Backend, cache: LLMCache | None, stats: JobStats,
+def _answer(requests: Sequence[Request], backend: Backend, cache: AnswerCache | None, stats: JobStats,
             prices: PriceTable, tick: Callable[[int], None]) -> list[Completion]:
     """One round: cached answers, then one backend call per distinct uncached prompt."""
     keys = [r.cache_key(backend.name, backend.model_id) for r in requests]
@@ -89,7 +89,7 @@ def _answer(requests: Sequence[Request], backend: Backend, cache: LLMCache | Non
     return out  # type: ignore[return-value]
 
 
-def generate(requests: Sequence[Request | Completion], backend: Backend, cache: LLMCache | None = None, *,
+def generate(requests: Sequence[Request | Completion], backend: Backend, cache: AnswerCache | None = None, *,
              parser: Parser | None = None, max_reasks: int = 1, prices: PriceTable | None = None,
              progress: bool = False, desc: str = "llm") -> tuple[list[Completion], JobStats]:
     """Answer ``requests`` in order. A :class:`Completion` in the input is a row that already
