@@ -113,12 +113,29 @@ def _one_number(value) -> float:
         return float("nan")
 
 
+def _ids(col: pd.Series) -> pd.Series:
+    """User or item ids as strings. A categorical column (a dictionary-encoded Parquet file,
+    e.g. ``write_ml_like``'s) stays categorical with string categories: one string per
+    distinct id instead of one Python object per row, which is what lets 100M interactions
+    load in a few GB."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.cat.remove_unused_categories()
+        cats = col.cat.categories.astype(str)
+        if cats.has_duplicates:  # e.g. 1 and "1": as strings they are one id
+            return col.astype(str)
+        # Categories in string order, so codes sort as the strings do: the split numbers
+        # users and items exactly as it would for the same ids held as strings.
+        col = col.cat.rename_categories(cats)
+        return col.cat.reorder_categories(np.sort(cats.to_numpy(dtype=str)))
+    return col.astype(str)
+
+
 def normalize_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check columns and types; return a frame with exactly the canonical columns."""
     missing = [c for c in ("user", "item") if c not in df.columns]
     if missing:
         raise GenrecsysError(f"{source}: interactions lack column(s) {', '.join(missing)}")
-    out = pd.DataFrame({"user": df["user"].astype(str), "item": df["item"].astype(str)})
+    out = pd.DataFrame({"user": _ids(df["user"]), "item": _ids(df["item"])})
     if "timestamp" in df.columns:
         ts = _numeric(df["timestamp"])
         bad = ts.isna().to_numpy()
