@@ -332,3 +332,20 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+def with_fields(base: ExperimentConfig, fields: dict[str, Any], where: str = "") -> ExperimentConfig:
+    """``base`` with dotted fields replaced: ``{"train.lr": 4e-3, "model_params.dim": 32}``.
+    ``model_params`` may be empty in ``base``; any other unknown field is a one-line error."""
+    data = dataclasses.asdict(base)
+    for key, value in fields.items():
+        node = data
+        *path, leaf = key.split(".")
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                node[part] = {} if part == "model_params" else node.get(part)
+            if not isinstance(node[part], dict):
+                raise GenrecsysError(f"{where + ': ' if where else ''}{key!r} is not a config field")
+            node = node[part]
+        node[leaf] = value
+    return from_dict(ExperimentConfig, data, where=where)

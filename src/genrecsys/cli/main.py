@@ -153,6 +153,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from genrecsys.registry import MODELS
+    from genrecsys.stages.tune import load_space, run_tune, tune_report
+
+    cfg = _experiment_config(args)
+    MODELS.get(cfg.model)  # fail fast on an unknown name
+    space = load_space(args.space, cfg)
+    out = Path(args.output_dir or f"tune/{cfg.model}-{cfg.data.dataset.replace('/', '_')}")
+    summary = run_tune(cfg, space, out, trials=args.trials, concurrent=args.concurrent, seed=args.search_seed,
+                       cache_dir=_cache_dir(args), address=args.ray_address)
+    print(tune_report(summary), file=sys.stderr)
+    print(out)
+    return 0
+
+
 def _print_holistic(name: str, res: dict) -> None:
     from genrecsys.eval.report import markdown_table
 
@@ -271,6 +286,39 @@ def cmd_main(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _experiment_flags(sp: argparse.ArgumentParser) -> None:
+    """What defines one experiment: shared by train and tune."""
+    sp.add_argument("--model", help="model name (see `genrecsys models`)")
+    sp.add_argument("--dataset", help="ml-100k or a dataset directory")
+    sp.add_argument("--data-path", help="local copy of the dataset files")
+    sp.add_argument("--split", choices=["loo", "ratio", "random_ratio", "impressions"],
+                    help="impressions: along the dataset's logged impressions (MIND)")
+    sp.add_argument("--protocol", choices=["full", "impressions"],
+                    help="evaluation: full ranking or AUC/MRR/nDCG per impression (default: the model's own; "
+                         "news/CTR models use impressions)")
+    sp.add_argument("--config", help="YAML experiment file (keys: model, model_params, data, train, eval)")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="model hyper-parameter (repeatable); a dotted key sets a nested one, e.g. llm.dtype=bfloat16")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--epochs", type=at_least(1))
+    sp.add_argument("--lr", type=POSITIVE)
+    sp.add_argument("--batch-size", type=at_least(1))
+    sp.add_argument("--weight-decay", type=NON_NEGATIVE)
+    sp.add_argument("--patience", type=at_least(1))
+    sp.add_argument("--threads", type=at_least(1))
+    sp.add_argument("--device", help="cpu or cuda")
+    sp.add_argument("--max-seconds", type=POSITIVE, help="wall-clock guard on training")
+    sp.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"],
+                    help="learning rate decayed to 0 at --epochs (default constant)")
+    sp.add_argument("--warmup-steps", type=at_least(0), help="linear learning-rate warm-up over the first steps")
+    sp.add_argument("--nproc", type=at_least(1),
+                    help="data-parallel training processes on this machine (PyTorch DDP: gloo on CPU, one GPU each "
+                         "with --device cuda); the global batch stays --batch-size")
+    sp.add_argument("--pretrain-epochs", type=at_least(0),
+                    help="epochs of the model's pretraining objective before training (GenRec: cloze)")
+    sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genrecsys", description="Generative recommender systems toolkit.")
     p.add_argument("--cache-dir", help="where datasets are cached (default: $GENRECSYS_CACHE or ~/.cache/genrecsys)")
@@ -294,39 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default: the embedded all-MiniLM-L6-v2 WordPiece)")
 
     sp = add("train", cmd_train, "train and evaluate a model; prints the run directory last")
-    sp.add_argument("--model", help="model name (see `genrecsys models`)")
-    sp.add_argument("--dataset", help="ml-100k or a dataset directory")
-    sp.add_argument("--data-path", help="local copy of the dataset files")
-    sp.add_argument("--split", choices=["loo", "ratio", "random_ratio", "impressions"],
-                    help="impressions: along the dataset's logged impressions (MIND)")
-    sp.add_argument("--protocol", choices=["full", "impressions"],
-                    help="evaluation: full ranking or AUC/MRR/nDCG per impression (default: the model's own; "
-                         "news/CTR models use impressions)")
-    sp.add_argument("--config", help="YAML experiment file (keys: model, model_params, data, train, eval)")
-    sp.add_argument("--param", action="append", metavar="KEY=VALUE",
-                    help="model hyper-parameter (repeatable); a dotted key sets a nested one, e.g. llm.dtype=bfloat16")
+    _experiment_flags(sp)
     sp.add_argument("--seeds", type=at_least(1), default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
-    sp.add_argument("--seed", type=int)
-    sp.add_argument("--epochs", type=at_least(1))
-    sp.add_argument("--lr", type=POSITIVE)
-    sp.add_argument("--batch-size", type=at_least(1))
-    sp.add_argument("--weight-decay", type=NON_NEGATIVE)
-    sp.add_argument("--patience", type=at_least(1))
-    sp.add_argument("--threads", type=at_least(1))
-    sp.add_argument("--device", help="cpu or cuda")
-    sp.add_argument("--max-seconds", type=POSITIVE, help="wall-clock guard on training")
-    sp.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"],
-                    help="learning rate decayed to 0 at --epochs (default constant)")
-    sp.add_argument("--warmup-steps", type=at_least(0), help="linear learning-rate warm-up over the first steps")
-    sp.add_argument("--nproc", type=at_least(1),
-                    help="data-parallel training processes on this machine (PyTorch DDP: gloo on CPU, one GPU each "
-                         "with --device cuda); the global batch stays --batch-size")
-    sp.add_argument("--pretrain-epochs", type=at_least(0),
-                    help="epochs of the model's pretraining objective before training (GenRec: cloze)")
-    sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")
     sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", help="run directory (default runs/MODEL-DATASET)")
+    _add_reland_flags(sp)
+
+    sp = add("tune", cmd_tune, "hyper-parameter search on Ray Tune: trials are normal runs, selection on validation only")
+    _experiment_flags(sp)
+    sp.add_argument("--space", required=True,
+                    help="YAML search space: dotted field -> {choice|uniform|loguniform|randint: [...]}")
+    sp.add_argument("--trials", type=at_least(1), default=12, help="random samples of the space (default 12)")
+    sp.add_argument("--concurrent", type=at_least(1), default=2, help="trials at a time (default 2)")
+    sp.add_argument("--search-seed", type=int, default=0, help="seed of the sampler (default 0)")
+    sp.add_argument("--ray-address", help="Ray cluster to spread trials over (\"auto\"); default: a local Ray")
+    sp.add_argument("--output-dir", help="tune directory (default tune/MODEL-DATASET); run again to continue a killed tune")
+    sp.add_argument("--no-progress", action="store_true")
     _add_reland_flags(sp)
 
     sp = add("evaluate", cmd_evaluate, "re-evaluate a finished run (full ranking; --sampled adds the 100-negative protocol)")

@@ -108,30 +108,19 @@ def setting_from_spec(spec: str, base: ExperimentConfig) -> tuple[str, Experimen
     """``"name"`` or ``"name:train.lr=4e-3,model_params.encoder_impl=torch"`` -> (name, config):
     ``base`` with the given fields replaced (dotted paths into ExperimentConfig; values
     read as JSON where they parse, else as strings). Unknown fields are one-line errors."""
-    from dataclasses import asdict
-
-    from genrecsys.config import from_dict
+    from genrecsys.config import with_fields
     from genrecsys.errors import GenrecsysError
 
     name, _, rest = spec.partition(":")
     if not name:
         raise GenrecsysError(f"setting {spec!r}: expected NAME or NAME:key=value,...")
-    data = asdict(base)
+    fields: dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, eq, raw = item.partition("=")
         if not eq or not key:
             raise GenrecsysError(f"setting {spec!r}: {item!r} is not key=value")
         try:
-            value = json.loads(raw)
+            fields[key] = json.loads(raw)
         except json.JSONDecodeError:
-            value = raw
-        node = data
-        *path, leaf = key.split(".")
-        for part in path:
-            if not isinstance(node.get(part), dict):
-                node[part] = {} if part == "model_params" else node.get(part)
-            if not isinstance(node[part], dict):
-                raise GenrecsysError(f"setting {spec!r}: {key!r} is not a config field")
-            node = node[part]
-        node[leaf] = value
-    return name, from_dict(ExperimentConfig, data, where=f"setting {name}")
+            fields[key] = raw
+    return name, with_fields(base, fields, where=f"setting {spec!r}")

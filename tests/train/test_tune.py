@@ -1,0 +1,69 @@
+"""`genrecsys tune` on Ray Tune: trials are normal run directories, the selection is the
+best validation score, test figures are read for the selected run only, a rerun trains
+nothing again, and bad spaces are one-line errors."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig, load_experiment
+from genrecsys.errors import GenrecsysError
+from genrecsys.stages.tune import load_space, run_tune, trial_id, tune_report
+
+ray = pytest.importorskip("ray", reason='Ray is optional: pip install "genrecsys[ray]" (it is in the test extra)')
+pytest.importorskip("ray.tune", reason='Ray Tune is missing: pip install "ray[tune]"')
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _base(block_dataset_dir):
+    return ExperimentConfig(model="bpr", data=DataConfig(dataset=str(block_dataset_dir)),
+                            train=TrainConfig(epochs=3, threads=1, progress=False, patience=100))
+
+
+def test_tune_selects_on_validation_and_reads_test_once(block_dataset_dir, tmp_path):
+    base = _base(block_dataset_dir)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train.lr": {"loguniform": [1e-3, 0.3]},
+                                                         "model_params.embedding_size": {"choice": [8, 32]}}))
+    space = load_space(tmp_path / "space.yaml", base)
+    summary = run_tune(base, space, tmp_path / "tune", trials=3, concurrent=2, seed=1)
+    assert summary["trials"] == summary["finished"] == 3
+    runs = sorted((tmp_path / "tune" / "runs").iterdir())
+    assert len(runs) == 3 and all((r / "metrics.json").is_file() for r in runs)  # normal run directories
+    valid = {r.name: json.loads((r / "metrics.json").read_text())["valid"]["ndcg@10"] for r in runs}
+    best = Path(summary["best"]["run_dir"]).name
+    assert valid[best] == max(valid.values()) == summary["best"]["valid"]  # chosen on validation
+    assert summary["best_test"] == json.loads((tmp_path / "tune" / "runs" / best / "metrics.json").read_text())["test"]
+    assert best == trial_id(summary["best"]["values"])
+    chosen = load_experiment(tmp_path / "tune" / "best.yaml")
+    assert chosen.train.lr == summary["best"]["values"]["train.lr"] and chosen.model_params["embedding_size"] in (8, 32)
+    report = tune_report(summary)
+    assert report.count("test figures") == 1 and "valid ndcg@10" in report
+
+    # Run again: Ray Tune restores its finished record and no run is trained again.
+    stamps = {r.name: os.stat(r / "metrics.json").st_mtime_ns for r in runs}
+    again = run_tune(base, space, tmp_path / "tune", trials=3, concurrent=2, seed=1)
+    assert again["best"] == summary["best"]
+    assert {r.name: os.stat(r / "metrics.json").st_mtime_ns for r in runs} == stamps
+
+
+def test_a_bad_space_is_a_one_line_error(block_dataset_dir, tmp_path):
+    base = _base(block_dataset_dir)
+    for bad, message in (({"train.lr": {"gaussian": [0, 1]}}, "expected one of"),
+                         ({"train.lr": {"uniform": [0.1]}}, r"\[low, high\]"),
+                         ({"train.lr": {"loguniform": [0, 1]}}, "low > 0"),
+                         ({"train.nonsense": {"choice": [1]}}, "nonsense"),
+                         ({"model_params.dim": {"choice": [8]}}, "unknown key.*dim"),
+                         ({}, "empty")):
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad))
+        with pytest.raises(GenrecsysError, match=message):
+            load_space(tmp_path / "s.yaml", base)
