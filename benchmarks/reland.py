@@ -61,7 +61,10 @@ BACKBONES = ["neumf", "ngcf", "lightgcn", "gru4rec", "sasrec", "duorec"]
 # (genrecsys.reasoning.fusion), the toolkit's default. Both name the form, so a run trained
 # before the default changed is never reused under the other name.
 VARIANTS = {"ID-only": [], "+f_item": ["--item-features"], "RELAND": ["--reland", "--item-features", "--fusion", "attention"],
-            "RELAND-gated": ["--reland", "--item-features", "--fusion", "gated"]}
+            "RELAND-gated": ["--reland", "--item-features", "--fusion", "gated"],
+            # the gated model warm-started from the same seed's ID-only run: it starts as that
+            # trained model and keeps it unless an epoch beats it on validation
+            "RELAND-gated, warm start": ["--reland", "--item-features", "--fusion", "gated", "--init-from", "{ID-only}"]}
 ABLATIONS = {"RELAND": [], "w/o adaptive sampling": ["--seed-sampling", "random"],
              "w/o reasoning prompt (direct)": ["--prompt", "direct"], "w/o item features": ["--no-item-features"]}
 BUDGETS = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -88,6 +91,7 @@ def train(args: argparse.Namespace, name: str, model: str, extra: list[str]) -> 
     if "--reland" in extra and (args.backend != "local" or args.model):  # another LLM: its own run, same baselines
         name = f"{name} {args.backend} {args.model or 'default'}"
     out = Path(args.runs_dir) / re.sub(r"[^A-Za-z0-9.+_-]+", "_", name).strip("_") / model
+    extra = [str(Path(args.runs_dir) / "ID-only" / model) if e == "{ID-only}" else e for e in extra]
     if "--no-item-features" in extra:  # the ablation drops what the RELAND variant adds
         extra = [e for e in extra if e not in ("--no-item-features", "--item-features")]
     if "--reland" in extra:

@@ -71,8 +71,12 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             t = time.perf_counter()
             row = measure_in_child(data, model, settings)
-            print(f"== {model} at {size:,}: epoch {row['epoch_s']:.1f} s ({row['measured']}), eval {row['eval_s']:.1f} s, "
-                  f"peak {row['peak_rss_mb']:,.0f} MB ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+            if "error" in row:
+                row["interactions"] = size
+                print(f"== {model} at {size:,}: {row['error']}", file=sys.stderr, flush=True)
+            else:
+                print(f"== {model} at {size:,}: epoch {row['epoch_s']:.1f} s ({row['measured']}), eval {row['eval_s']:.1f} s, "
+                      f"peak {row['peak_rss_mb']:,.0f} MB ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
             state["cells"].append(row)
             save()
 

@@ -60,6 +60,12 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     nproc: int = 1  # data-parallel processes (PyTorch DDP, genrecsys.train.distributed); 1 = this process
+    # Warm start: a finished run directory (multi-seed: its seed-<seed> run) whose weights
+    # start this one; parameters the run lacks (a RELAND fusion layer) keep their initial
+    # values. The starting weights are validated first and stay the selected model unless an
+    # epoch beats them on validation (genrecsys.train.loop.fit), so a warm-started model is
+    # never below its start on validation.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.patience < 1 or self.eval_every < 1:

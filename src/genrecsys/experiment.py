@@ -81,6 +81,8 @@ def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path |
         cfg, saved_cfg, llm_block = _with_reland(cfg, split, work, cache_dir)
     seed_everything(cfg.train.seed)  # initial weights depend on the seed too
     model = build_model(cfg.model, cfg.model_params, split)
+    if cfg.train.init_from and not (resume and (work / "checkpoint.pt").is_file()):
+        init_weights(model, cfg.model, cfg.train.init_from, cfg.train.seed)
     max_len = cfg.data.max_seq_len
     result = fit(model, split, cfg.train, cfg.eval, max_len=max_len, run_dir=work, resume=resume)
     valid = evaluate(model, split, "valid", cfg.eval, max_len, cfg.train.device)
@@ -118,6 +120,29 @@ def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path |
     (work / "checkpoint.pt").unlink(missing_ok=True)
     publish(work, out)
     return metrics
+
+
+def init_weights(model, name: str, run: str | Path, seed: int) -> list[str]:
+    """Load a finished run's weights into ``model`` (train.init_from). A multi-seed run gives
+    its ``seed-<seed>`` run. Every saved tensor must fit the model (same backbone); the
+    model's parameters the run lacks keep their values. Returns the names of those."""
+    import torch
+
+    run = Path(run).expanduser()
+    if (run / f"seed-{seed}" / "model.pt").is_file():
+        run = run / f"seed-{seed}"
+    if not (run / "model.pt").is_file():
+        raise GenrecsysError(f"train.init_from: {run} is not a finished run (no model.pt"
+                             f"{'' if not any(run.glob('seed-*')) else f', and no seed-{seed} run'})")
+    saved = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    if saved.get("model") != name:
+        raise GenrecsysError(f"train.init_from: {run} is a {saved.get('model')} run, this is {name}")
+    own = model.state_dict()
+    bad = [k for k, v in saved["state_dict"].items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise GenrecsysError(f"train.init_from: {run} has weights this {name} cannot take: {', '.join(bad[:5])}")
+    missing = model.load_state_dict(saved["state_dict"], strict=False).missing_keys
+    return list(missing)
 
 
 def _beyond(model, split: SplitData, cfg: ExperimentConfig, test) -> dict[str, Any]:

@@ -42,3 +42,20 @@ def test_reland_cost_rows_follow_from_the_per_call_figures():
     per_user = rows[(1_000_000, "per user")]
     assert per_user["tokens"] == 1_000_000 * 1000 and math.isclose(per_user["hours"], 1_000_000 * 200 / 20 / 3600)
     assert rows[(1_000_000, "per interaction")]["calls"] == 100_000_000
+
+
+def test_a_killed_cell_is_a_row_with_an_error_and_the_table_says_so(tmp_path, monkeypatch):
+    import genrecsys.stages.scale as scale
+
+    data, _ = dataset_dir(tmp_path, 5_000)
+    monkeypatch.setattr(scale, "measure", _die)  # the child runs the module attribute: a process that dies
+    row = measure_in_child(data, "bpr", ScaleSettings())
+    assert row["model"] == "bpr" and "killed" in row["error"]
+    text, _ = scale_table([dict(row, interactions=5_000)])
+    assert "killed" in text
+
+
+def _die(*_args):
+    import os
+
+    os._exit(9)  # what the out-of-memory killer leaves: no exception, no result

@@ -61,7 +61,8 @@ def _experiment_config(args: argparse.Namespace):
                                     "seed": args.seed, "threads": args.threads, "device": args.device,
                                     "max_seconds": args.max_seconds,
                                     "pretrain_epochs": args.pretrain_epochs, "lr_schedule": args.lr_schedule,
-                                    "warmup_steps": args.warmup_steps, "nproc": args.nproc}.items() if v is not None}
+                                    "warmup_steps": args.warmup_steps, "nproc": args.nproc,
+                                    "init_from": args.init_from}.items() if v is not None}
     if args.no_progress:
         train_over["progress"] = False
     model_params = dict(cfg.model_params)
@@ -314,6 +315,10 @@ def _experiment_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--nproc", type=at_least(1),
                     help="data-parallel training processes on this machine (PyTorch DDP: gloo on CPU, one GPU each "
                          "with --device cuda); the global batch stays --batch-size")
+    sp.add_argument("--init-from", metavar="RUN",
+                    help="warm start from a finished run's weights (a multi-seed run: the same seed's); its layers "
+                         "this model lacks are an error, this model's extra layers (a RELAND fusion) start fresh; "
+                         "the start is validated first and kept unless training beats it on validation")
     sp.add_argument("--pretrain-epochs", type=at_least(0),
                     help="epochs of the model's pretraining objective before training (GenRec: cloze)")
     sp.add_argument("--no-mask-seen", action="store_true", help="do not mask already-seen items at evaluation")

@@ -57,6 +57,10 @@ def run_reland_stage(out: Path, *, models: tuple[str, ...], reland: RelandConfig
             # A wall-clock cap (quick mode) would give +RELAND, slower per epoch, fewer epochs
             # than ID-only; train it for ID-only's epochs instead, so the pair differs in inputs only.
             rel_train = replace(rel_train, epochs=max(1, round(_metrics(id_dir)["epochs"])), max_seconds=None)
+        if reland.fusion == "gated":
+            # Warm start: +RELAND begins as the trained ID-only model (the gate is zero) and
+            # keeps it unless an epoch beats it on validation: the fusion cannot hurt there.
+            rel_train = replace(rel_train, init_from=str(id_dir))
         _say(f"[main] RELAND: training {name} +RELAND ({n_seeds} seed(s); the LLM pool is built once)")
         _train(ExperimentConfig(model=name, train=rel_train, reland=reland), rel_dir, n_seeds, split, cache_dir)
         cmp = compare_runs(id_dir, rel_dir, metrics=METRICS)
@@ -162,7 +166,8 @@ def reland_section(res: dict[str, Any], plot_dir: Path, rel: str = "reland") -> 
                                                           "constrained_tokens_per_s", "unconstrained_tokens_per_s")]])
                + "\nAnswers decoded under the reland_cot contract (a grammar over the catalog's genres and titles) "
                  "have none of the first three; fusion form: " + str(cfg.get("fusion", "attention"))
-               + (" (a residual gate that starts at zero: +RELAND begins as the ID-only model)" if
+               + (" (a residual gate that starts at zero, warm-started from the ID-only run: +RELAND begins as the "
+                  "trained ID-only model and keeps it unless an epoch beats it on validation)" if
                   cfg.get("fusion") == "gated" else " (the paper's Eq. 5 attention)") + ".\n\n"
                if "format_failures" in llm else "")
             + f"![RELAND test metrics]({rel}.png)\n\n")

@@ -115,9 +115,17 @@ def measure(data_dir: str | Path, model_name: str, settings: ScaleSettings) -> d
 
 
 def measure_in_child(data_dir: str | Path, model_name: str, settings: ScaleSettings) -> dict[str, Any]:
-    """:func:`measure` in a fresh spawned process (its own peak RSS, no memory of earlier cells)."""
+    """:func:`measure` in a fresh spawned process (its own peak RSS, no memory of earlier cells).
+    A child killed on the way (the kernel's out-of-memory killer) gives a row with ``error``."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    t = time.perf_counter()
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(measure, str(data_dir), model_name, settings).result()
+        try:
+            return pool.submit(measure, str(data_dir), model_name, settings).result()
+        except BrokenProcessPool:
+            return {"model": model_name, "data_dir": str(data_dir), "seconds": time.perf_counter() - t,
+                    "error": "the measuring process was killed (out of memory?)"}
 
 
 def growth_exponent(sizes: list[float], values: list[float]) -> float | None:
@@ -136,8 +144,12 @@ COST_COLUMNS = (("load_s", "load s"), ("split_s", "split s"), ("build_s", "model
 def scale_table(rows: list[dict[str, Any]], worse_than: float = 1.15) -> tuple[str, dict[str, Any]]:
     """Markdown: one line per (model, size), then each column's growth exponent per model;
     a step whose exponent exceeds ``worse_than`` is named as growing worse than linear."""
+    failed = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
     lines = ["| model | interactions | users | items | " + " | ".join(h for _, h in COST_COLUMNS) + " | epoch measured |",
              "|---|---|---|---|" + "---|" * len(COST_COLUMNS) + "---|"]
+    for r in failed:
+        lines.append(f"| {r['model']} | {r.get('interactions', '?'):,} | | | {r['error']} |" + " |" * len(COST_COLUMNS))
     for r in rows:
         lines.append(f"| {r['model']} | {r['interactions']:,} | {r['users']:,} | {r['items']:,} | "
                      + " | ".join(f"{r[k]:.1f}" if k != "peak_rss_mb" else f"{r[k]:,.0f}" for k, _ in COST_COLUMNS)

@@ -148,6 +148,12 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         if saved.get("cuda_rng") and torch.cuda.is_available() and len(saved["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])  # GPU dropout masks continue where they stopped
         state = saved["state"]
+    if train_cfg.init_from and state["epoch"] == 0 and rank == 0 and not pretrain:
+        # A warm start is the first candidate: an epoch must beat it on validation to be
+        # selected, so the run ends no worse than its start on validation (best_epoch -1).
+        valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
+        state.update(best_score=valid.metrics[metric], best_epoch=-1, best_valid=valid.metrics,
+                     best_state=copy.deepcopy(model.state_dict()))
     stopped_by = "epochs"
     bar = _progress(train_cfg, state["epoch"], pretrain, disable=rank != 0)
     epoch = state["epoch"]
