@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.reland_from and Path(args.reland_from).is_file():
         runs = json.loads(Path(args.reland_from).read_text())["runs"]
-        llm = next(v["RELAND"]["llm"] for v in runs.values() if "RELAND" in v and v["RELAND"].get("llm"))
+        llm = next((v["llm"] for k, v in runs.items() if k.endswith("/RELAND") and v.get("llm")), None)
+        if llm is None:
+            raise SystemExit(f"{args.reland_from}: no RELAND run with LLM accounting")
         per_call = PerCall.from_reland_llm(llm, source=f"{args.reland_from}, RELAND seed prompts, {llm['calls']} calls")
         rows = reland_cost_rows([int(u) for u in args.user_counts], per_call)
         state["reland_cost"] = {"per_call": asdict(per_call), "rows": rows}
