@@ -93,7 +93,7 @@ def genrecsys_sasrec_both_rules(run_root: str | Path, *, threads: int = 2, data_
     for rule in RULES:
         cfg = ExperimentConfig(model="sasrec", data=data, train=train, eval=EvalConfig(mask_seen=rule == "masked"))
         run_dir = Path(run_root) / f"select-{rule}"
-        metrics = run_experiment(cfg, run_dir, cache_dir=cache_dir)
+        metrics = run_experiment(cfg, run_dir, cache_dir=cache_dir, reuse=True)  # a resumed comparison keeps its runs
         _, split, model = load_run(run_dir, cache_dir)
         torch.set_num_threads(threads)
         other = replace(cfg.eval, mask_seen=rule != "masked")
