@@ -152,9 +152,14 @@ def reland_section(res: dict[str, Any], plot_dir: Path, rel: str = "reland") -> 
             + markdown_table(["model", "variant", "test NDCG@10", "test HR@10", "Δ NDCG@10 vs ID (paired t p)",
                               "Δ HR@10 vs ID (paired t p)", "epochs"], rows)
             + "\nΔ: mean per-user difference +RELAND − ID-only on the test users (each user's value averaged over "
-              "seeds), paired t-test. Both variants train for the same number of epochs (with a wall-clock cap, "
-              "+RELAND takes ID-only's epoch count).\n\n"
-            f"LLM cost ({backend}): {llm.get('calls', 0):,} calls for {seed_users:,} seed users of "
+              "seeds), paired t-test. "
+            + ("+RELAND (gated) starts from the ID-only run's selected weights and trains on for its own epochs "
+               "(the column); it keeps the start unless an epoch beats it on validation. Where ID-only stopped at a "
+               "cap rather than by early stopping (the quick job's wall-clock cap), part of a gain is these extra "
+               "epochs, not the text: read such a Δ as an upper bound.\n\n" if cfg.get("fusion") == "gated" else
+               "Both variants train for the same number of epochs (with a wall-clock cap, +RELAND takes ID-only's "
+               "epoch count).\n\n")
+            + f"LLM cost ({backend}): {llm.get('calls', 0):,} calls for {seed_users:,} seed users of "
             f"{llm.get('users', 0):,}; {llm.get('prompt_tokens', 0):,} prompt + {llm.get('completion_tokens', 0):,} "
             f"completion tokens; {llm.get('wall_s', 0.0):.1f} s wall time ({llm.get('backend_calls', 0):,} backend "
             f"calls, {llm.get('cache_hits', 0):,} answered from the cache).\n\n"
