@@ -112,8 +112,10 @@ def test_a_job_over_two_nodes_survives_a_killed_worker_and_pays_each_prompt_once
         runner.start()
         _wait(lambda: server.total_answered == 10 and len(server.bodies) > 10, 120, "10 answers and held requests")
         _wait(lambda: cache_path.exists() and len(LLMCache(cache_path)) == 10, 30, "the 10 answers committed")
+        # the pool spread over both nodes (the second actor may still be starting: wait for it)
+        _wait(lambda: {two_nodes[a["Address"]["NodeID"]] for a in _pool_actors()} == {"head", "second"}, 60,
+              "a pool actor on each node")
         actors = _pool_actors()
-        assert {two_nodes[a["Address"]["NodeID"]] for a in actors} == {"head", "second"}, actors  # spread
         victim = next(a for a in actors if two_nodes[a["Address"]["NodeID"]] == "second")
         os.kill(victim["Pid"], signal.SIGKILL)  # a worker on the second node dies mid-batch
         _wait(lambda: victim["ActorID"] not in {a["ActorID"] for a in _pool_actors()}, 30, "the worker's death")
