@@ -117,3 +117,11 @@ def tiny_plm_dir(tmp_path_factory):
     from newsfixtures import make_tiny_plm
 
     return make_tiny_plm(tmp_path_factory.mktemp("tiny-plm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm_dir(tmp_path_factory):
+    """A tiny random Llama with the test WordPiece vocabulary (stands in for SmolLM2)."""
+    from newsfixtures import make_tiny_causal_lm
+
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-causal-lm"))

@@ -36,3 +36,21 @@ def news_params(name: str, plm_dir: Path | None) -> dict:
     if "plm" in fields:
         params["plm"] = str(plm_dir)
     return params
+
+
+def make_tiny_causal_lm(directory: Path, layers: int = 2) -> Path:
+    """A tiny randomly initialised Llama with the test WordPiece tokenizer: stands in for
+    SmolLM2 in the fine-tuned LLM recommenders' tests (same architecture, 16-d)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for f in TOKENIZER.iterdir():
+        shutil.copy(f, directory / f.name)
+    vocab = len((TOKENIZER / "vocab.txt").read_text().split())
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                      tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(directory)
+    return directory

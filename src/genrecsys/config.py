@@ -66,8 +66,16 @@ class TrainConfig:
     # epoch beats them on validation (genrecsys.train.loop.fit), so a warm-started model is
     # never below its start on validation.
     init_from: str | None = None
+    # Also checkpoint every this many optimizer steps inside an epoch (0: at epoch ends only),
+    # so a run whose epoch takes an hour (an LLM fine-tuned on CPU) resumes mid-epoch with the
+    # result it would have had uninterrupted.
+    checkpoint_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.checkpoint_steps < 0:
+            raise GenrecsysError(f"train.checkpoint_steps must be >= 0, got {self.checkpoint_steps}")
+        if self.checkpoint_steps and self.nproc > 1:
+            raise GenrecsysError("train.checkpoint_steps needs train.nproc=1 (data-parallel runs checkpoint at epoch ends)")
         if self.epochs < 0 or self.patience < 1 or self.eval_every < 1:
             raise GenrecsysError("train.epochs >= 0, train.patience >= 1 and train.eval_every >= 1 are required")
         if self.lr_schedule not in ("constant", "cosine", "linear"):

@@ -32,6 +32,7 @@ FAST = {
     "bert4rec": {"lr": 0.005, "epochs": 80},
     "genrec": {"lr": 0.003, "epochs": 20},
     "tiger": {"lr": 0.01, "epochs": 60},
+    "llmsid": {"lr": 0.01, "epochs": 15},
     "multvae": {"lr": 0.01, "epochs": 60},
     "multdae": {"lr": 0.01, "epochs": 60},
     "cfgan": {"lr": 0.001, "epochs": 60},
@@ -70,17 +71,20 @@ def _fit(name, split, params, **over):
 class _Fitted(dict):
     """Fits a model the first time a test asks for it, once per module."""
 
-    def __init__(self, split, plm_dir, llmrank):
+    def __init__(self, split, plm_dir, llmrank, causal_lm):
         super().__init__()
         self.split = split
         self.plm_dir = plm_dir
         self.llmrank = llmrank
+        self.causal_lm = causal_lm
 
     def params(self, name):
         from newsfixtures import news_params
 
         if name == "llmrank":
             return self.llmrank
+        if name == "llmsid":
+            return {"llm": str(self.causal_lm)}  # tiny random Llama standing in for SmolLM2
         return news_params(name, self.plm_dir)  # test tokenizer / tiny PLM for the news models; {} otherwise
 
     def __missing__(self, name):
@@ -110,8 +114,8 @@ def llmrank_params(block_dataset_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(split, tiny_plm_dir, llmrank_params):
-    return _Fitted(split, tiny_plm_dir, llmrank_params)
+def fitted(split, tiny_plm_dir, llmrank_params, tiny_causal_lm_dir):
+    return _Fitted(split, tiny_plm_dir, llmrank_params, tiny_causal_lm_dir)
 
 
 def test_every_registry_entry_loads():

@@ -79,6 +79,48 @@ def test_a_scheduled_run_killed_mid_epoch_resumes_on_the_same_learning_rate_curv
     assert not all(torch.allclose(a, b) for a, b in zip(straight.state_dict().values(), constant.state_dict().values()))
 
 
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_the_same_result(tmp_path):
+    """train.checkpoint_steps: the killed epoch is not redone from its start; it continues
+    from the last step checkpoint (the same batches, dropout draws and optimizer state)."""
+    import numpy as np
+    import pytest
+
+    split = _split()
+    cfg = _cfg(epochs=3, patience=100, checkpoint_steps=2, batch_size=4)
+    straight = _model("sasrec", split, max_len=8)
+    r1 = fit(straight, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "a")
+    crashing = _model("sasrec", split, max_len=8)
+    per_epoch = len(list(crashing.batches(split, 4, np.random.default_rng(0))))
+    assert per_epoch >= 4
+    calls, loss = [0], crashing.loss
+
+    def dies(batch):  # killed at the 4th step of the second epoch, after its step-2 checkpoint
+        calls[0] += 1
+        if calls[0] == per_epoch + 4:
+            raise KeyboardInterrupt
+        return loss(batch)
+
+    crashing.loss = dies
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashing, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "b")
+    saved = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert saved["state"]["epoch"] == 1 and saved["state"]["epoch_step"] == 2  # inside the second epoch
+    fresh = _model("sasrec", split, max_len=8)
+    steps = [0]
+    counted = fresh.loss
+
+    def counting(batch):
+        steps[0] += 1
+        return counted(batch)
+
+    fresh.loss = counting
+    r2 = fit(fresh, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "b", resume=True)
+    assert steps[0] == 2 * per_epoch - 2  # the rest of epoch 2, then epoch 3: nothing trained twice
+    assert [h["loss"] for h in r2.history] == pytest.approx([h["loss"] for h in r1.history], abs=1e-6)
+    for (k, va), vb in zip(straight.state_dict().items(), fresh.state_dict().values()):
+        assert torch.allclose(va, vb, atol=1e-6), k
+
+
 def test_early_stopping_stops_and_restores_the_best_checkpoint(tmp_path):
     split = _split()
     model = _model("bpr", split)

@@ -67,3 +67,38 @@ def test_a_bad_space_is_a_one_line_error(block_dataset_dir, tmp_path):
         (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad))
         with pytest.raises(GenrecsysError, match=message):
             load_space(tmp_path / "s.yaml", base)
+
+
+def test_a_killed_tune_resumes_without_training_a_finished_trial_again(block_dataset_dir, tmp_path):
+    """`genrecsys tune` SIGKILLed (with its Ray processes) after two of four trials finished:
+    the same command finishes the other two and leaves the first two's runs untouched."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train.lr": {"loguniform": [1e-3, 0.1]}}))
+    out = tmp_path / "tune"
+    cmd = [sys.executable, "-m", "genrecsys", "--cache-dir", str(tmp_path / "cache"), "tune", "--model", "bpr",
+           "--dataset", str(block_dataset_dir), "--space", str(tmp_path / "space.yaml"), "--trials", "4",
+           "--concurrent", "1", "--threads", "1", "--epochs", "30", "--patience", "1000", "--output-dir", str(out)]
+    env = {**os.environ, "RAY_ADDRESS": ""}  # its own local Ray, not this module's
+
+    def finished():
+        return sorted(p.parent for p in (out / "runs").glob("trial-*/metrics.json")) if (out / "runs").is_dir() else []
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(finished()) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    done = finished()
+    assert 2 <= len(done) < 4, f"the tune was not killed mid-search ({len(done)} trials done): {proc.stderr.read()[-500:]}"
+    stamps = {r.name: os.stat(r / "metrics.json").st_mtime_ns for r in done}
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-800:]
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["finished"] == 4 and len(finished()) == 4
+    assert {r.name: os.stat(r / "metrics.json").st_mtime_ns for r in done} == stamps  # not trained again

@@ -66,8 +66,8 @@ def beam_search(model, users: torch.Tensor, seqs: torch.Tensor, k: int = 20, bea
         if constrained:
             allowed = torch.as_tensor(trie.allowed(pre_list, V), device=dev).reshape(B, nb, V)
             logp = logp.masked_fill(~allowed, float("-inf"))
-            if renormalize:
-                logp = torch.log_softmax(logp, -1)
+            if renormalize:  # a dead beam (no valid continuation) stays at -inf, not NaN
+                logp = torch.log_softmax(logp, -1).nan_to_num(nan=float("-inf"))
             if blocked is not None and level == L - 1:
                 item_of = torch.as_tensor(np.stack([trie.final_items(p, V) for p in pre_list]), device=dev).reshape(B, nb, V)
                 logp = logp.masked_fill(torch.gather(blocked, 1, item_of.reshape(B, -1)).reshape(B, nb, V) & (item_of > 0),

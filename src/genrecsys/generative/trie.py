@@ -58,3 +58,19 @@ class CodeTrie:
 
     def item(self, code: tuple[int, ...]) -> int | None:
         return self.items_by_code.get(tuple(code))
+
+
+def scoring_levels(trie: CodeTrie, vocab: int) -> list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """Per level: the prefixes with >= 2 valid continuations (P, level), their allowed
+    next tokens (P, V), and (row in those prefixes, item) for the items below them."""
+    levels = []
+    for level, prefixes in enumerate(trie.prefixes):
+        allowed = trie.allowed([tuple(p) for p in prefixes.tolist()], vocab)  # (P_all, V)
+        multi = np.flatnonzero(allowed.sum(1) >= 2)
+        row_of = np.full(len(prefixes), -1)
+        row_of[multi] = np.arange(len(multi))
+        rows = row_of[trie.prefix_index[1:, level]]
+        items = np.flatnonzero(rows >= 0) + 1
+        levels.append((prefixes[multi], allowed[multi], (rows[rows >= 0], items)))
+    return levels
+

@@ -44,7 +44,7 @@ from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.generative.seq2seq import BLOCKED, CodeSeq2Seq, additive, block_structure
 from genrecsys.generative.tokenization import BEG, CodeTokenizer, DigitTokenizer
-from genrecsys.generative.trie import CodeTrie
+from genrecsys.generative.trie import CodeTrie, scoring_levels
 from genrecsys.models.base import Recommender
 from genrecsys.train.batches import sequence_windows, shuffled_batches
 
@@ -117,7 +117,7 @@ class TIGER(Recommender):
             buckets = [zlib.crc32(str(u).encode()) % c.user_buckets for u in range(self.n_users)]
             self.register_buffer("user_bucket", torch.as_tensor(buckets, dtype=torch.long), persistent=False)  # (U,)
         self._windows: tuple[np.ndarray, ...] | None = None
-        self._levels = _scoring_levels(self.trie, self.net.tokens.num_embeddings)
+        self._levels = scoring_levels(self.trie, self.net.tokens.num_embeddings)
 
     # ------------------------------------------------------------------ inputs
     def encode(self, users: torch.Tensor, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -202,19 +202,4 @@ class TIGER(Recommender):
             total[:, items] += logp[:, rows, self.codes[items, level]]
         total[:, 0] = float("-inf")
         return total
-
-
-def _scoring_levels(trie: CodeTrie, vocab: int):
-    """Per level: the prefixes with >= 2 valid continuations (P, level), their allowed
-    next tokens (P, V), and (row in those prefixes, item) for the items below them."""
-    levels = []
-    for level, prefixes in enumerate(trie.prefixes):
-        allowed = trie.allowed([tuple(p) for p in prefixes.tolist()], vocab)  # (P_all, V)
-        multi = np.flatnonzero(allowed.sum(1) >= 2)
-        row_of = np.full(len(prefixes), -1)
-        row_of[multi] = np.arange(len(multi))
-        rows = row_of[trie.prefix_index[1:, level]]
-        items = np.flatnonzero(rows >= 0) + 1
-        levels.append((prefixes[multi], allowed[multi], (rows[rows >= 0], items)))
-    return levels
 

@@ -131,6 +131,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
     base_lrs = [g["lr"] for g in optim.param_groups]
     metric = selection_metric(train_cfg, protocol_of(model, eval_cfg))
     rng = np.random.default_rng(train_cfg.seed)
+    resume_torch_rng = None
     state = {"epoch": 0, "best_score": -np.inf, "best_epoch": -1, "bad_rounds": 0, "history": [],
              "best_state": None, "best_valid": {}, "elapsed_before": 0.0, "seconds_to_best": 0.0, "step": 0}
     ckpt = run_path / "checkpoint.pt" if run_path else None
@@ -148,6 +149,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         if saved.get("cuda_rng") and torch.cuda.is_available() and len(saved["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(saved["cuda_rng"])  # GPU dropout masks continue where they stopped
         state = saved["state"]
+        resume_torch_rng = saved["torch_rng"] if world == 1 else None
     if train_cfg.init_from and state["epoch"] == 0 and rank == 0 and not pretrain:
         # A warm start is the first candidate: an epoch must beat it on validation to be
         # selected, so the run ends no worse than its start on validation (best_epoch -1).
@@ -166,7 +168,17 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         t0 = time.perf_counter()
         total, n = 0.0, 0
         scheduled = train_cfg.lr_schedule != "constant" or train_cfg.warmup_steps
-        batches = model.batches(split, batch_size, rng)
+        done = state.get("epoch_step", 0)  # > 0: resumed from a checkpoint taken inside this epoch
+        if done:
+            rng.bit_generator.state = state["epoch_rng"]
+        epoch_rng = copy.deepcopy(rng.bit_generator.state)
+        batches = iter(model.batches(split, batch_size, rng))
+        if done:  # replay the epoch's first batches (the same draws), then continue where it stopped
+            for _ in range(done):
+                next(batches)
+            torch.set_rng_state(resume_torch_rng)
+            total, n = state["epoch_total"], state["epoch_n"]
+            t0 -= state["epoch_seconds"]
         for batch in ddp.rank_batches(batches, rank, world) if world > 1 else batches:
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = loss_of(batch)
@@ -180,6 +192,14 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
             state["step"] = state.get("step", 0) + 1
             total += float(loss.detach())
             n += 1
+            if train_cfg.checkpoint_steps and ckpt is not None and n % train_cfg.checkpoint_steps == 0:
+                now = time.perf_counter()
+                _atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng.bit_generator.state,
+                              "torch_rng": torch.get_rng_state(),
+                              "state": {**state, "elapsed_before": state["elapsed_before"] + now - start,
+                                        "epoch_step": n, "epoch_rng": epoch_rng, "epoch_total": total, "epoch_n": n,
+                                        "epoch_seconds": now - t0}}, ckpt)
+        state["epoch_step"] = 0
         mean_loss = ddp.all_mean(total, n) if world > 1 else total / max(n, 1)
         record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t0}
         if pretrain:

@@ -1,0 +1,356 @@
+"""LLM recommenders fine-tuned on the catalog, in the one training loop.
+
+``llmsid`` (LC-Rec / OneRec-SFT style): a causal LM reads a user's history written as
+semantic-ID codes and writes the next item's code. The LLM is the embedded
+SmolLM2-135M-Instruct (converted once from its GGUF, ``genrecsys.assets.embedded_llm_hf``)
+or any local Hugging Face causal LM; it is taught with LoRA adapters (``peft``), full
+fine-tuning, or kept frozen (only the code tokens learn).
+
+How it is built, and why:
+
+- **The vocabulary extended with the code tokens**: one embedding row per semantic-ID
+  token (every level's codebook, TIGER's vocabulary), tied between input and output as
+  SmolLM2's own embeddings are, and fed to the LM as ``inputs_embeds`` beside the embedded
+  prompt text. The LM's 49k-token output layer is never computed: a code position's
+  softmax runs over that level's code tokens only (what constrained decoding allows).
+- **All positions of a window at once** (as our SASRec and TIGER): a training row is the
+  prompt followed by up to ``max_len`` + 1 items' codes; causal attention makes the loss
+  of every item of the window one forward pass, equal to the mean of the window's
+  prefixes trained separately (a test checks this).
+- **Exact full-catalog scores** for the shared evaluator, as TIGER: every item's
+  trie-normalised log-probability. The prefixes of the code trie are laid out after the
+  history as one *tree* of tokens, each attending to the history and to its own ancestors
+  (a 4-D attention mask, positions continuing the history's), so one forward pass per
+  user batch gives every level's distribution. Beam search
+  (:func:`genrecsys.generative.beam.beam_search`) uses the same tree for its beams:
+  0 invalid items by construction, no sampling settings anywhere.
+- **Checkpoints hold what was trained**: ``state_dict`` leaves out the frozen base weights,
+  so a run directory stores the adapters and code embeddings (a few MB), and the base
+  model on disk is never modified. A run reloads by reading the base again.
+
+Cost: a forward + backward of a 135M model is ~0.8 GFLOP per token; ``layers`` keeps the
+first k decoder layers (a cost knob, off by default) and ``max_len`` bounds a window.
+BENCHMARKS.md has the measured tokens/s and hours.
+
+>>> from genrecsys.config import ExperimentConfig
+>>> cfg = ExperimentConfig(model="llmsid", model_params={"finetune": "lora", "lora_r": 8})
+>>> # run_experiment(cfg, "runs/llmsid")   # see genrecsys.experiment
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrecsys.data.splits import SplitData
+from genrecsys.errors import GenrecsysError
+from genrecsys.generative.trie import CodeTrie, scoring_levels
+from genrecsys.models.base import Recommender
+from genrecsys.train.batches import sequence_windows, shuffled_batches
+
+FINETUNE_MODES = ("lora", "full", "frozen")
+LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LLMSIDConfig:
+    llm: str | None = None  # local HF causal-LM directory or .gguf file; None: the embedded SmolLM2-135M
+    codes: str | None = None  # semantic-ID directory | None (build the default in the cache) | "digits"
+    finetune: str = "lora"  # lora | full | frozen (only the code-token embeddings learn)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LLAMA_LINEAR
+    layers: int | None = None  # keep the first k decoder layers (cost knob); None: all
+    max_len: int = 20  # history items per training window and at scoring time
+    prompt: str = "A user's history, oldest first, as item codes:"
+    score_users: int = 8  # users per forward pass when scoring the whole catalog
+
+    def __post_init__(self) -> None:
+        self.lora_targets = tuple(self.lora_targets)
+        if self.finetune not in FINETUNE_MODES:
+            raise GenrecsysError(f"llmsid: finetune must be one of {', '.join(FINETUNE_MODES)}, got {self.finetune!r}")
+        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise GenrecsysError(f"llmsid: need lora_r >= 1, lora_alpha > 0, 0 <= lora_dropout < 1, got "
+                                 f"{self.lora_r}, {self.lora_alpha}, {self.lora_dropout}")
+        if self.layers is not None and self.layers < 1:
+            raise GenrecsysError(f"llmsid: layers must be >= 1 or null, got {self.layers}")
+        if not self.prompt:
+            raise GenrecsysError("llmsid: prompt must be non-empty (the first token every position can attend to)")
+        if self.max_len < 1 or self.score_users < 1:
+            raise GenrecsysError(f"llmsid: max_len and score_users must be >= 1, got {self.max_len}, {self.score_users}")
+
+
+# ---------------------------------------------------------------------- the base LLM
+def resolve_llm(source: str | None, cache_dir: str | Path | None = None) -> tuple[str, str | None]:
+    """(directory, gguf file name or None) of a causal LM: the embedded SmolLM2 for None."""
+    if source is None:
+        from genrecsys.assets import embedded_llm_hf
+        from genrecsys.data.movielens import default_cache_dir
+
+        return str(embedded_llm_hf(cache_dir or default_cache_dir())), None
+    p = Path(source).expanduser()
+    if p.is_file() and p.suffix == ".gguf":
+        return str(p.parent), p.name
+    if not (p / "config.json").is_file():
+        raise GenrecsysError(f"llm {source!r}: not a Hugging Face model directory (no config.json) or a .gguf file")
+    return str(p), None
+
+
+def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, layers: int | None = None):
+    """(decoder, tokenizer): the LM's transformer body (embeddings, blocks, final norm; no
+    output layer) in float32, and its tokenizer. ``layers`` keeps the first k blocks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars are the run's
+    directory, gguf = resolve_llm(source, cache_dir)
+    kw = {"gguf_file": gguf} if gguf else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kw)
+        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="sdpa", **kw)
+    except (OSError, ValueError) as exc:
+        raise GenrecsysError(f"llm {source or directory!r}: cannot load a causal LM: {str(exc).splitlines()[0]}") from exc
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
+    if layers is not None:
+        blocks = decoder.layers
+        if layers > len(blocks):
+            raise GenrecsysError(f"llmsid: layers={layers} but the LM has {len(blocks)} blocks")
+        decoder.layers = nn.ModuleList(list(blocks)[:layers])
+        decoder.config.num_hidden_layers = layers
+        if getattr(decoder.config, "layer_types", None):
+            decoder.config.layer_types = decoder.config.layer_types[:layers]
+    return decoder, tokenizer
+
+
+def prepare_finetune(decoder: nn.Module, mode: str, r: int = 8, alpha: int = 16, dropout: float = 0.0,
+                     targets: tuple[str, ...] = LLAMA_LINEAR) -> nn.Module:
+    """Set which of the decoder's weights learn: LoRA adapters injected in place (``peft``),
+    every weight ("full"), or none ("frozen")."""
+    for p in decoder.parameters():
+        p.requires_grad_(mode == "full")
+    if mode == "lora":
+        from peft import LoraConfig, inject_adapter_in_model
+
+        present = {name.rsplit(".", 1)[-1] for name, _ in decoder.named_modules()}
+        chosen = [t for t in targets if t in present]
+        if not chosen:
+            raise GenrecsysError(f"llmsid: none of the LoRA targets {list(targets)} is a module of this LM")
+        decoder = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                     target_modules=chosen), decoder)
+        for name, p in decoder.named_parameters():
+            p.requires_grad_("lora_" in name)
+    return decoder
+
+
+class LLMSID(Recommender):
+    """A causal LM that writes the next item's semantic ID (see the module docstring)."""
+
+    Config = LLMSIDConfig
+    default_lr = 1e-3
+    default_batch_size = 16  # windows
+    trie_normalized = True  # beam search renormalises over the trie's valid tokens, as score() does
+
+    def __init__(self, split: SplitData, config: LLMSIDConfig | None = None) -> None:
+        super().__init__(split, config)
+        from genrecsys.models.tiger import item_tokenizer
+
+        c = self.config
+        cache_dir = split.meta.get("cache_dir")
+        self.tok = item_tokenizer(split, c.codes, cache_dir)
+        if self.tok.n_items != self.n_items:
+            raise GenrecsysError(f"llmsid: the codes cover {self.tok.n_items} items, the dataset has {self.n_items}")
+        self.trie = CodeTrie(self.tok.codes)
+        T, V = self.tok.code_length, self.tok.vocab_size
+        decoder, text_tok = load_causal_lm(c.llm, cache_dir, c.layers)
+        self.decoder = prepare_finetune(decoder, c.finetune, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_targets)
+        words = self.decoder.get_input_embeddings().weight  # (vocab, H)
+        H = words.shape[1]
+        # New tokens start near the LM's own embeddings (their mean and spread), as
+        # vocabulary extension usually does, so the first steps see in-distribution inputs.
+        self.code_emb = nn.Embedding(V, H)
+        with torch.no_grad():
+            self.code_emb.weight.normal_(0, float(words.std())).add_(words.mean(0))
+        prompt = text_tok(c.prompt, add_special_tokens=False)["input_ids"]
+        self.register_buffer("prompt_ids", torch.as_tensor(prompt, dtype=torch.long), persistent=False)  # (P,)
+        self.register_buffer("codes", torch.as_tensor(self.tok.codes), persistent=False)  # (I+1, T)
+        allowed = torch.zeros(T, V, dtype=torch.bool)
+        for level in range(T):
+            allowed[level, slice(*self.tok.level_range(level))] = True
+        self.register_buffer("level_tokens", allowed, persistent=False)  # (T, V)
+        self._frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        self._levels = scoring_levels(self.trie, V)
+        self._score_tree = _trie_tree(self._levels)
+        self._windows: tuple[np.ndarray, ...] | None = None
+
+    # ------------------------------------------------------------------ weights
+    def state_dict(self, *args: Any, **kwargs: Any):
+        """The trained weights only: the frozen base LM is read from its source again."""
+        sd = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for name in self._frozen:
+            sd.pop(prefix + name, None)
+        return sd
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if k not in self._frozen]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"llmsid: checkpoint does not match this model (missing {missing[:3]}, "
+                               f"unexpected {result.unexpected_keys[:3]}): same llm, codes, finetune and lora_* needed")
+        return result
+
+    def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+    def reads_users(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ inputs
+    def _history(self, seqs: torch.Tensor, extra: torch.Tensor | None = None):
+        """(B, L) left-padded items [+ (B, n) further code tokens] -> embeddings (B, S, H),
+        key mask (B, S) and positions (B, S) of the prompt followed by the items' codes."""
+        B, L = seqs.shape
+        T = self.tok.code_length
+        tokens = self.codes[seqs].reshape(B, L * T)
+        keep = (seqs > 0).repeat_interleave(T, 1)
+        if extra is not None:
+            tokens = torch.cat([tokens, extra], 1)
+            keep = torch.cat([keep, extra > 0], 1)
+        P = len(self.prompt_ids)
+        x = self.code_emb(tokens)  # (B, L*T, H)
+        words = self.decoder.get_input_embeddings()(self.prompt_ids)  # (P, H)
+        x = torch.cat([words.expand(B, -1, -1), x], 1)
+        keep = torch.cat([torch.ones(B, P, dtype=torch.bool, device=seqs.device), keep], 1)
+        pos = (keep.long().cumsum(1) - 1).clamp(min=0)
+        return x, keep, pos
+
+    def _code_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., H) hidden states -> (..., V) logits over the code tokens (tied embeddings)."""
+        return h @ self.code_emb.weight.T
+
+    # ------------------------------------------------------------------ training
+    def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
+        if self._windows is None:
+            self._windows = sequence_windows(split.train, self.config.max_len)
+        x, y, owners = self._windows
+        return shuffled_batches({"seqs": x, "targets": y, "users": owners}, batch_size, rng)
+
+    def loss(self, batch):
+        seqs, targets = batch["seqs"], batch["targets"]  # (B, L) each; targets[p] = seqs[p + 1]
+        B, L = seqs.shape
+        T = self.tok.code_length
+        # the row is the history followed by the last target's code but its final token: every
+        # target's tokens are teacher-forced from the item that follows it in the window
+        last = self.codes[targets[:, -1]][:, :-1]  # (B, T-1)
+        x, keep, pos = self._history(seqs, last)
+        h = self.decoder(inputs_embeds=x, attention_mask=keep.long(), position_ids=pos).last_hidden_state
+        P = len(self.prompt_ids)
+        # the state before item j's level-l token sits at P + j*T + l - 1; targets are items 1..L
+        h = h[:, P + T - 1:].reshape(B, L, T, -1)  # (B, L, T, H)
+        valid = (targets > 0) & (seqs > 0)
+        logits = self._code_logits(h[valid]).masked_fill(~self.level_tokens, float("-inf"))  # (N, T, V)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.codes[targets[valid]].reshape(-1))
+
+    # ------------------------------------------------------------------ tree passes
+    def _tree_pass(self, seqs: torch.Tensor, tokens: torch.Tensor, ancestors: torch.Tensor, depth: torch.Tensor):
+        """One forward pass of the history followed by K tree nodes.
+
+        seqs (B, L) items; tokens (B, K) code tokens of the nodes; ancestors (K, K) bool,
+        [k, j] = node j is node k or one of its ancestors; depth (K,) 1-based.
+        Returns the hidden state after the history (B, H) and after each node (B, K, H).
+        """
+        x, keep, pos = self._history(seqs)
+        B, S = keep.shape
+        K = tokens.shape[1]
+        dev = seqs.device
+        causal = torch.ones(S, S, dtype=torch.bool, device=dev).tril()
+        hist = causal[None] & keep[:, None, :]  # (B, S, S)
+        node_rows = torch.cat([keep[:, None, :].expand(B, K, S), ancestors[None].expand(B, K, K)], 2)  # (B, K, S+K)
+        top = torch.cat([hist, torch.zeros(B, S, K, dtype=torch.bool, device=dev)], 2)  # (B, S, S+K)
+        allowed = torch.cat([top, node_rows], 1)  # (B, S+K, S+K)
+        allowed |= torch.eye(S + K, dtype=torch.bool, device=dev)  # padded rows see themselves: no empty softmax
+        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=dev).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        last = pos[:, -1:]  # (B, 1) position of the history's last token
+        x = torch.cat([x, self.code_emb(tokens)], 1)
+        pos = torch.cat([pos, last + depth[None]], 1)
+        h = self.decoder(inputs_embeds=x, attention_mask=mask[:, None], position_ids=pos).last_hidden_state
+        return h[:, S - 1], h[:, S:]
+
+    # ------------------------------------------------------------------ inference
+    def beam_state(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        return seqs[:, -self.config.max_len:]
+
+    def next_logp(self, state: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
+        """(B, nb, level) generated tokens -> (B, nb, V) log-probabilities of the next token.
+        The beams are chains of a tree after the history: one pass for all of them."""
+        seqs = state
+        B, nb, level = prefixes.shape
+        dev = seqs.device
+        if level == 0:
+            h, _ = self._tree_pass(seqs, torch.zeros(B, 0, dtype=torch.long, device=dev),
+                                   torch.zeros(0, 0, dtype=torch.bool, device=dev), torch.zeros(0, dtype=torch.long, device=dev))
+            h = h[:, None].expand(B, nb, -1)
+        else:
+            chain = torch.arange(level, device=dev)
+            anc = torch.block_diag(*[(chain[:, None] >= chain[None]) for _ in range(nb)])  # (nb*level, nb*level)
+            depth = (chain + 1).repeat(nb)
+            _, hn = self._tree_pass(seqs, prefixes.reshape(B, nb * level), anc, depth)
+            h = hn.reshape(B, nb, level, -1)[:, :, -1]
+        logits = self._code_logits(h).masked_fill(~self.level_tokens[level], float("-inf"))
+        return F.log_softmax(logits.float(), -1)
+
+    def score(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        """(B, I+1) exact trie-constrained log-probability of every item (column 0 = -inf)."""
+        step = self.config.score_users
+        return torch.cat([self._score_chunk(seqs[s:s + step]) for s in range(0, len(seqs), step)])
+
+    def _score_chunk(self, seqs: torch.Tensor) -> torch.Tensor:
+        B, dev = len(seqs), seqs.device
+        tokens, anc, depth, node_of = self._score_tree
+        h0, hn = self._tree_pass(seqs[:, -self.config.max_len:], torch.as_tensor(tokens, device=dev).expand(B, -1),
+                                 torch.as_tensor(anc, device=dev), torch.as_tensor(depth, device=dev))
+        total = torch.zeros(B, self.n_items + 1, device=dev)
+        for level, (prefixes, allowed, item_rows) in enumerate(self._levels):
+            if len(prefixes) == 0:
+                continue
+            h = h0[:, None] if level == 0 else hn[:, torch.as_tensor(node_of[level], device=dev)]  # (B, P, H)
+            logits = self._code_logits(h).masked_fill(~torch.as_tensor(allowed, device=dev), float("-inf"))
+            logp = torch.log_softmax(logits.float(), -1)
+            rows, items = (torch.as_tensor(a, device=dev) for a in item_rows)
+            total[:, items] += logp[:, rows, self.codes[items, level]]
+        total[:, 0] = float("-inf")
+        return total
+
+
+def _trie_tree(levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """The tree of code prefixes that exact scoring needs: every prefix with >= 2 valid
+    continuations and its ancestors, one node per prefix (its last token). Returns node
+    tokens (K,), ancestors-or-self (K, K), depths (K,) and, per level >= 1, the node of each
+    of that level's scoring prefixes."""
+    index: dict[tuple[int, ...], int] = {}
+    tokens: list[int] = []
+    parent: list[int] = []
+    for prefixes, _, _ in levels[1:]:
+        for p in prefixes.tolist():
+            for d in range(1, len(p) + 1):
+                key = tuple(p[:d])
+                if key not in index:
+                    index[key] = len(tokens)
+                    tokens.append(key[-1])
+                    parent.append(index[key[:-1]] if d > 1 else -1)
+    K = len(tokens)
+    anc = np.eye(K, dtype=bool)
+    depth = np.ones(K, dtype=np.int64)
+    for k in range(K):  # parents are numbered before their children
+        if parent[k] >= 0:
+            anc[k] |= anc[parent[k]]
+            depth[k] = depth[parent[k]] + 1
+    node_of = {level: np.asarray([index[tuple(p)] for p in prefixes.tolist()], dtype=np.int64)
+               for level, (prefixes, _, _) in enumerate(levels) if level >= 1}
+    return np.asarray(tokens, dtype=np.int64), anc, depth, node_of

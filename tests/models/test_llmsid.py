@@ -1,0 +1,140 @@
+"""llmsid: a causal LM taught semantic IDs (tiny random Llama standing in for SmolLM2)."""
+import numpy as np
+import pytest
+import torch
+
+from genrecsys.config import EvalConfig, TrainConfig
+from genrecsys.data.splits import leave_one_out
+from genrecsys.data.synthetic import block_cycles
+from genrecsys.errors import GenrecsysError
+from genrecsys.experiment import build_model
+from genrecsys.generative.beam import beam_search
+from genrecsys.train.loop import fit
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(block_cycles())
+
+
+@pytest.fixture(scope="module")
+def codes_dir(split, tmp_path_factory):
+    """Three-level codes for the 20 items (3 x 3 x 3, not all used): prefixes with one, two
+    and three continuations, so exact scoring and the beam walk a real tree."""
+    from genrecsys.generative.semantic_ids import SemanticIDs, save_semantic_ids
+
+    idx = np.arange(split.n_items)
+    codes = np.vstack([np.zeros((1, 3), np.int64), np.stack([idx % 3, (idx // 3) % 3, idx // 9], 1)])
+    sids = SemanticIDs(codes=codes, sizes=(3, 3, 3), item_ids=np.asarray(split.item_ids, dtype=str),
+                       dataset=split.dataset.name, stats={})
+    return str(save_semantic_ids(sids, tmp_path_factory.mktemp("sid") / "codes").directory)
+
+
+@pytest.fixture(scope="module")
+def params(tiny_causal_lm_dir, codes_dir):
+    return {"llm": str(tiny_causal_lm_dir), "codes": codes_dir, "max_len": 8}
+
+
+@pytest.fixture(scope="module")
+def trained(split, params):
+    torch.manual_seed(0)
+    m = build_model("llmsid", params, split)
+    fit(m, split, TrainConfig(epochs=15, lr=0.01, batch_size=32, progress=False, seed=0), EvalConfig(ks=(5, 10)), max_len=8)
+    return m.eval()
+
+
+def _seqs(split, users):
+    return torch.as_tensor(np.stack([np.pad(split.train.of(u)[-8:], (8 - len(split.train.of(u)[-8:]), 0))
+                                     for u in users]))
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_one_window_loss_is_the_mean_of_its_prefixes_trained_separately(split, params, finetune):
+    """Causal attention: a window of L targets costs one pass and gives the loss of its L
+    prefixes (history up to p -> item p+1), each right-aligned in a window of its own."""
+    torch.manual_seed(1)
+    m = build_model("llmsid", {**params, "finetune": finetune}, split).eval()
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    targets = torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        whole = m.loss({"seqs": seqs, "targets": targets})
+        parts = []
+        for p in range(2, 8):
+            s, t = torch.zeros_like(seqs), torch.zeros_like(targets)
+            s[0, 8 - (p + 1):] = seqs[0, :p + 1]
+            t[0, -1] = targets[0, p]
+            parts.append(m.loss({"seqs": s, "targets": t}))
+    assert torch.allclose(whole, torch.stack(parts).mean(), atol=1e-5)
+
+
+def test_tree_scores_equal_item_by_item_teacher_forcing(split, trained):
+    """The trie laid out as one tree after the history (4-D mask, positions continuing the
+    history's) gives what a plain causal pass over history + each item's code gives."""
+    m = trained
+    seqs = _seqs(split, [0, 5])
+    T = m.tok.code_length
+    assert T == 3 and len(m._score_tree[0]) > 3  # a tree of nodes, not one level
+    items = torch.arange(1, m.n_items + 1)
+    with torch.no_grad():
+        scores = m.score(torch.tensor([0, 5]), seqs)
+        for row in range(2):
+            hist = seqs[row:row + 1].expand(len(items), -1)
+            x, keep, pos = m._history(hist, m.codes[items][:, :-1])
+            h = m.decoder(inputs_embeds=x, attention_mask=keep.long(), position_ids=pos).last_hidden_state
+            h = h[:, -T:]  # (I, T, H): states before each level's token
+            logits = m._code_logits(h)
+            ref = torch.zeros(len(items))
+            for level in range(T):
+                prefixes = [tuple(c) for c in m.codes[items, :level].tolist()]
+                allowed = torch.as_tensor(m.trie.allowed(prefixes, logits.shape[-1]))
+                lp = torch.log_softmax(logits[:, level].masked_fill(~allowed, float("-inf")), -1)
+                ref += lp[torch.arange(len(items)), m.codes[items, level]]
+            assert torch.allclose(scores[row, 1:], ref, atol=1e-4)
+
+
+def test_exact_scores_are_a_distribution_over_the_catalog_and_beam_search_agrees(split, trained):
+    users = torch.arange(4)
+    seqs = _seqs(split, range(4))
+    with torch.no_grad():
+        scores = trained.score(users, seqs)
+    assert torch.allclose(scores[:, 1:].exp().sum(1), torch.ones(4), atol=1e-4)
+    result = beam_search(trained, users, seqs, k=5, beam=split.n_items)  # an unbounded beam is exact
+    assert result.invalid == 0
+    assert np.array_equal(result.items, torch.topk(scores, 5).indices.numpy())
+    assert np.allclose(result.scores, torch.topk(scores, 5).values.numpy(), atol=1e-4)
+
+
+def test_a_narrow_constrained_beam_returns_only_unseen_catalog_items(split, trained):
+    seqs = _seqs(split, range(6))
+    seen = [split.train.of(u) for u in range(6)]
+    result = beam_search(trained, torch.arange(6), seqs, k=3, beam=4, seen=seen)
+    for row, items in enumerate(result.items):
+        assert (items > 0).all() and not set(items) & set(seen[row].tolist())
+
+
+def test_checkpoints_hold_the_trained_weights_only_and_the_base_stays_as_loaded(split, params, trained,
+                                                                              tiny_causal_lm_dir):
+    from genrecsys.models.llmrec import load_causal_lm
+
+    keys = set(trained.state_dict())
+    assert keys and all("lora_" in k or k.startswith("code_emb.") for k in keys)
+    base, _ = load_causal_lm(str(tiny_causal_lm_dir))
+    for name, w in base.state_dict().items():  # LoRA trained beside the base weights, not in them
+        assert torch.equal(trained.decoder.state_dict()[name.replace(".weight", ".base_layer.weight")
+                                                        if name.replace(".weight", ".base_layer.weight")
+                                                        in trained.decoder.state_dict() else name], w)
+    frozen = build_model("llmsid", {**params, "finetune": "frozen"}, split)
+    assert set(frozen.state_dict()) == {"code_emb.weight"}
+    full = build_model("llmsid", {**params, "finetune": "full"}, split)
+    assert len(full.state_dict()) > len(base.state_dict())
+    with pytest.raises(RuntimeError, match="same llm, codes"):
+        frozen.load_state_dict(trained.state_dict())
+
+
+def test_bad_settings_fail_with_one_line(split, params, tmp_path):
+    with pytest.raises(GenrecsysError, match="finetune must be one of"):
+        build_model("llmsid", {**params, "finetune": "qlora"}, split)
+    with pytest.raises(GenrecsysError, match="not a Hugging Face model directory"):
+        build_model("llmsid", {**params, "llm": str(tmp_path)}, split)
+    with pytest.raises(GenrecsysError, match="layers=9 but the LM has 2 blocks"):
+        build_model("llmsid", {**params, "layers": 9}, split)
