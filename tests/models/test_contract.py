@@ -33,6 +33,7 @@ FAST = {
     "genrec": {"lr": 0.003, "epochs": 20},
     "tiger": {"lr": 0.01, "epochs": 60},
     "llmsid": {"lr": 0.01, "epochs": 15},
+    "tallrec": {"lr": 0.01, "epochs": 30},
     "multvae": {"lr": 0.01, "epochs": 60},
     "multdae": {"lr": 0.01, "epochs": 60},
     "cfgan": {"lr": 0.001, "epochs": 60},
@@ -85,6 +86,8 @@ class _Fitted(dict):
             return self.llmrank
         if name == "llmsid":
             return {"llm": str(self.causal_lm)}  # tiny random Llama standing in for SmolLM2
+        if name == "tallrec":  # every training transition, titles from the block data
+            return {"llm": str(self.causal_lm), "examples": 0, "answers": ["item", "group"]}  # in the test vocabulary
         return news_params(name, self.plm_dir)  # test tokenizer / tiny PLM for the news models; {} otherwise
 
     def __missing__(self, name):

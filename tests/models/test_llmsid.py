@@ -118,7 +118,7 @@ def test_checkpoints_hold_the_trained_weights_only_and_the_base_stays_as_loaded(
 
     keys = set(trained.state_dict())
     assert keys and all("lora_" in k or k.startswith("code_emb.") for k in keys)
-    base, _ = load_causal_lm(str(tiny_causal_lm_dir))
+    base = load_causal_lm(str(tiny_causal_lm_dir))[0].get_decoder()
     for name, w in base.state_dict().items():  # LoRA trained beside the base weights, not in them
         assert torch.equal(trained.decoder.state_dict()[name.replace(".weight", ".base_layer.weight")
                                                         if name.replace(".weight", ".base_layer.weight")
@@ -127,7 +127,7 @@ def test_checkpoints_hold_the_trained_weights_only_and_the_base_stays_as_loaded(
     assert set(frozen.state_dict()) == {"code_emb.weight"}
     full = build_model("llmsid", {**params, "finetune": "full"}, split)
     assert len(full.state_dict()) > len(base.state_dict())
-    with pytest.raises(RuntimeError, match="same llm, codes"):
+    with pytest.raises(RuntimeError, match="same llm, layers"):
         frozen.load_state_dict(trained.state_dict())
 
 

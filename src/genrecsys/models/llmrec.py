@@ -103,8 +103,8 @@ def resolve_llm(source: str | None, cache_dir: str | Path | None = None) -> tupl
 
 
 def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, layers: int | None = None):
-    """(decoder, tokenizer): the LM's transformer body (embeddings, blocks, final norm; no
-    output layer) in float32, and its tokenizer. ``layers`` keeps the first k blocks."""
+    """(lm, tokenizer): a causal LM in float32 and its tokenizer; ``layers`` keeps the first
+    k blocks of its transformer body (``lm.get_decoder()``: embeddings, blocks, final norm)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -116,7 +116,7 @@ def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, laye
         lm = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="sdpa", **kw)
     except (OSError, ValueError) as exc:
         raise GenrecsysError(f"llm {source or directory!r}: cannot load a causal LM: {str(exc).splitlines()[0]}") from exc
-    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
+    decoder = lm.get_decoder()
     if layers is not None:
         blocks = decoder.layers
         if layers > len(blocks):
@@ -125,7 +125,7 @@ def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, laye
         decoder.config.num_hidden_layers = layers
         if getattr(decoder.config, "layer_types", None):
             decoder.config.layer_types = decoder.config.layer_types[:layers]
-    return decoder, tokenizer
+    return lm, tokenizer
 
 
 def prepare_finetune(decoder: nn.Module, mode: str, r: int = 8, alpha: int = 16, dropout: float = 0.0,
@@ -148,7 +148,35 @@ def prepare_finetune(decoder: nn.Module, mode: str, r: int = 8, alpha: int = 16,
     return decoder
 
 
-class LLMSID(Recommender):
+class LLMRecommender(Recommender):
+    """What the fine-tuned LLM models share: checkpoints hold the trained weights only
+    (``_frozen`` names the base LM's frozen ones, re-read from its source), and the
+    optimizer sees the trainable parameters alone."""
+
+    _frozen: set[str] = set()
+
+    def state_dict(self, *args: Any, **kwargs: Any):
+        """The trained weights only: the frozen base LM is read from its source again."""
+        sd = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for name in self._frozen:
+            sd.pop(prefix + name, None)
+        return sd
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if k not in self._frozen]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"{type(self).__name__}: checkpoint does not match this model (missing {missing[:3]}, "
+                               f"unexpected {result.unexpected_keys[:3]}): same llm, layers, finetune and lora_* (and codes) needed")
+        return result
+
+    def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+
+
+class LLMSID(LLMRecommender):
     """A causal LM that writes the next item's semantic ID (see the module docstring)."""
 
     Config = LLMSIDConfig
@@ -167,8 +195,9 @@ class LLMSID(Recommender):
             raise GenrecsysError(f"llmsid: the codes cover {self.tok.n_items} items, the dataset has {self.n_items}")
         self.trie = CodeTrie(self.tok.codes)
         T, V = self.tok.code_length, self.tok.vocab_size
-        decoder, text_tok = load_causal_lm(c.llm, cache_dir, c.layers)
-        self.decoder = prepare_finetune(decoder, c.finetune, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_targets)
+        lm, text_tok = load_causal_lm(c.llm, cache_dir, c.layers)
+        self.decoder = prepare_finetune(lm.get_decoder(), c.finetune, c.lora_r, c.lora_alpha, c.lora_dropout,
+                                        c.lora_targets)
         words = self.decoder.get_input_embeddings().weight  # (vocab, H)
         H = words.shape[1]
         # New tokens start near the LM's own embeddings (their mean and spread), as
@@ -187,26 +216,6 @@ class LLMSID(Recommender):
         self._levels = scoring_levels(self.trie, V)
         self._score_tree = _trie_tree(self._levels)
         self._windows: tuple[np.ndarray, ...] | None = None
-
-    # ------------------------------------------------------------------ weights
-    def state_dict(self, *args: Any, **kwargs: Any):
-        """The trained weights only: the frozen base LM is read from its source again."""
-        sd = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        for name in self._frozen:
-            sd.pop(prefix + name, None)
-        return sd
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if k not in self._frozen]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"llmsid: checkpoint does not match this model (missing {missing[:3]}, "
-                               f"unexpected {result.unexpected_keys[:3]}): same llm, codes, finetune and lora_* needed")
-        return result
-
-    def make_optimizer(self, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
 
     def reads_users(self) -> bool:
         return False
@@ -259,28 +268,10 @@ class LLMSID(Recommender):
 
     # ------------------------------------------------------------------ tree passes
     def _tree_pass(self, seqs: torch.Tensor, tokens: torch.Tensor, ancestors: torch.Tensor, depth: torch.Tensor):
-        """One forward pass of the history followed by K tree nodes.
-
-        seqs (B, L) items; tokens (B, K) code tokens of the nodes; ancestors (K, K) bool,
-        [k, j] = node j is node k or one of its ancestors; depth (K,) 1-based.
-        Returns the hidden state after the history (B, H) and after each node (B, K, H).
-        """
+        """The history of (B, L) items followed by a tree of (B, K) code tokens (see
+        :func:`tree_forward`): hidden states after the history (B, H) and the nodes (B, K, H)."""
         x, keep, pos = self._history(seqs)
-        B, S = keep.shape
-        K = tokens.shape[1]
-        dev = seqs.device
-        causal = torch.ones(S, S, dtype=torch.bool, device=dev).tril()
-        hist = causal[None] & keep[:, None, :]  # (B, S, S)
-        node_rows = torch.cat([keep[:, None, :].expand(B, K, S), ancestors[None].expand(B, K, K)], 2)  # (B, K, S+K)
-        top = torch.cat([hist, torch.zeros(B, S, K, dtype=torch.bool, device=dev)], 2)  # (B, S, S+K)
-        allowed = torch.cat([top, node_rows], 1)  # (B, S+K, S+K)
-        allowed |= torch.eye(S + K, dtype=torch.bool, device=dev)  # padded rows see themselves: no empty softmax
-        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=dev).masked_fill(~allowed, torch.finfo(x.dtype).min)
-        last = pos[:, -1:]  # (B, 1) position of the history's last token
-        x = torch.cat([x, self.code_emb(tokens)], 1)
-        pos = torch.cat([pos, last + depth[None]], 1)
-        h = self.decoder(inputs_embeds=x, attention_mask=mask[:, None], position_ids=pos).last_hidden_state
-        return h[:, S - 1], h[:, S:]
+        return tree_forward(self.decoder, x, keep, pos, self.code_emb(tokens), ancestors, depth)
 
     # ------------------------------------------------------------------ inference
     def beam_state(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
@@ -326,6 +317,232 @@ class LLMSID(Recommender):
             total[:, items] += logp[:, rows, self.codes[items, level]]
         total[:, 0] = float("-inf")
         return total
+
+
+@dataclass
+class TALLRecConfig:
+    llm: str | None = None  # as llmsid
+    finetune: str = "lora"  # lora | full | frozen (nothing learns: the prompted LLM, a baseline)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LLAMA_LINEAR
+    layers: int | None = None
+    examples: int = 64  # k training examples (half liked, half not); 0: every training transition + one negative
+    recent: int = 10  # history titles in a prompt, most recent last
+    seed: int = 0  # of the k examples and their negatives
+    retriever: str = ""  # full ranking: a finished run whose top `candidates` the LLM re-ranks ("": score every item)
+    candidates: int = 50
+    answers: tuple[str, str] = ("Yes", "No")  # the answer words (their first tokens are read)
+
+    def __post_init__(self) -> None:
+        self.lora_targets = tuple(self.lora_targets)
+        self.answers = tuple(self.answers)
+        if len(self.answers) != 2:
+            raise GenrecsysError(f"tallrec: answers must be two words (yes, no), got {list(self.answers)}")
+        LLMSIDConfig(finetune=self.finetune, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                     lora_dropout=self.lora_dropout, layers=self.layers)  # the same checks
+        if self.examples < 0 or self.recent < 1 or self.candidates < 1:
+            raise GenrecsysError(f"tallrec: need examples >= 0, recent >= 1, candidates >= 1, got {self.examples}, "
+                                 f"{self.recent}, {self.candidates}")
+
+
+class TALLRec(LLMRecommender):
+    """TALLRec (Bao et al., RecSys'23): the LLM instruction-tuned to answer whether a user
+    will like a candidate, from k examples; the score is log P(Yes) - log P(No).
+
+    A prompt is the user's recent titles, then the candidate's title and the question; the
+    answer is trained with the LM's own loss on its first token (the paper's objective).
+    Scoring shares the prefix: a user's candidates are chains of one tree after the history
+    (:func:`tree_forward`), one pass per user. Evaluated on impressions (AUC) by default; on
+    full ranking it re-ranks a ``retriever`` run's top ``candidates`` (others keep the
+    retriever's order below them), or scores every item where no retriever is given.
+    """
+
+    Config = TALLRecConfig
+    default_lr = 3e-4
+    default_batch_size = 8
+    protocol = "impressions"
+    INSTRUCTION = "Given the movies a user watched, answer whether the user will watch the candidate next. "
+
+    def __init__(self, split: SplitData, config: TALLRecConfig | None = None) -> None:
+        super().__init__(split, config)
+        from genrecsys.reasoning.rationale import TitleCatalog
+
+        c = self.config
+        cache_dir = split.meta.get("cache_dir")
+        lm, self.text_tok = load_causal_lm(c.llm, cache_dir, c.layers)
+        head = lm.get_output_embeddings().weight.detach()  # (vocab, H), tied to the inputs in SmolLM2
+        self.decoder = prepare_finetune(lm.get_decoder(), c.finetune, c.lora_r, c.lora_alpha, c.lora_dropout,
+                                        c.lora_targets)
+        self.yes, self.no = (self._ids(" " + w)[0] for w in c.answers)
+        if self.yes == self.no:
+            raise GenrecsysError(f"tallrec: the tokenizer writes {c.answers[0]!r} and {c.answers[1]!r} with the same "
+                                 "first token (set answers)")
+        self.register_buffer("head", head.clone(), persistent=False)  # the LM's output layer (frozen)
+        catalog = TitleCatalog.from_split(split)
+        self.title_ids = [[]] + [self._ids(f' "{catalog.display(i)}"') for i in range(1, split.n_items + 1)]
+        self.question_ids = self._ids("? Answer:")
+        self.intro_ids = self._ids(self.INSTRUCTION + "Watched:")
+        self.candidate_ids = self._ids(". Candidate:")
+        self.train_part = split.train
+        self._frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        self._examples = self._sample_examples(split)
+        self._runtime: dict[str, Any] = {"retriever": None}
+        if c.retriever:
+            from genrecsys.experiment import load_run
+
+            _, rsplit, retriever = load_run(c.retriever, cache_dir)
+            if list(rsplit.item_ids) != list(split.item_ids) or list(rsplit.user_ids) != list(split.user_ids):
+                raise GenrecsysError(f"tallrec: the retriever run {c.retriever} was trained on other data")
+            self._runtime["retriever"] = retriever  # outside the module tree: re-read from its run directory
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.text_tok(text, add_special_tokens=False)["input_ids"])
+
+    def reads_users(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ prompts
+    def _prefix(self, seq) -> list[int]:
+        """Token ids of the instruction and the user's recent titles (oldest first)."""
+        recent = [int(i) for i in np.asarray(seq).tolist() if int(i) > 0][-self.config.recent:]
+        ids = list(self.intro_ids)
+        for i in recent:
+            ids += self.title_ids[i]
+        return ids + self.candidate_ids
+
+    def _chain(self, item: int) -> list[int]:
+        return self.title_ids[item] + self.question_ids
+
+    def _sample_examples(self, split: SplitData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prefix users' histories as (N, recent) items, candidates (N,), labels (N,) 1 = liked):
+        a training transition (history before position p -> item p) and, for each, one item
+        the user never interacted with. ``examples`` = k keeps k of them (half of each)."""
+        c, part = self.config, split.train
+        rng = np.random.default_rng(c.seed)
+        hist, cands, labels = [], [], []
+        for u in range(split.n_users):
+            seq = part.of(u)
+            for p in range(1, len(seq)):
+                h = np.zeros(c.recent, dtype=np.int64)
+                past = seq[max(0, p - c.recent):p]
+                h[c.recent - len(past):] = past
+                hist.append(h)
+                cands.append(int(seq[p]))
+        pos = np.arange(len(cands))
+        if c.examples:
+            pos = rng.choice(pos, size=min(len(pos), max(1, c.examples // 2)), replace=False)
+        hist_a = np.stack([hist[i] for i in pos]) if len(pos) else np.zeros((0, c.recent), np.int64)
+        pos_c = np.asarray([cands[i] for i in pos], dtype=np.int64)
+        neg_c = np.empty_like(pos_c)
+        owners = np.repeat(np.arange(split.n_users), np.maximum(np.diff(part.indptr) - 1, 0))[pos]
+        for j, u in enumerate(owners):
+            seen = set(part.of(int(u)).tolist())
+            while True:
+                item = int(rng.integers(1, split.n_items + 1))
+                if item not in seen:
+                    neg_c[j] = item
+                    break
+        return (np.concatenate([hist_a, hist_a]), np.concatenate([pos_c, neg_c]),
+                np.concatenate([np.ones(len(pos_c), np.int64), np.zeros(len(neg_c), np.int64)]))
+
+    # ------------------------------------------------------------------ training
+    def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
+        hist, cands, labels = self._examples
+        return shuffled_batches({"history": hist, "candidates": cands, "labels": labels}, batch_size, rng)
+
+    def loss(self, batch):
+        rows = [self._prefix(h) + self._chain(int(i)) for h, i in zip(batch["history"].tolist(), batch["candidates"].tolist())]
+        S = max(map(len, rows))
+        dev = batch["labels"].device
+        ids = torch.zeros(len(rows), S, dtype=torch.long, device=dev)
+        keep = torch.zeros(len(rows), S, dtype=torch.bool, device=dev)
+        for b, r in enumerate(rows):  # left-padded: every row's answer follows its last position
+            ids[b, S - len(r):] = torch.as_tensor(r, device=dev)
+            keep[b, S - len(r):] = True
+        pos = (keep.long().cumsum(1) - 1).clamp(min=0)
+        h = self.decoder(input_ids=ids, attention_mask=keep.long(), position_ids=pos).last_hidden_state[:, -1]
+        answer = torch.where(batch["labels"] > 0, self.yes, self.no)
+        return F.cross_entropy(h @ self.head.T, answer)  # the LM loss on the answer's first token
+
+    # ------------------------------------------------------------------ scoring
+    def _log_odds(self, seq, items: list[int]) -> torch.Tensor:
+        """One user's (C,) scores log P(Yes) - log P(No) of candidates ``items``, one pass."""
+        dev = self.head.device
+        prefix = torch.as_tensor(self._prefix(seq), device=dev)[None]  # (1, S)
+        chains = [self._chain(i) for i in items]
+        tokens = torch.as_tensor([t for ch in chains for t in ch], device=dev)[None]  # (1, K)
+        lengths = torch.as_tensor([len(ch) for ch in chains], device=dev)
+        owner = torch.repeat_interleave(torch.arange(len(chains), device=dev), lengths)  # (K,) chain of each node
+        depth = torch.cat([torch.arange(1, n + 1, device=dev) for n in lengths.tolist()])
+        anc = (owner[:, None] == owner[None]) & (depth[:, None] >= depth[None])  # same chain, not after
+        embed = self.decoder.get_input_embeddings()
+        keep = torch.ones_like(prefix, dtype=torch.bool)
+        pos = torch.arange(prefix.shape[1], device=dev)[None]
+        _, hn = tree_forward(self.decoder, embed(prefix), keep, pos, embed(tokens), anc, depth)
+        last = torch.cumsum(lengths, 0) - 1
+        logits = hn[0, last] @ self.head[[self.yes, self.no]].T  # (C, 2)
+        return (logits[:, 0] - logits[:, 1]).float()
+
+    def score_candidates(self, users, seqs, candidates):
+        """(B,), (B, L), (B, C) -> (B, C) log-odds of Yes; padding candidates (0) get -inf."""
+        out = torch.full(candidates.shape, float("-inf"), device=candidates.device)
+        for b in range(len(seqs)):
+            real = candidates[b] > 0
+            if real.any():
+                out[b, real] = self._log_odds(seqs[b].cpu().numpy(), candidates[b, real].tolist())
+        return out
+
+    def score(self, users, seqs):
+        """(B, I+1): the retriever's top ``candidates`` re-ranked by the LLM above the rest in
+        the retriever's order, or (no retriever) every item's log-odds."""
+        retriever = self._runtime["retriever"]
+        B, dev = len(seqs), seqs.device
+        if retriever is None:
+            every = torch.arange(1, self.n_items + 1, device=dev).expand(B, -1)
+            return torch.cat([torch.full((B, 1), float("-inf"), device=dev), self.score_candidates(users, seqs, every)], 1)
+        with torch.no_grad():
+            base = retriever.score(users, seqs).float()  # (B, I+1)
+        masked = base.clone()
+        masked[:, 0] = float("-inf")
+        masked.scatter_(1, seqs.clamp(min=0), float("-inf"))
+        for b, u in enumerate(users.tolist()):  # what the evaluator masks: seen items are not candidates
+            masked[b, torch.as_tensor(self.train_part.of(u), dtype=torch.long, device=dev)] = float("-inf")
+        top = masked.topk(min(self.config.candidates, self.n_items), dim=1).indices  # (B, C)
+        llm = self.score_candidates(users, seqs, top)  # (B, C)
+        # the rest keep the retriever's order, below every LLM-ranked candidate
+        lowest = llm.masked_fill(~torch.isfinite(llm), float("inf")).min(1, keepdim=True).values.clamp(max=1e30)
+        out = base - base.max(1, keepdim=True).values + lowest - 1
+        out.scatter_(1, top, llm)
+        out[:, 0] = float("-inf")
+        return out
+
+
+def tree_forward(decoder: nn.Module, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, nodes: torch.Tensor,
+                 ancestors: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass of a shared prefix followed by a tree of K nodes.
+
+    x (B, S, H) prefix embeddings, keep (B, S) its real tokens, pos (B, S) their positions;
+    nodes (B, K, H) node embeddings; ancestors (K, K) or (B, K, K) bool, [k, j] = node j is
+    node k or one of its ancestors; depth (K,) or (B, K), 1-based. A node attends to the
+    prefix and its own ancestors, at position (last prefix position + depth): what a plain
+    causal pass over prefix + its path would compute, for every path at once.
+    Returns the hidden state after the prefix (B, H) and after each node (B, K, H).
+    """
+    B, S = keep.shape
+    K = nodes.shape[1]
+    dev = x.device
+    ancestors = ancestors.expand(B, K, K) if ancestors.dim() == 3 else ancestors[None].expand(B, K, K)
+    causal = torch.ones(S, S, dtype=torch.bool, device=dev).tril()
+    top = torch.cat([causal[None] & keep[:, None, :], torch.zeros(B, S, K, dtype=torch.bool, device=dev)], 2)
+    below = torch.cat([keep[:, None, :].expand(B, K, S), ancestors], 2)  # (B, K, S+K)
+    # every row sees itself: a padded prefix row has no other key, and an empty softmax is NaN
+    allowed = torch.cat([top, below], 1) | torch.eye(S + K, dtype=torch.bool, device=dev)  # (B, S+K, S+K)
+    mask = torch.zeros(allowed.shape, dtype=x.dtype, device=dev).masked_fill(~allowed, torch.finfo(x.dtype).min)
+    pos = torch.cat([pos, pos[:, -1:] + depth.expand(B, K)], 1)
+    h = decoder(inputs_embeds=torch.cat([x, nodes], 1), attention_mask=mask[:, None], position_ids=pos).last_hidden_state
+    return h[:, S - 1], h[:, S:]
 
 
 def _trie_tree(levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
