@@ -421,7 +421,7 @@ class TALLRec(LLMRecommender):
         the user never interacted with. ``examples`` = k keeps k of them (half of each)."""
         c, part = self.config, split.train
         rng = np.random.default_rng(c.seed)
-        hist, cands, labels = [], [], []
+        hist, cands = [], []
         for u in range(split.n_users):
             seq = part.of(u)
             for p in range(1, len(seq)):

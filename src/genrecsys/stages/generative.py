@@ -32,6 +32,7 @@ class Row:
     model: str
     params: dict[str, Any] = field(default_factory=dict)
     codes: str | None = None  # quantizer whose semantic ids the row reads (for the collision rate)
+    protocol: str | None = None  # evaluation protocol (None: the model's own)
 
     @property
     def slug(self) -> str:
@@ -75,6 +76,8 @@ def _train_one(job: tuple[Row, int, str, TrainConfig, str | None]) -> dict[str, 
     # "{seed}" in a string parameter names this seed's input (e.g. llmrank's retriever run)
     params = {k: v.replace("{seed}", str(seed)) if isinstance(v, str) else v for k, v in row.params.items()}
     cfg = ExperimentConfig(model=row.model, model_params=params, train=replace(train, seed=seed))
+    if row.protocol:
+        cfg.eval.protocol = row.protocol
     # resume: a run killed mid-way (a timeout, a lost machine) continues from its checkpoint
     return run_experiment(cfg, run_dir, cache_dir=cache_dir, reuse=True, resume=True)
 
@@ -144,14 +147,16 @@ def _decode(run_dir: Path, cache_dir: Path | None, beam: int, users: int | None,
     return out
 
 
-def paired_vs_reference(runs_dir: Path, rows: list[Row], metric: str = "ndcg@10") -> dict[str, dict[str, float]]:
-    """label -> paired t-test and Wilcoxon p of ``metric`` per user (seed-averaged) vs SASRec."""
+def paired_vs_reference(runs_dir: Path, rows: list[Row], metric: str = "ndcg@10",
+                        reference: str = REFERENCE) -> dict[str, dict[str, float]]:
+    """label -> paired t-test and Wilcoxon p of ``metric`` per user (seed-averaged) vs the
+    ``reference`` row (SASRec)."""
     from genrecsys.eval.compare import compare_runs
 
-    ref = next(r for r in rows if r.label == REFERENCE)
+    ref = next(r for r in rows if r.label == reference)
     out = {}
     for row in rows:
-        if row.label != REFERENCE:
+        if row.label != reference:
             c = compare_runs(Path(runs_dir) / ref.slug, Path(runs_dir) / row.slug, "test", (metric,))[metric]
             out[row.label] = {"diff": c.diff, "t_p": c.t_pvalue, "wilcoxon_p": c.wilcoxon_pvalue}
     return out

@@ -1,0 +1,110 @@
+"""Fine-tuned LLM recommenders on ML-100K: llmsid vs TIGER vs SASRec (full ranking) and the
+TALLRec few-shot curve vs BPR / SASRec (impressions), over seeds, with paired tests.
+
+    python benchmarks/llm_finetune.py --seeds 3
+    python benchmarks/llm_finetune.py --seeds 3 --device cuda           # a GPU, when one is lent
+    python benchmarks/llm_finetune.py --seeds 1 --layers 4 --epochs 5   # a CPU-sized run (first 4 blocks)
+
+Resumable: finished runs under --runs-dir are reused and an LLM run killed mid-epoch
+continues from its last step checkpoint (--checkpoint-steps). The LLM is the embedded
+SmolLM2-135M-Instruct unless --llm names a Hugging Face directory or GGUF file. The logic
+lives in ``genrecsys.stages.llm_finetune`` and ``genrecsys.stages.generative``; this
+script parses arguments and prints. It writes its wall time and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--runs-dir", default="/tmp/genrecsys-bench/llm-finetune")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--llm", default=None, help="HF causal-LM directory or .gguf (default: the embedded SmolLM2-135M)")
+    p.add_argument("--finetune", default="lora", choices=["lora", "full", "frozen"])
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--layers", type=int, default=None, help="keep the LLM's first k blocks (default: all)")
+    p.add_argument("--max-len", type=int, default=20, help="llmsid: history items per window")
+    p.add_argument("--ks", type=int, nargs="*", default=[16, 64, 256],
+                   help="TALLRec training examples (0 = every training transition)")
+    p.add_argument("--parts", nargs="+", default=["retrieval", "fewshot"], choices=["retrieval", "fewshot"])
+    p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
+    p.add_argument("--llm-epochs", type=int, default=None, help="cap on the LLM rows' epochs (default: --epochs)")
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
+    p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
+    p.add_argument("--out", default="benchmarks/results/llm_finetune.json")
+    args = p.parse_args()
+
+    import torch
+
+    from genrecsys.config import ExperimentConfig, TrainConfig
+    from genrecsys.experiment import load_split
+    from genrecsys.stages import generative as g
+    from genrecsys.stages import llm_finetune as lf
+
+    runs = Path(args.runs_dir)
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    t0 = time.perf_counter()
+    split = load_split(ExperimentConfig(), cache)
+    train = TrainConfig(device=args.device, threads=args.threads, progress=False)
+    if args.epochs is not None:
+        train = replace(train, epochs=args.epochs)
+    if args.patience is not None:
+        train = replace(train, patience=args.patience)
+    llm_train = replace(train, checkpoint_steps=args.checkpoint_steps,
+                        **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
+    llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
+    out: dict = {}
+    if "retrieval" in args.parts:
+        codes = g.build_codes(split, runs, cache)
+        rows = lf.retrieval_rows(codes["rkmeans"]["dir"], {**llm, "max_len": args.max_len})
+        results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
+        results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
+        decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,
+                                          device=args.device) for r in rows if r.model in ("tiger", "llmsid")}
+        table = g.summarize(rows, results, g.paired_vs_reference(runs, rows), decode, codes)
+        for e, r in zip(table, rows):
+            if r.model == "llmsid":
+                e.update(lf.llm_throughput(runs / r.slug / f"seed-{train.seed}", cache))
+        out["retrieval"] = table
+        print(g.markdown(table))
+        for e in table:
+            if "train_tokens_per_s" in e:
+                print(f"{e['label']}: {e['tokens_per_epoch']} tokens/epoch, {e['train_tokens_per_s']:.0f} tokens/s, "
+                      f"{e['train_hours']:.2f} h (seed {train.seed})")
+    if "fewshot" in args.parts:
+        rows = lf.fewshot_rows(args.ks, llm)
+        results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
+        results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
+        table = lf.fewshot_table(runs, rows, results)
+        out["fewshot"] = table
+        print("\n" + lf.fewshot_markdown(table))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    env = {"command": " ".join(sys.argv), "commit": commit, "python": platform.python_version(),
+           "torch": torch.__version__, "device": args.device,
+           "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+           "cpus": __import__("os").cpu_count(), "threads": args.threads, "seeds": args.seeds,
+           "wall_seconds": round(time.perf_counter() - t0),
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=float))
+    path.with_suffix(".env.json").write_text(json.dumps(env, indent=2))
+    print(f"\nEnvironment: {json.dumps(env)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The fine-tuned LLM tables (``benchmarks/llm_finetune.py``).
+
+1. Generative retrieval with an LLM: ``llmsid`` (the LLM taught semantic IDs) against
+   TIGER on the same codes and SASRec, leave-one-out full ranking: HR@10, NDCG@10,
+   long-tail NDCG@10, train hours, decode ms/user and invalid rate, paired tests vs SASRec.
+2. The TALLRec few-shot curve: ``tallrec`` trained on k = 16 / 64 / 256 / ... examples, AUC
+   on the impression protocol (each test target among 24 sampled negatives, one fixed set
+   for every model), against BPR and SASRec scored on the same impressions.
+
+Runs go through :func:`genrecsys.stages.generative.train_rows` (``run_experiment`` with
+``reuse`` and ``resume``): the command is resumable, a finished run is never trained
+again, and an LLM run killed mid-epoch continues from its step checkpoint
+(``train.checkpoint_steps``). Token throughput and peak memory of the LLM runs are read
+from their run directories.
+
+>>> [r.label for r in fewshot_rows([16, 0], {})]
+['BPR (impressions)', 'SASRec (impressions)', 'TALLRec k=16', 'TALLRec k=all']
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from genrecsys.stages.generative import Row
+
+SASREC_IMPRESSIONS = "SASRec (impressions)"
+BPR_IMPRESSIONS = "BPR (impressions)"
+
+
+def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any]) -> list[Row]:
+    """SASRec (the reference), TIGER and llmsid on the same semantic IDs."""
+    return [Row("SASRec", "sasrec"),
+            Row("TIGER (residual k-means)", "tiger", {"codes": codes_dir}, "rkmeans"),
+            Row("llmsid (SmolLM2-135M, LoRA)", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
+
+
+def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any]) -> list[Row]:
+    """BPR and SASRec on impressions, then TALLRec at each k (0 = every training transition)."""
+    rows = [Row(BPR_IMPRESSIONS, "bpr", protocol="impressions"), Row(SASREC_IMPRESSIONS, "sasrec", protocol="impressions")]
+    return rows + [Row(f"TALLRec k={k or 'all'}", "tallrec", {"examples": k, **tallrec_params}, protocol="impressions")
+                   for k in ks]
+
+
+def fewshot_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per row: AUC (and impression MRR / nDCG@10) mean ± std over seeds, train seconds, and
+    the paired per-user test of AUC against SASRec and BPR on the same impressions."""
+    from genrecsys.eval.report import aggregate_seeds
+    from genrecsys.stages.generative import paired_vs_reference
+
+    refs = [r for r in (SASREC_IMPRESSIONS, BPR_IMPRESSIONS) if any(x.label == r for x in rows)]
+    tests = {ref: paired_vs_reference(runs_dir, rows, "auc", reference=ref) for ref in refs}
+    table = []
+    for row in rows:
+        agg = aggregate_seeds(runs[row.label])
+        table.append({"label": row.label, "model": row.model, "params": row.params, "seeds": agg["seeds"],
+                      "test": {m: agg["test"].get(m, float("nan")) for m in ("auc", "mrr", "ndcg@10")},
+                      "test_std": {m: agg["test_std"].get(m, float("nan")) for m in ("auc", "mrr", "ndcg@10")},
+                      "train_seconds": agg["train_seconds"], "epochs": agg["epochs"],
+                      "vs": {ref: tests[ref][row.label] for ref in refs if row.label in tests[ref]}})
+    return table
+
+
+def fewshot_markdown(table: list[dict[str, Any]]) -> str:
+    from genrecsys.eval.report import markdown_table
+
+    refs = (SASREC_IMPRESSIONS, BPR_IMPRESSIONS)
+    header = ["model", "test AUC", "MRR", "nDCG@10", "train s", *(f"Δ AUC vs {r.split()[0]} (p t / W)" for r in refs)]
+    lines = []
+    for e in table:
+        cells = [e["label"], f"{e['test']['auc']:.4f} ± {e['test_std']['auc']:.4f}", f"{e['test']['mrr']:.4f}",
+                 f"{e['test']['ndcg@10']:.4f}", f"{e['train_seconds']:.0f}"]
+        for r in refs:
+            t = e["vs"].get(r)
+            cells.append("–" if t is None else f"{t['diff']:+.4f} ({t['t_p']:.2g} / {t['wilcoxon_p']:.2g})")
+        lines.append(cells)
+    return markdown_table(header, lines)
+
+
+def llm_throughput(run_dir: Path, cache_dir: Path | None = None) -> dict[str, float]:
+    """Training tokens per epoch, tokens/s and hours of a finished LLM run (one seed's
+    directory), from its metrics and the tokens its epoch feeds the LLM."""
+    from genrecsys.experiment import load_run
+
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    _, split, model = load_run(run_dir, cache_dir)
+    tokens = tokens_per_epoch(model, split)
+    seconds = metrics["train_seconds"]
+    return {"tokens_per_epoch": tokens, "train_tokens_per_s": tokens * metrics["epochs"] / seconds if seconds else
+            float("nan"), "train_hours": seconds / 3600}
+
+
+def tokens_per_epoch(model, split) -> int:
+    """Tokens one training epoch feeds the LLM: prompt + window codes, padding included
+    (llmsid's windows have a fixed length), or prompt + candidate question (tallrec)."""
+    from genrecsys.train.batches import sequence_windows
+
+    if model.__class__.__name__ == "LLMSID":
+        x, _, _ = sequence_windows(split.train, model.config.max_len)
+        return len(x) * (len(model.prompt_ids) + (model.config.max_len + 1) * model.tok.code_length - 1)
+    hist, cands, _ = model._examples
+    return int(sum(len(model._prefix(h)) + len(model._chain(int(i))) for h, i in zip(hist, cands)))

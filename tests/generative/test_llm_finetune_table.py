@@ -1,0 +1,63 @@
+"""The fine-tuned LLM tables' logic (genrecsys.stages.llm_finetune)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genrecsys.data.splits import leave_one_out
+from genrecsys.data.synthetic import block_cycles
+from genrecsys.experiment import build_model
+from genrecsys.stages import llm_finetune as lf
+
+
+def _run(d, seed, auc_per_user):
+    d.mkdir(parents=True)
+    auc = float(np.mean(auc_per_user))
+    test = {"auc": auc, "mrr": auc / 2, "ndcg@10": auc / 3}
+    (d / "metrics.json").write_text(json.dumps({"model": "x", "dataset": "d", "protocol": "impressions", "seed": seed,
+                                                "test": test, "valid": test, "train_seconds": 5.0, "epochs": 2}))
+    pd.DataFrame({"stage": "test", "user": [f"u{i}" for i in range(len(auc_per_user))],
+                  "auc": auc_per_user}).to_parquet(d / "per_user.parquet", index=False)
+    return json.loads((d / "metrics.json").read_text())
+
+
+def test_fewshot_table_pairs_every_row_with_sasrec_and_bpr_on_the_same_users(tmp_path):
+    rows = lf.fewshot_rows([16], {})
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 0.9, 40)
+    shift = {rows[0].label: -0.05, rows[1].label: 0.0, rows[2].label: +0.03}
+    runs = {r.label: [_run(tmp_path / r.slug / f"seed-{s}", s, np.clip(base + shift[r.label] + rng.normal(0, 0.01, 40), 0, 1))
+                      for s in (1, 2)] for r in rows}
+    table = lf.fewshot_table(tmp_path, rows, runs)
+    tall = table[2]
+    assert tall["label"] == "TALLRec k=16" and tall["seeds"] == [1, 2]
+    assert tall["vs"]["SASRec (impressions)"]["diff"] == pytest.approx(0.03, abs=0.01)
+    assert tall["vs"]["BPR (impressions)"]["diff"] == pytest.approx(0.08, abs=0.01)
+    assert tall["vs"]["SASRec (impressions)"]["t_p"] < 1e-3
+    assert "SASRec (impressions)" not in table[1]["vs"]  # the reference is not tested against itself
+    md = lf.fewshot_markdown(table).splitlines()
+    assert len(md) == 5 and "TALLRec k=16" in md[4] and "+0.03" in md[4]
+
+
+def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):
+    """The throughput's numerator: tokens through the decoder in one training epoch."""
+    split = leave_one_out(block_cycles())
+    for name, params in (("llmsid", {"codes": "digits", "max_len": 8}),
+                         ("tallrec", {"examples": 12, "answers": ["item", "group"], "recent": 4})):
+        m = build_model(name, {"llm": str(tiny_causal_lm_dir), **params}, split)
+        fed: list[int] = []
+
+        def count(mod, args, kw, fed=fed, padded=name == "llmsid"):  # llmsid's windows: padding included
+            mask = kw["attention_mask"]
+            fed.append(int(mask.numel() if padded else mask.sum()))
+
+        hook = m.decoder.register_forward_pre_hook(count, with_kwargs=True)
+        with torch.no_grad():
+            for batch in m.batches(split, 5, np.random.default_rng(0)):
+                m.loss(batch)
+        hook.remove()
+        assert sum(fed) == lf.tokens_per_epoch(m, split), name
