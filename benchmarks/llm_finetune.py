@@ -4,6 +4,7 @@ TALLRec few-shot curve vs BPR / SASRec (impressions), over seeds, with paired te
     python benchmarks/llm_finetune.py --seeds 3
     python benchmarks/llm_finetune.py --seeds 3 --device cuda           # a GPU, when one is lent
     python benchmarks/llm_finetune.py --seeds 1 --layers 4 --epochs 5   # a CPU-sized run (first 4 blocks)
+    python benchmarks/llm_finetune.py --probe 4 --layers 4              # cost of a run, from 4 steps
 
 Resumable: finished runs under --runs-dir are reused and an LLM run killed mid-epoch
 continues from its last step checkpoint (--checkpoint-steps). The LLM is the embedded
@@ -44,6 +45,8 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
+    p.add_argument("--probe", type=int, default=0, metavar="STEPS",
+                   help="only measure: training tokens/s over STEPS steps, hours per epoch, scoring ms/user, RSS")
     p.add_argument("--out", default="benchmarks/results/llm_finetune.json")
     args = p.parse_args()
 
@@ -67,6 +70,17 @@ def main() -> None:
                         **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
     llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
     out: dict = {}
+    if args.probe:
+        from genrecsys.experiment import build_model
+
+        codes = g.build_codes(split, runs, cache)
+        for name, params in (("llmsid", {"codes": codes["rkmeans"]["dir"], "max_len": args.max_len}),
+                             ("tallrec", {"examples": max(args.ks or [64])})):
+            model = build_model(name, {**llm, **params}, split)
+            out[name] = lf.probe_cost(model, split, args.probe, threads=args.threads)
+            print(f"{name}: {json.dumps(out[name])}", flush=True)
+            del model
+        args.parts = []
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)
         rows = lf.retrieval_rows(codes["rkmeans"]["dir"], {**llm, "max_len": args.max_len})

@@ -61,3 +61,12 @@ def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):
                 m.loss(batch)
         hook.remove()
         assert sum(fed) == lf.tokens_per_epoch(m, split), name
+
+
+def test_the_cost_probe_reports_throughput_and_projects_an_epoch(tiny_causal_lm_dir):
+    split = leave_one_out(block_cycles())
+    m = build_model("llmsid", {"llm": str(tiny_causal_lm_dir), "codes": "digits", "max_len": 8}, split)
+    cost = lf.probe_cost(m, split, steps=2, batch_size=4, users=3)
+    assert cost["tokens_per_epoch"] == lf.tokens_per_epoch(m, split) and cost["train_tokens_per_s"] > 0
+    assert cost["epoch_hours"] == pytest.approx(cost["tokens_per_epoch"] / cost["train_tokens_per_s"] / 3600)
+    assert cost["score_ms_per_user"] > 0 and cost["peak_rss_mb"] > 0 and 0 < cost["trainable_parameters"]

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from genrecsys.stages.generative import Row
 
 SASREC_IMPRESSIONS = "SASRec (impressions)"
@@ -100,3 +102,55 @@ def tokens_per_epoch(model, split) -> int:
         return len(x) * (len(model.prompt_ids) + (model.config.max_len + 1) * model.tok.code_length - 1)
     hist, cands, _ = model._examples
     return int(sum(len(model._prefix(h)) + len(model._chain(int(i))) for h, i in zip(hist, cands)))
+
+
+def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, users: int = 8,
+               threads: int | None = None) -> dict[str, float]:
+    """What a full run would cost, from a few steps: training tokens/s (the first step is a
+    warm-up, not timed), the projected hours per epoch, exact full-catalog scoring ms/user
+    (the evaluator's path, every item's log-probability) and this process's peak RSS."""
+    import resource
+    import time
+
+    import torch
+
+    from genrecsys.eval.ranking import pad_left
+
+    if threads:
+        torch.set_num_threads(threads)
+    bs = batch_size or model.default_batch_size
+    opt = model.make_optimizer(model.default_lr, 0.0)
+    model.train()
+    batches = iter(model.batches(split, bs, np.random.default_rng(0)))
+    seconds, tokens = [], []
+    for i in range(steps + 1):
+        batch = next(batches)
+        fed = [0]
+
+        def count(mod, args, kw, fed=fed):
+            fed[0] += int(kw["attention_mask"].numel() if model.__class__.__name__ == "LLMSID"
+                          else kw["attention_mask"].sum())
+
+        hook = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
+        t0 = time.perf_counter()
+        loss = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        hook.remove()
+        if i:  # the first step warms kernels and allocations up
+            seconds.append(time.perf_counter() - t0)
+            tokens.append(fed[0])
+    tok_s = sum(tokens) / sum(seconds)
+    per_epoch = tokens_per_epoch(model, split)
+    model.eval()
+    who = split.eval_users("valid")[:users]
+    seqs = torch.as_tensor(pad_left(split.history("valid"), who, 50))
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model.score(torch.as_tensor(who), seqs)
+    score_ms = (time.perf_counter() - t0) * 1000 / len(who)
+    return {"train_tokens_per_s": tok_s, "tokens_per_epoch": per_epoch, "epoch_hours": per_epoch / tok_s / 3600,
+            "score_ms_per_user": score_ms, "full_ranking_minutes": score_ms * split.n_users / 60000,
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
