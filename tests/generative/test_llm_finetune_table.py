@@ -70,3 +70,5 @@ def test_the_cost_probe_reports_throughput_and_projects_an_epoch(tiny_causal_lm_
     assert cost["tokens_per_epoch"] == lf.tokens_per_epoch(m, split) and cost["train_tokens_per_s"] > 0
     assert cost["epoch_hours"] == pytest.approx(cost["tokens_per_epoch"] / cost["train_tokens_per_s"] / 3600)
     assert cost["score_ms_per_user"] > 0 and cost["peak_rss_mb"] > 0 and 0 < cost["trainable_parameters"]
+    tall = build_model("tallrec", {"llm": str(tiny_causal_lm_dir), "examples": 8, "answers": ["item", "group"]}, split)
+    assert lf.probe_cost(tall, split, steps=1, batch_size=4, users=2)["eval_protocol"] == "impressions"

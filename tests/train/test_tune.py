@@ -56,6 +56,25 @@ def test_tune_selects_on_validation_and_reads_test_once(block_dataset_dir, tmp_p
     assert {r.name: os.stat(r / "metrics.json").st_mtime_ns for r in runs} == stamps
 
 
+def test_concurrent_one_runs_one_trial_at_a_time_though_two_cpus_are_free(block_dataset_dir, tmp_path):
+    """Ray Tune ignores TuneConfig's max_concurrent_trials for a search generator passed in;
+    the generator's own cap holds. A trial's span: its metrics.json time minus its training."""
+    from dataclasses import replace
+
+    base = _base(block_dataset_dir)
+    base = replace(base, train=replace(base.train, epochs=40))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train.lr": {"loguniform": [1e-3, 0.1]}}))
+    run_tune(base, load_space(tmp_path / "space.yaml", base), tmp_path / "tune", trials=3, concurrent=1, seed=2)
+    spans = []
+    for r in (tmp_path / "tune" / "runs").iterdir():
+        end = os.stat(r / "metrics.json").st_mtime
+        spans.append((end - json.loads((r / "metrics.json").read_text())["train_seconds"], end))
+    spans.sort()
+    assert len(spans) == 3
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end - 0.05, spans  # the next trial trained after the previous one finished
+
+
 def test_a_bad_space_is_a_one_line_error(block_dataset_dir, tmp_path):
     base = _base(block_dataset_dir)
     for bad, message in (({"train.lr": {"gaussian": [0, 1]}}, "expected one of"),

@@ -107,8 +107,9 @@ def tokens_per_epoch(model, split) -> int:
 def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, users: int = 8,
                threads: int | None = None) -> dict[str, float]:
     """What a full run would cost, from a few steps: training tokens/s (the first step is a
-    warm-up, not timed), the projected hours per epoch, exact full-catalog scoring ms/user
-    (the evaluator's path, every item's log-probability) and this process's peak RSS."""
+    warm-up, not timed), the projected hours per epoch, scoring ms/user on the model's own
+    protocol (full ranking: every item's exact score; impressions: 25 candidates) with the
+    minutes one evaluation of every user takes, and this process's peak RSS."""
     import resource
     import time
 
@@ -146,11 +147,17 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
     model.eval()
     who = split.eval_users("valid")[:users]
     seqs = torch.as_tensor(pad_left(split.history("valid"), who, 50))
+    u = torch.as_tensor(who)
     t0 = time.perf_counter()
     with torch.no_grad():
-        model.score(torch.as_tensor(who), seqs)
+        if model.protocol == "impressions":  # its evaluation: a target among 24 other candidates
+            cands = torch.as_tensor(np.random.default_rng(0).integers(1, split.n_items + 1, (len(who), 25)))
+            model.score_candidates(u, seqs, cands)
+        else:  # full ranking: every item's score
+            model.score(u, seqs)
     score_ms = (time.perf_counter() - t0) * 1000 / len(who)
     return {"train_tokens_per_s": tok_s, "tokens_per_epoch": per_epoch, "epoch_hours": per_epoch / tok_s / 3600,
-            "score_ms_per_user": score_ms, "full_ranking_minutes": score_ms * split.n_users / 60000,
+            "eval_protocol": model.protocol, "score_ms_per_user": score_ms,
+            "eval_minutes": score_ms * split.n_users / 60000,
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}

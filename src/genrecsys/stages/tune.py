@@ -109,8 +109,11 @@ def run_tune(base: ExperimentConfig, space: dict[str, tuple[str, list[Any]]], ou
     else:
         tuner = tune.Tuner(
             trainable, param_space=_ray_space(space),
-            tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrent, metric="valid", mode="max",
-                                        search_alg=BasicVariantGenerator(random_state=seed)),
+            # the generator itself caps trials in flight: Ray Tune ignores TuneConfig's
+            # max_concurrent_trials for a BasicVariantGenerator passed in (it warns and runs as many
+            # trials as there are CPUs)
+            tune_config=tune.TuneConfig(num_samples=trials, metric="valid", mode="max",
+                                        search_alg=BasicVariantGenerator(random_state=seed, max_concurrent=concurrent)),
             run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0))
     grid = tuner.fit()
     rows = []
