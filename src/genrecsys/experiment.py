@@ -57,10 +57,32 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
     lock, so processes sharing a runs directory train each run once) is returned as it is.
     """
     out = Path(output_dir)
+    from genrecsys.train.distributed import rank_and_world
+
+    if rank_and_world()[0]:  # a launcher's rank > 0 (torchrun): rank 0 owns the run directory
+        return _train_as_follower(cfg, out, cache_dir, resume, split)
     with exclusive(out, "training into"):
         if reuse and (out / "metrics.json").is_file():
             return json.loads((out / "metrics.json").read_text())
         return _train_and_publish(cfg, out, cache_dir, resume, split)
+
+
+def _train_as_follower(cfg: ExperimentConfig, out: Path, cache_dir: str | Path | None, resume: bool,
+                       split: SplitData | None) -> dict[str, Any]:
+    """A rank > 0 of a launcher's process group: the same model, seed and data as rank 0,
+    its share of every step; it reads rank 0's checkpoint to resume and writes nothing."""
+    from genrecsys.train.loop import fit, seed_everything
+
+    if cfg.reland is not None:
+        raise GenrecsysError("RELAND runs are not trained under torchrun yet (their side inputs are built per run)")
+    split = split if split is not None else load_split(cfg, cache_dir)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg.model, cfg.model_params, split)
+    if cfg.train.init_from:
+        init_weights(model, cfg.model, cfg.train.init_from, cfg.train.seed)
+    fit(model, split, cfg.train, cfg.eval, max_len=cfg.data.max_seq_len, run_dir=out.parent / f".{out.name}.partial",
+        resume=resume)
+    return {}
 
 
 def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path | None, resume: bool,

@@ -137,11 +137,19 @@ def _parse_value(text: str):
 def cmd_train(args: argparse.Namespace) -> int:
     from genrecsys.experiment import run_experiment, run_seeds
     from genrecsys.registry import MODELS
+    from genrecsys.train.distributed import join_launcher_group, rank_and_world
 
     cfg = _experiment_config(args)
     MODELS.get(cfg.model)  # fail fast on an unknown name
     out = Path(args.output_dir or f"runs/{cfg.model}-{cfg.data.dataset.replace('/', '_')}")
-    if args.seeds > 1:
+    if join_launcher_group(cfg.train.device):  # started by torchrun: this process is one rank
+        if cfg.train.nproc > 1 or args.seeds > 1:
+            raise GenrecsysError("under torchrun, torchrun starts the ranks: drop --nproc, and run one seed per launch")
+        metrics = run_experiment(cfg, out, cache_dir=_cache_dir(args), resume=args.resume)
+        if rank_and_world()[0]:
+            return 0  # rank 0 reports and writes the run directory
+        std = {}
+    elif args.seeds > 1:
         metrics = run_seeds(cfg, out, args.seeds, cache_dir=_cache_dir(args), resume=args.resume)
         std = metrics["test_std"]
     else:

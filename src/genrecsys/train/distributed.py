@@ -13,9 +13,11 @@ running the same :func:`genrecsys.train.loop.fit` inside a process group:
   the checkpoint keeps every rank's random state, so a resumed run continues exactly.
 
 The launching process takes no part: it gets rank 0's best weights and ``FitResult`` back
-and goes on as after a one-process fit (test evaluation, run directory). Multi-machine
-launchers (torchrun, Ray Train) can reuse the same per-rank path: ``fit`` inside an
-initialised process group trains data-parallel without spawning.
+and goes on as after a one-process fit (test evaluation, run directory). Several machines:
+``torchrun ... -m genrecsys train ...`` starts the ranks (:func:`join_launcher_group`), and
+``fit`` inside that process group runs the same per-rank path without spawning; rank 0
+evaluates and writes the run directory (a resume reads its checkpoint, so the ranks need
+the run directory on a shared filesystem to resume).
 """
 from __future__ import annotations
 
@@ -31,6 +33,22 @@ import torch.distributed as dist
 from torch import nn
 
 from genrecsys.errors import GenrecsysError
+
+
+def join_launcher_group(device: str = "cpu") -> bool:
+    """Under a launcher that starts the ranks itself (torchrun, on one or several machines:
+    ``WORLD_SIZE`` > 1 in the environment), join its process group (gloo on CPU, nccl on
+    CUDA with the GPU ``LOCAL_RANK``); returns whether this process is one rank of several.
+    Rank 0 owns the run directory; the others train their share and write nothing."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
 
 
 def rank_and_world() -> tuple[int, int]:
