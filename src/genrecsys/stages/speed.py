@@ -51,7 +51,9 @@ def time_to_best(settings: dict[str, ExperimentConfig], seeds: int, output_dir: 
                 run_cfg = replace(cfg, train=replace(cfg.train, seed=seed))
                 if split is None:
                     split = load_split(run_cfg, cache_dir)
-                m = run_experiment(run_cfg, run_dir, cache_dir=cache_dir, split=split)
+                # resume: a run killed mid-way continues from its last epoch; its clocks count
+                # the epochs it ran, not the time it lay dead, so its seconds stay comparable
+                m = run_experiment(run_cfg, run_dir, cache_dir=cache_dir, split=split, resume=True)
             rows[name].append({"seed": seed, **{k: m[k] for k in FIELDS}, "valid": m["valid"][metric],
                                "test": m["test"][metric]})
     result: dict[str, Any] = {"metric": metric, "seeds": seeds, "settings": {}}
