@@ -39,7 +39,8 @@ def main() -> None:
     p.add_argument("--max-len", type=int, default=20, help="llmsid: history items per window")
     p.add_argument("--ks", type=int, nargs="*", default=[16, 64, 256],
                    help="TALLRec training examples (0 = every training transition)")
-    p.add_argument("--parts", nargs="+", default=["retrieval", "fewshot"], choices=["retrieval", "fewshot"])
+    p.add_argument("--parts", nargs="+", default=["retrieval", "fewshot"], choices=["retrieval", "fewshot"],
+                   help="retrieval: llmsid vs TIGER vs SASRec; fewshot: the TALLRec curve (with --probe: whose cost)")
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
     p.add_argument("--llm-epochs", type=int, default=None, help="cap on the LLM rows' epochs (default: --epochs)")
     p.add_argument("--patience", type=int, default=None)
@@ -76,6 +77,8 @@ def main() -> None:
         codes = g.build_codes(split, runs, cache)
         for name, params in (("llmsid", {"codes": codes["rkmeans"]["dir"], "max_len": args.max_len}),
                              ("tallrec", {"examples": max(args.ks or [64])})):
+            if name == "llmsid" and "retrieval" not in args.parts or name == "tallrec" and "fewshot" not in args.parts:
+                continue
             model = build_model(name, {**llm, **params}, split)
             out[name] = lf.probe_cost(model, split, args.probe, threads=args.threads)
             print(f"{name}: {json.dumps(out[name])}", flush=True)
