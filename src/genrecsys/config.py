@@ -141,6 +141,10 @@ class LLMConfig:
 
     backend: str = "local"  # local | openai | llamacpp
     model: str | None = None  # local: HF dir or .gguf file (None: embedded SmolLM2); openai: model name
+    # local: a finished tallrec/llmsid run (genrecsys.models.llmrec) whose LoRA adapter is
+    # applied to `model` (the same base it was trained on), so templates run on the LLM
+    # that has seen the catalog; answers are cached apart from the base model's
+    adapter: str | None = None
     base_url: str = "http://127.0.0.1:8000/v1"  # openai backend
     api_key_env: str = "OPENAI_API_KEY"  # the env variable the key is read from, never the key itself
     allow_remote: bool = False

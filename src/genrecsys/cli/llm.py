@@ -79,6 +79,8 @@ LLM_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "backend": ("backend", {"choices": ["local", "openai", "llamacpp"],
                             "help": "default local: the embedded SmolLM2-135M"}),
     "model": ("model", {"help": "local: HF directory or .gguf (default: embedded SmolLM2-135M); openai: model name"}),
+    "adapter": ("adapter", {"help": "local: a finished tallrec/llmsid run whose LoRA adapter the model answers with "
+                                    "(the LLM fine-tuned on the catalog)"}),
     "base-url": ("base_url", {"help": "openai backend: server URL, e.g. http://127.0.0.1:8000/v1"}),
     "api-key-env": ("api_key_env", {"help": "env variable holding the API key (default OPENAI_API_KEY)"}),
     "concurrency": ("concurrency", {"type": int, "help": "openai: requests in flight (default 8)"}),

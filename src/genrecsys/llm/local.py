@@ -154,7 +154,12 @@ class LocalBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        if cfg.adapter:  # the LLM fine-tuned on the catalog (tallrec / llmsid): other answers, other keys
+            from genrecsys.models.llmrec import apply_adapter
+
+            self.model_id += "+adapter@" + apply_adapter(self.model, cfg.adapter, cfg.model)
+        self.model = self.model.to(self.device).eval()
         shipped = self.model.generation_config
         # Generation settings are ours alone: a model's generation_config.json (sampling, top-k,
         # penalties, suppressed tokens) would otherwise fill every field a call leaves unset.

@@ -147,6 +147,42 @@ def prepare_finetune(decoder: nn.Module, mode: str, r: int = 8, alpha: int = 16,
     return decoder
 
 
+def apply_adapter(lm: nn.Module, run_dir: str | Path, base: str | None) -> str:
+    """Apply a finished tallrec/llmsid run's LoRA adapter to ``lm`` (a causal LM loaded from
+    ``base``) in place, for text generation; returns a fingerprint of the adapter for cache
+    keys. The run must have been trained with LoRA on all the blocks of the same base."""
+    import hashlib
+
+    from genrecsys.config import load_experiment
+
+    run = Path(run_dir)
+    if not (run / "model.pt").is_file() or not (run / "config.yaml").is_file():
+        raise GenrecsysError(f"llm.adapter {run_dir}: not a finished run directory (model.pt, config.yaml)")
+    cfg = load_experiment(run / "config.yaml")
+    if cfg.model not in ("tallrec", "llmsid"):
+        raise GenrecsysError(f"llm.adapter {run_dir}: a {cfg.model} run has no LLM adapter (tallrec or llmsid)")
+    from genrecsys.config import from_dict
+    from genrecsys.registry import MODELS
+
+    params = from_dict(MODELS.get(cfg.model).Config, dict(cfg.model_params), f"{run}: model_params")
+    if params.finetune != "lora" or params.layers is not None:
+        raise GenrecsysError(f"llm.adapter {run_dir}: needs a LoRA run over all blocks (finetune=lora, layers unset), "
+                             f"got finetune={params.finetune}, layers={params.layers}")
+    if (params.llm or None) != (base or None):
+        raise GenrecsysError(f"llm.adapter {run_dir}: trained on llm={params.llm or 'the embedded SmolLM2'}, "
+                             f"but llm.model is {base or 'the embedded SmolLM2'}")
+    saved = torch.load(run / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
+    lora = {k[len("decoder."):]: v for k, v in saved.items() if k.startswith("decoder.") and "lora_" in k}
+    decoder = prepare_finetune(lm.get_decoder(), "lora", params.lora_r, params.lora_alpha, 0.0, params.lora_targets)
+    missing = set(lora) - set(decoder.state_dict())
+    if missing or not lora:
+        raise GenrecsysError(f"llm.adapter {run_dir}: its weights do not fit this LM ({sorted(missing)[:2]})")
+    decoder.load_state_dict(lora, strict=False)
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    return hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()[:12]
+
+
 class LLMRecommender(Recommender):
     """What the fine-tuned LLM models share: checkpoints hold the trained weights only
     (``_frozen`` names the base LM's frozen ones, re-read from its source), and the
