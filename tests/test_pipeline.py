@@ -66,6 +66,10 @@ def test_main_job_stages_run_reland_and_genre_through_a_real_llm_server(ml100k_c
     reland = json.loads((out / "reland" / "reland.json").read_text())
     assert reland["llm"]["seed_users"] == 6 and reland["llm"]["calls"] == 6 and reland["llm"]["unparsed"] == 0
     assert "| sasrec | ID-only |" in text and "| sasrec | +RELAND |" in text and "p=" in text
+    # gated fusion is warm-started, so it is tested against ID-only continued for the same epochs
+    assert "| sasrec | ID-only, continued (control) |" in text and "what the text adds" in text
+    sasrec = reland["models"]["sasrec"]
+    assert sasrec["id_only_continued"]["epochs"] == sasrec["reland"]["epochs"]
     assert "6 calls for 6 seed users of 943" in text
     assert "the user vectors of the LightGCN run `lightgcn` (backbone stage)" in text  # no second encoder
     assert len(reland["examples"]) == 3 and all(len(e["top3"]) == 3 for e in reland["examples"])

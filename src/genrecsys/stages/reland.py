@@ -57,16 +57,24 @@ def run_reland_stage(out: Path, *, models: tuple[str, ...], reland: RelandConfig
             # A wall-clock cap (quick mode) would give +RELAND, slower per epoch, fewer epochs
             # than ID-only; train it for ID-only's epochs instead, so the pair differs in inputs only.
             rel_train = replace(rel_train, epochs=max(1, round(_metrics(id_dir)["epochs"])), max_seconds=None)
+        ref_dir, entry = id_dir, {}
         if reland.fusion == "gated":
             # Warm start: +RELAND begins as the trained ID-only model (the gate is zero) and
             # keeps it unless an epoch beats it on validation: the fusion cannot hurt there.
             rel_train = replace(rel_train, init_from=str(id_dir))
+            # The fair control: ID-only continued from the same start for the same epochs, so
+            # the pair differs in the RELAND inputs only (a warm start alone trains longer than
+            # a capped ID-only run, and part of a gain over it would be those epochs).
+            ref_dir = out / "runs" / name / "id-only-continued"
+            _say(f"[main] RELAND: training {name} ID-only continued from the same start (the control)")
+            _train(ExperimentConfig(model=name, train=rel_train), ref_dir, n_seeds, split, cache_dir)
+            entry = {"id_only_continued": _metrics(ref_dir), "id_only_continued_dir": str(ref_dir)}
         _say(f"[main] RELAND: training {name} +RELAND ({n_seeds} seed(s); the LLM pool is built once)")
         _train(ExperimentConfig(model=name, train=rel_train, reland=reland), rel_dir, n_seeds, split, cache_dir)
-        cmp = compare_runs(id_dir, rel_dir, metrics=METRICS)
+        cmp = compare_runs(ref_dir, rel_dir, metrics=METRICS)
         res["models"][name] = {
             "id_only": _metrics(id_dir), "reland": _metrics(rel_dir), "id_only_dir": str(id_dir),
-            "reland_dir": str(rel_dir),
+            "reland_dir": str(rel_dir), **entry,
             "tests": {r.metric: {"diff": r.diff, "t_pvalue": r.t_pvalue, "wilcoxon_pvalue": r.wilcoxon_pvalue,
                                  "n_users": cmp.n_users} for r in cmp.rows}}
     first = res["models"][models[0]]
@@ -132,7 +140,10 @@ def reland_section(res: dict[str, Any], plot_dir: Path, rel: str = "reland") -> 
 
     rows, plot_rows = [], []
     for name, r in res["models"].items():
-        for label, key in (("ID-only", "id_only"), ("+RELAND", "reland")):
+        for label, key in (("ID-only", "id_only"), ("ID-only, continued (control)", "id_only_continued"),
+                           ("+RELAND", "reland")):
+            if key not in r:
+                continue
             m = r[key]
             p = [f"{r['tests'][k]['diff']:+.4f} ({_p(r['tests'][k]['t_pvalue'])})" if key == "reland" else "—"
                  for k in METRICS]
@@ -149,15 +160,15 @@ def reland_section(res: dict[str, Any], plot_dir: Path, rel: str = "reland") -> 
             f"fused into the user side plus item text features. Seed users {_budget(cfg['seed_fraction'])} "
             f"({cfg['sampling']} sampling, clusters {_budget(cfg['clusters'])}), {cfg['prompt']} prompt, at most "
             f"{cfg['max_tokens']} answer tokens, behaviour encoder: {_encoder(cfg)}.\n\n"
-            + markdown_table(["model", "variant", "test NDCG@10", "test HR@10", "Δ NDCG@10 vs ID (paired t p)",
-                              "Δ HR@10 vs ID (paired t p)", "epochs"], rows)
-            + "\nΔ: mean per-user difference +RELAND − ID-only on the test users (each user's value averaged over "
-              "seeds), paired t-test. "
-            + ("+RELAND (gated) starts from the ID-only run's selected weights and trains on for its own epochs "
-               "(the column); it keeps the start unless an epoch beats it on validation. Where ID-only stopped at a "
-               "cap rather than by early stopping (the quick job's wall-clock cap), part of a gain is these extra "
-               "epochs, not the text: read such a Δ as an upper bound.\n\n" if cfg.get("fusion") == "gated" else
-               "Both variants train for the same number of epochs (with a wall-clock cap, +RELAND takes ID-only's "
+            + markdown_table(["model", "variant", "test NDCG@10", "test HR@10", "Δ NDCG@10 (paired t p)",
+                              "Δ HR@10 (paired t p)", "epochs"], rows)
+            + "\nΔ: mean per-user difference of +RELAND on the test users (each user's value averaged over "
+              "seeds), paired t-test, against "
+            + ("the control. +RELAND (gated) starts from the ID-only run's selected weights and trains on for its "
+               "own epochs (the column), keeping the start unless an epoch beats it on validation; the control "
+               "does the same without RELAND's inputs (ID-only continued from the same start, same epochs, same "
+               "rule), so Δ is what the text adds and not the extra epochs.\n\n" if cfg.get("fusion") == "gated" else
+               "ID-only. Both variants train for the same number of epochs (with a wall-clock cap, +RELAND takes ID-only's "
                "epoch count).\n\n")
             + f"LLM cost ({backend}): {llm.get('calls', 0):,} calls for {seed_users:,} seed users of "
             f"{llm.get('users', 0):,}; {llm.get('prompt_tokens', 0):,} prompt + {llm.get('completion_tokens', 0):,} "
