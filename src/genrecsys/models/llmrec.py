@@ -51,7 +51,7 @@ from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.generative.trie import CodeTrie, scoring_levels
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import sequence_windows, shuffled_batches
+from genrecsys.train.batches import shuffled_batches, window_batches
 
 FINETUNE_MODES = ("lora", "full", "frozen")
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -280,10 +280,7 @@ class LLMSID(LLMRecommender):
 
     # ------------------------------------------------------------------ training
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        if self._windows is None:
-            self._windows = sequence_windows(split.train, self.config.max_len)
-        x, y, owners = self._windows
-        return shuffled_batches({"seqs": x, "targets": y, "users": owners}, batch_size, rng)
+        return window_batches(self, split, batch_size, rng)
 
     def loss(self, batch):
         seqs, targets = batch["seqs"], batch["targets"]  # (B, L) each; targets[p] = seqs[p + 1]

@@ -17,7 +17,7 @@ from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.models.blocks import IMPLS, Dropout, Encoder, attention_bias
 from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
-from genrecsys.train.batches import sequence_windows, shuffled_batches
+from genrecsys.train.batches import window_batches
 
 
 @dataclass
@@ -52,12 +52,7 @@ class NextItemRecommender(Recommender):
         return self.user_fusion is not None or self.windows_carry_users
 
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        if self._windows is None:
-            self._windows = sequence_windows(split.train, self.config.max_len)
-        x, y, owners = self._windows
-        with_users = self.user_fusion is not None or self.windows_carry_users
-        arrays = {"seqs": x, "targets": y, "users": owners} if with_users else {"seqs": x, "targets": y}
-        return shuffled_batches(arrays, batch_size, rng)
+        return window_batches(self, split, batch_size, rng, users=self.user_fusion is not None or self.windows_carry_users)
 
     def encode_users(self, seqs: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
         """(B, L) item ids, (B,) user indices or None -> (B, L, D); `encode(seqs)` by default."""

@@ -46,7 +46,7 @@ from genrecsys.generative.seq2seq import BLOCKED, CodeSeq2Seq, additive, block_s
 from genrecsys.generative.tokenization import BEG, CodeTokenizer, DigitTokenizer
 from genrecsys.generative.trie import CodeTrie, scoring_levels
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import sequence_windows, shuffled_batches
+from genrecsys.train.batches import window_batches
 
 
 @dataclass
@@ -145,10 +145,7 @@ class TIGER(Recommender):
 
     # ------------------------------------------------------------------ training
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        if self._windows is None:
-            self._windows = sequence_windows(split.train, self.config.max_len)
-        x, y, owners = self._windows
-        return shuffled_batches({"seqs": x, "targets": y, "users": owners}, batch_size, rng)
+        return window_batches(self, split, batch_size, rng)
 
     def loss(self, batch):
         seqs, targets = batch["seqs"], batch["targets"]  # (B, L) each

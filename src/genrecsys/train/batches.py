@@ -92,6 +92,18 @@ def shuffled_batches(arrays: dict[str, np.ndarray], batch_size: int, rng: np.ran
         yield {k: torch.from_numpy(v[idx]) for k, v in arrays.items()}
 
 
+def window_batches(model, split, batch_size: int, rng: np.random.Generator,
+                   users: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Shuffled batches of the training windows (``seqs``, ``targets`` and, with ``users``,
+    each window's ``users``) of a window-trained model: cut once with ``model.config.max_len``
+    and kept on the model as ``_windows``."""
+    if getattr(model, "_windows", None) is None:
+        model._windows = sequence_windows(split.train, model.config.max_len)
+    x, y, owners = model._windows
+    arrays = {"seqs": x, "targets": y, "users": owners} if users else {"seqs": x, "targets": y}
+    return shuffled_batches(arrays, batch_size, rng)
+
+
 class InteractionRows:
     """Users' rows of the 0/1 interaction matrix, built per batch from a `Part` (never the
     dense (U, I+1) matrix at once): the input of the models that read a whole user vector
