@@ -433,7 +433,8 @@ class TALLRec(LLMRecommender):
         return list(self.text_tok(text, add_special_tokens=False)["input_ids"])
 
     def reads_users(self) -> bool:
-        return False
+        """With a retriever, a user's training items are left out of the candidates."""
+        return bool(self.config.retriever)
 
     # ------------------------------------------------------------------ prompts
     def _prefix(self, seq) -> list[int]:
