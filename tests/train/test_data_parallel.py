@@ -111,12 +111,17 @@ def test_the_cli_trains_data_parallel_and_refuses_what_cannot_work(block_dataset
         _fit(split, "bpr", {}, TrainConfig(epochs=2, progress=False, nproc=2), run_dir=tmp_path / "one", resume=True)
 
 
-@pytest.mark.parametrize("name", ["lightgcn", "gru4rec", "multvae", "hstu"])
+@pytest.mark.parametrize("name", ["lightgcn", "gru4rec", "multvae", "hstu", "tiger", "nrms"])
 def test_other_families_train_data_parallel(block_dataset_dir, name):
+    """Graph, sequence, VAE, generative (HSTU, TIGER) and news (NRMS, on impressions) models."""
+    from newsfixtures import news_params
+
     split = load_split(ExperimentConfig(data=DataConfig(dataset=str(block_dataset_dir))))
-    _, result = _fit(split, name, {}, TrainConfig(epochs=2, batch_size=32, progress=False, threads=1, nproc=2))
+    params = {"codes": "digits"} if name == "tiger" else news_params(name, None)
+    _, result = _fit(split, name, params, TrainConfig(epochs=2, batch_size=32, progress=False, threads=1, nproc=2))
     assert result.epochs_run == 2 and all(np.isfinite(r["loss"]) for r in result.history)
-    assert 0.0 <= result.best_valid["ndcg@10"] <= 1.0
+    metric = "auc" if name == "nrms" else "ndcg@10"
+    assert 0.0 <= result.best_valid[metric] <= 1.0
 
 
 def test_torchrun_over_two_nodes_trains_what_nproc_2_trains(block_dataset_dir, tmp_path):
