@@ -27,20 +27,22 @@ def _run(d, seed, auc_per_user):
 
 def test_fewshot_table_pairs_every_row_with_sasrec_and_bpr_on_the_same_users(tmp_path):
     rows = lf.fewshot_rows([16], {})
+    assert [r.label for r in rows][2:] == ["TALLRec k=0 (the prompted LLM)", "TALLRec k=16"]
+    assert rows[2].params["finetune"] == "frozen" and rows[3].params["examples"] == 16
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 0.9, 40)
-    shift = {rows[0].label: -0.05, rows[1].label: 0.0, rows[2].label: +0.03}
+    shift = {rows[0].label: -0.05, rows[1].label: 0.0, rows[2].label: -0.2, rows[3].label: +0.03}
     runs = {r.label: [_run(tmp_path / r.slug / f"seed-{s}", s, np.clip(base + shift[r.label] + rng.normal(0, 0.01, 40), 0, 1))
                       for s in (1, 2)] for r in rows}
     table = lf.fewshot_table(tmp_path, rows, runs)
-    tall = table[2]
+    tall = table[3]
     assert tall["label"] == "TALLRec k=16" and tall["seeds"] == [1, 2]
     assert tall["vs"]["SASRec (impressions)"]["diff"] == pytest.approx(0.03, abs=0.01)
     assert tall["vs"]["BPR (impressions)"]["diff"] == pytest.approx(0.08, abs=0.01)
     assert tall["vs"]["SASRec (impressions)"]["t_p"] < 1e-3
     assert "SASRec (impressions)" not in table[1]["vs"]  # the reference is not tested against itself
     md = lf.fewshot_markdown(table).splitlines()
-    assert len(md) == 5 and "TALLRec k=16" in md[4] and "+0.03" in md[4]
+    assert len(md) == 6 and "TALLRec k=16" in md[5] and "+0.03" in md[5]
 
 
 def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):

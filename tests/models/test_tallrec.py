@@ -103,3 +103,13 @@ def test_bad_settings_fail_with_one_line(split, params):
         build_model("tallrec", {**params, "answers": ["zzzz", "qqqq"]}, split)  # both unknown to the vocabulary
     with pytest.raises(GenrecsysError, match="finetune must be one of"):
         build_model("tallrec", {**params, "finetune": "prefix"}, split)
+
+
+def test_the_frozen_llm_is_the_zero_shot_point_scored_without_training(split, params):
+    from genrecsys.config import EvalConfig
+    from genrecsys.train.loop import fit
+
+    m = build_model("tallrec", {**params, "finetune": "frozen"}, split)
+    assert not any(p.requires_grad for p in m.parameters()) and m.state_dict() == {}
+    result = fit(m, split, TrainConfig(epochs=5, progress=False), EvalConfig(ks=(10,)))
+    assert result.epochs_run == 1 and 0.0 <= result.best_valid["auc"] <= 1.0

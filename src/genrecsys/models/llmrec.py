@@ -419,6 +419,8 @@ class TALLRec(LLMRecommender):
         self.candidate_ids = self._ids(". Candidate:")
         self.train_part = split.train
         self._frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        # frozen: the prompted LLM as it is (the curve's zero-shot point): nothing to train
+        self.trainable = c.finetune != "frozen"
         self._examples = self._sample_examples(split)
         self._runtime: dict[str, Any] = {"retriever": None}
         if c.retriever:

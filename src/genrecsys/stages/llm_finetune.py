@@ -3,7 +3,8 @@
 1. Generative retrieval with an LLM: ``llmsid`` (the LLM taught semantic IDs) against
    TIGER on the same codes and SASRec, leave-one-out full ranking: HR@10, NDCG@10,
    long-tail NDCG@10, train hours, decode ms/user and invalid rate, paired tests vs SASRec.
-2. The TALLRec few-shot curve: ``tallrec`` trained on k = 16 / 64 / 256 / ... examples, AUC
+2. The TALLRec few-shot curve: ``tallrec`` untrained (k = 0: the prompted LLM) and trained
+   on k = 16 / 64 / 256 / ... examples, AUC
    on the impression protocol (each test target among 24 sampled negatives, one fixed set
    for every model), against BPR and SASRec scored on the same impressions.
 
@@ -14,7 +15,7 @@ again, and an LLM run killed mid-epoch continues from its step checkpoint
 from their run directories.
 
 >>> [r.label for r in fewshot_rows([16, 0], {})]
-['BPR (impressions)', 'SASRec (impressions)', 'TALLRec k=16', 'TALLRec k=all']
+['BPR (impressions)', 'SASRec (impressions)', 'TALLRec k=0 (the prompted LLM)', 'TALLRec k=16', 'TALLRec k=all']
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any]) -> list[Row]:
 
 def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any]) -> list[Row]:
     """BPR and SASRec on impressions, then TALLRec at each k (0 = every training transition)."""
-    rows = [Row(BPR_IMPRESSIONS, "bpr", protocol="impressions"), Row(SASREC_IMPRESSIONS, "sasrec", protocol="impressions")]
+    rows = [Row(BPR_IMPRESSIONS, "bpr", protocol="impressions"), Row(SASREC_IMPRESSIONS, "sasrec", protocol="impressions"),
+            Row("TALLRec k=0 (the prompted LLM)", "tallrec", {**tallrec_params, "finetune": "frozen"},
+                protocol="impressions")]
     return rows + [Row(f"TALLRec k={k or 'all'}", "tallrec", {"examples": k, **tallrec_params}, protocol="impressions")
                    for k in ks]
 
