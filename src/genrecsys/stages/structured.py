@@ -76,7 +76,7 @@ def task_inputs(tasks: Sequence[str], n_rows: int, cache_dir: Path | None = None
             cats, categories, cfg = item_categories(ds), category_vocabulary(ds), GenerateConfig()
             rows = [{"history": [_line(titles.get(i, i), cats.get(i, [])) for i in histories[u][:cfg.max_history]],
                      "categories": categories, "invented": []} for u in users]
-            out.append(TaskInput(task, TEMPLATES[task], rows, cfg.max_tokens, lambda t: parse_item(t, categories),
+            out.append(TaskInput(task, TEMPLATES[task], rows, cfg.max_tokens, lambda t, c=categories: parse_item(t, c),
                                  lambda parsed: {"out_of_vocabulary": sum(1 for p in parsed
                                                                           if p is not None and not p["category"])}))
         elif task == "CoT":
