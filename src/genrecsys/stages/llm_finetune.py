@@ -100,7 +100,7 @@ def tokens_per_epoch(model, split) -> int:
     (llmsid's windows have a fixed length), or prompt + candidate question (tallrec)."""
     from genrecsys.train.batches import sequence_windows
 
-    if model.__class__.__name__ == "LLMSID":
+    if _windowed(model):
         x, _, _ = sequence_windows(split.train, model.config.max_len)
         return len(x) * (len(model.prompt_ids) + (model.config.max_len + 1) * model.tok.code_length - 1)
     hist, cands, _ = model._examples
@@ -132,8 +132,8 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
         fed = [0]
 
         def count(mod, args, kw, fed=fed):
-            fed[0] += int(kw["attention_mask"].numel() if model.__class__.__name__ == "LLMSID"
-                          else kw["attention_mask"].sum())
+            mask = kw["attention_mask"]
+            fed[0] += int(mask.numel() if _windowed(model) else mask.sum())
 
         hook = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
         t0 = time.perf_counter()
@@ -164,3 +164,10 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
             "eval_minutes": score_ms * split.n_users / 60000,
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+
+
+def _windowed(model) -> bool:
+    """llmsid feeds fixed-length windows (padding computed too); tallrec its prompts' real tokens."""
+    from genrecsys.models.llmrec import LLMSID
+
+    return isinstance(model, LLMSID)
