@@ -1,5 +1,7 @@
-"""benchmarks/genre.py's arithmetic: Table 8 (cost, improvement, cost conversion rate)
-from manifests and AUCs, and the honest marking of differences that are not significant."""
+"""The GENRE tables (``genrecsys.stages.genre_tables``, run by benchmarks/genre.py): Table 8's
+arithmetic (cost, improvement, cost conversion rate) from manifests and AUCs, the honest
+marking of differences that are not significant, training the runs over processes, and
+tables that grow from earlier ones."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from genrecsys.errors import GenrecsysError
+
 from augmentdata import news_dir  # noqa: F401  (fixture)
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "genre.py"
@@ -15,6 +19,14 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "genre.py"
 
 @pytest.fixture(scope="module")
 def genre():
+    from genrecsys.stages import genre_tables
+
+    return genre_tables
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The command line over the module."""
     spec = importlib.util.spec_from_file_location("genre_benchmark", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses / doctest lookups need the module registered
@@ -65,11 +77,9 @@ def test_seed_level_test_sees_training_noise_that_the_impression_test_cannot(gen
 
 
 def test_seed_level_test_compares_variants_on_the_users_both_evaluate(genre, tmp_path):
-    import argparse
-
     import pandas as pd
 
-    args = argparse.Namespace(runs_dir=str(tmp_path), seeds=2)
+    args = genre.GenreTables(runs_dir=str(tmp_path), seeds=2)
     rows = {"ORI": {"a": 0.9, "b": 0.5, "gone": 0.1}, "UP→NG": {"a": 0.8, "b": 0.6}}  # UP→NG dropped a user
     for name, values in rows.items():
         for seed, shift in ((2020, 0.0), (2021, 0.02)):
@@ -93,7 +103,6 @@ def test_table10_plot_keeps_small_differences_visible_beside_a_collapse(genre, t
 
 
 def test_parallel_jobs_train_each_missing_run_once_and_match_a_sequential_run(genre, news_dir, tmp_path, monkeypatch):
-    import argparse
     import shutil
 
     from newsfixtures import news_params
@@ -102,8 +111,8 @@ def test_parallel_jobs_train_each_missing_run_once_and_match_a_sequential_run(ge
     shutil.copytree(news_dir, variants / "ori")
     monkeypatch.setitem(genre.MODEL_PARAMS, "ORI", news_params("nrms", None))  # the tiny test tokenizer
 
-    def args(runs: str, jobs: int) -> argparse.Namespace:
-        return argparse.Namespace(variants_dir=str(variants), runs_dir=str(tmp_path / runs), threads=1, device="cpu",
+    def args(runs: str, jobs: int) -> genre.GenreTables:
+        return genre.GenreTables(variants_dir=str(variants), runs_dir=str(tmp_path / runs), threads=1, device="cpu",
                                   cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=2, lr=None, seeds=2,
                                   jobs=jobs)
 
@@ -123,7 +132,6 @@ def test_parallel_jobs_train_each_missing_run_once_and_match_a_sequential_run(ge
 
 def test_a_seed_another_process_trains_is_left_to_it_and_awaited(genre, news_dir, tmp_path, monkeypatch,
                                                                   other_process):
-    import argparse
     import shutil
 
     from newsfixtures import news_params
@@ -132,7 +140,7 @@ def test_a_seed_another_process_trains_is_left_to_it_and_awaited(genre, news_dir
 
     shutil.copytree(news_dir, tmp_path / "variants" / "ori")
     monkeypatch.setitem(genre.MODEL_PARAMS, "ORI", news_params("nrms", None))
-    args = argparse.Namespace(variants_dir=str(tmp_path / "variants"), runs_dir=str(tmp_path / "runs"), threads=1,
+    args = genre.GenreTables(variants_dir=str(tmp_path / "variants"), runs_dir=str(tmp_path / "runs"), threads=1,
                               device="cpu", cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=1, lr=None,
                               seeds=2, jobs=1)
     theirs = genre.seed_dir(args, "ORI", "nrms", 2020)
@@ -157,9 +165,8 @@ def test_a_seed_another_process_trains_is_left_to_it_and_awaited(genre, news_dir
     assert genre.missing_runs(args, [("ORI", "nrms")]) == []
 
 
-def test_train_command_trains_what_is_free_before_it_waits_for_another_process(genre, news_dir, tmp_path,
+def test_train_command_trains_what_is_free_before_it_waits_for_another_process(genre, bench, news_dir, tmp_path,
                                                                               monkeypatch, other_process, capsys):
-    import argparse
     import json
     import shutil
 
@@ -175,7 +182,7 @@ def test_train_command_trains_what_is_free_before_it_waits_for_another_process(g
             "--max-epochs", "1", "--variants", "ORI", "UP∅", "--models", "nrms"]
     ori = tmp_path / "runs" / "ori" / "nrms" / "seed-2020"
     other_process.hold(ori)  # the same command, started first elsewhere, is training ORI
-    theirs = argparse.Namespace(variants_dir=str(tmp_path / "variants"), threads=1, device="cpu", patience=3,
+    theirs = genre.GenreTables(variants_dir=str(tmp_path / "variants"), threads=1, device="cpu", patience=3,
                                 max_epochs=1, lr=None)
 
     def other_finishes(seconds):
@@ -186,7 +193,7 @@ def test_train_command_trains_what_is_free_before_it_waits_for_another_process(g
         other_process.kill()
 
     monkeypatch.setattr(genre.time, "sleep", other_finishes)
-    genre.main(argv)
+    bench.main(argv)
     trained = sorted(p.parent.parent.parent.name for p in (tmp_path / "runs").rglob("metrics.json"))
     assert trained == ["ori", "up-empty"]  # only the variants asked for (no other ORI-based ones)
     out = json.loads((tmp_path / "res" / "train.json").read_text())
@@ -195,7 +202,6 @@ def test_train_command_trains_what_is_free_before_it_waits_for_another_process(g
 
 
 def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, news_dir, tmp_path, monkeypatch):
-    import argparse
     import shutil
 
     from newsfixtures import news_params
@@ -206,7 +212,7 @@ def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, new
 
     variants = tmp_path / "variants"
     shutil.copytree(news_dir, variants / "ori")
-    args = argparse.Namespace(variants_dir=str(variants), runs_dir=str(tmp_path / "runs"), threads=1, device="cpu",
+    args = genre.GenreTables(variants_dir=str(variants), runs_dir=str(tmp_path / "runs"), threads=1, device="cpu",
                               cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=1, lr=None, seeds=1, jobs=1)
     path = genre.variant_dir(args, "UP∅")  # built from ORI on first use, no LLM
     ori, control = load_dataset(str(variants / "ori")), load_dataset(str(path))
@@ -219,18 +225,15 @@ def test_fusion_control_is_ori_with_empty_profiles_and_trains_like_up(genre, new
     monkeypatch.setitem(genre.MODEL_PARAMS, "UP∅", {"interest_fusion": True, **news_params("nrms", None)})
     r = genre.train(args, "UP∅", "nrms")
     assert 0.0 <= r["test"]["auc"] <= 1.0
-    with pytest.raises(SystemExit, match="no such variant"):
+    with pytest.raises(GenrecsysError, match="no such variant"):
         genre.variant_dir(args, "NS")  # an LLM variant is never made up
 
 
 def test_a_failing_parallel_run_stops_the_command_with_its_error(genre, news_dir, tmp_path):
-    import argparse
     import shutil
 
-    from genrecsys.errors import GenrecsysError
-
     shutil.copytree(news_dir, tmp_path / "variants" / "ori")
-    args = argparse.Namespace(variants_dir=str(tmp_path / "variants"), runs_dir=str(tmp_path / "runs"), threads=1,
+    args = genre.GenreTables(variants_dir=str(tmp_path / "variants"), runs_dir=str(tmp_path / "runs"), threads=1,
                               device="cpu", cache_dir=str(tmp_path / "cache"), patience=3, max_epochs=1, lr=None,
                               seeds=2, jobs=2)
     with pytest.raises(GenrecsysError, match="no-such-model"):
@@ -240,7 +243,7 @@ def test_a_failing_parallel_run_stops_the_command_with_its_error(genre, news_dir
 
 
 def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_under_the_same_protocol(
-        genre, news_dir, tmp_path, monkeypatch):
+        genre, bench, news_dir, tmp_path, monkeypatch):
     import json
     import shutil
 
@@ -252,7 +255,7 @@ def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_und
     common = ["table10", "--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs"),
               "--cache-dir", str(tmp_path / "cache"), "--seeds", "2", "--max-epochs", "1", "--variants", "ORI", "UP∅",
               "--models", "nrms"]
-    genre.main([*common, "--results-dir", str(tmp_path / "a")])
+    bench.main([*common, "--results-dir", str(tmp_path / "a")])
     first = json.loads((tmp_path / "a" / "table10.json").read_text())
     # the same numbers as if they were DCN's, from runs on a machine that is gone
     earlier = tmp_path / "earlier" / "table10.json"
@@ -260,7 +263,7 @@ def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_und
     earlier.write_text(json.dumps(first).replace('"nrms"', '"dcn"'))
     runs = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("metrics.json")}
 
-    genre.main([*common, "--results-dir", str(tmp_path / "b"), "--earlier", str(earlier)])
+    bench.main([*common, "--results-dir", str(tmp_path / "b"), "--earlier", str(earlier)])
     merged = json.loads((tmp_path / "b" / "table10.json").read_text())
     assert merged["models"] == ["dcn", "nrms"] and merged["earlier"]["models"] == ["dcn"]
     assert merged["results"]["UP∅"]["dcn"]["test"] == first["results"]["UP∅"]["nrms"]["test"] \
@@ -272,7 +275,7 @@ def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_und
     # a table that copied rows can be the earlier table of the next one: its copied rows come along
     chained = tmp_path / "earlier" / "chained.json"
     chained.write_text((tmp_path / "b" / "table10.json").read_text().replace('"nrms"', '"pnn"'))
-    genre.main([*common, "--results-dir", str(tmp_path / "d"), "--earlier", str(chained)])
+    bench.main([*common, "--results-dir", str(tmp_path / "d"), "--earlier", str(chained)])
     again = json.loads((tmp_path / "d" / "table10.json").read_text())
     assert again["models"] == ["dcn", "pnn", "nrms"] and again["earlier"]["models"] == ["dcn", "pnn"]
     assert again["results"]["UP∅"]["dcn"] == merged["results"]["UP∅"]["dcn"]
@@ -280,16 +283,14 @@ def test_table10_copies_other_models_of_an_earlier_table_and_its_copies_only_und
 
     with pytest.raises(SystemExit, match="another protocol .*max_epochs 1 != 2"):
         longer = [("2" if a == "1" and common[i - 1] == "--max-epochs" else a) for i, a in enumerate(common)]
-        genre.main([*longer, "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
+        bench.main([*longer, "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
     with pytest.raises(SystemExit, match="not a table6 result"):
-        genre.main(["table6", *common[1:], "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
+        bench.main(["table6", *common[1:], "--results-dir", str(tmp_path / "c"), "--earlier", str(earlier)])
 
 
 def test_gated_fusion_runs_of_up_live_beside_the_paper_form_runs(genre, tmp_path):
-    import argparse
-
     (tmp_path / "v" / "up").mkdir(parents=True)  # experiment_config only checks that the variant exists
-    args = argparse.Namespace(variants_dir=str(tmp_path / "v"), runs_dir=str(tmp_path / "runs"), threads=1,
+    args = genre.GenreTables(variants_dir=str(tmp_path / "v"), runs_dir=str(tmp_path / "runs"), threads=1,
                               device="cpu", patience=3, max_epochs=2, lr=None, fusion_form="gated")
     assert genre.run_dir(args, "UP", "nrms").parent.name == "up-gated"
     assert genre.run_dir(args, "ORI", "nrms").parent.name == "ori"  # no fusion, nothing to tell apart
@@ -298,3 +299,19 @@ def test_gated_fusion_runs_of_up_live_beside_the_paper_form_runs(genre, tmp_path
     args.fusion_form = "mlp"
     assert genre.run_dir(args, "UP", "nrms").parent.name == "up"
     assert genre.experiment_config(args, "UP", "nrms").model_params == {"interest_fusion": True}
+
+
+def test_answer_caps_come_from_the_main_jobs_stage_and_max_tokens_overrides_them(genre, tmp_path):
+    from genrecsys.stages.genre import QUICK_TOKENS, augment_config
+
+    quick = genre.GenreTables(quick=True, variants_dir=str(tmp_path)).resolved()
+    assert (quick.models, quick.seeds, quick.max_epochs, quick.limit) == (["nrms"], 1, 1, 20)
+    full = genre.GenreTables(variants_dir=str(tmp_path), seeds=3).resolved()
+    assert full.seeds == 3 and full.models == genre.MODELS and full.models is not genre.MODELS
+    q = augment_config(2, 20, True)
+    assert (q.summarize.max_tokens, q.generate.max_tokens) == (QUICK_TOKENS["summarize"], QUICK_TOKENS["generate"])
+    capped = augment_config(2, None, True, max_tokens=16)
+    assert capped.summarize.max_tokens == capped.profile.max_tokens == capped.generate.max_tokens == 16
+    assert augment_config(2, None, False).summarize.max_tokens != 16  # the task's own default without a cap
+    with pytest.raises(GenrecsysError, match="unknown GENRE command"):
+        genre.run_command(genre.GenreTables(command="table99"))

@@ -98,11 +98,13 @@ def build_fusion_control(ori: Path, out: Path) -> Path:
     return replace(ds, name=f"{ds.name}+UP-empty", users=users).save(out)
 
 
-def augment_config(n_items: int, limit: int | None, quick_tokens: bool):
-    """Task settings; ``quick_tokens`` shortens answers and profile prompts (quick mode)."""
+def augment_config(n_items: int, limit: int | None, quick_tokens: bool, max_tokens: int | None = None):
+    """Task settings; ``quick_tokens`` shortens answers and profile prompts (quick mode);
+    ``max_tokens`` caps every task's answer (over the quick caps)."""
     from genrecsys.augment import AugmentConfig, GenerateConfig, ProfileConfig, SummarizeConfig
 
-    kw = {t: ({"max_tokens": v} if quick_tokens else {}) for t, v in QUICK_TOKENS.items()}
+    caps = {t: max_tokens or (v if quick_tokens else None) for t, v in QUICK_TOKENS.items()}
+    kw = {t: ({"max_tokens": v} if v else {}) for t, v in caps.items()}
     # new users: 1-4 visible training items (ours have 1-3; every real ML-100K user has >= 18)
     return AugmentConfig(summarize=SummarizeConfig(limit=limit, **kw["summarize"]),
                          profile=ProfileConfig(limit=limit, **kw["profile"],
