@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 BACKBONES = ["pop", "bpr", "neumf", "lightgcn", "ngcf", "gru4rec", "sasrec", "bert4rec"]
 
@@ -45,7 +45,6 @@ def main() -> None:
         return
     from genrecsys.eval.peers import RECBOLE_ML100K
 
-    import torch
 
     results = {}
     for model in args.models:
@@ -61,8 +60,7 @@ def main() -> None:
         # saved per model as it finishes, so an interrupted multi-model run loses nothing
         (Path(args.runs_dir) / model / "bench.json").write_text(json.dumps(results[model], indent=2))
         print(f"{model}: done in {results[model]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
-    env = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-           "cpus": __import__("os").cpu_count(), "threads": args.threads, "seeds": args.seeds}
+    env = run_environment(threads=args.threads, seeds=args.seeds)
     print(f"Environment: {json.dumps(env)}\n")
     print("| model | HR@10 | NDCG@10 | MRR@10 | RecBole NDCG@10 | epochs | best epoch | s/epoch | s to best | train s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

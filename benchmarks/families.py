@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -40,7 +37,6 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/families.json")
     args = p.parse_args()
 
-    import torch
 
     from genrecsys.config import TrainConfig
     from genrecsys.stages import families as f
@@ -55,12 +51,9 @@ def main() -> None:
     tests = g.paired_vs_reference(runs, rows) if any(r.label == g.REFERENCE for r in rows) else {}
     table = g.summarize(rows, results, tests, {}, {}, metrics=f.METRICS)
     llm_table = f.llmrank_table(runs, rows, cache)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
-           "torch": torch.__version__, "device": args.device, "cpus": os.cpu_count(), "threads": args.threads,
-           "jobs": args.jobs, "seeds": args.seeds, "llm_users": args.llm_users, "llm_dtype": args.llm_dtype,
-           "wall_seconds": round(time.perf_counter() - t0)}
+    env = run_environment(device=args.device, threads=args.threads, jobs=args.jobs, seeds=args.seeds,
+                          llm_users=args.llm_users, llm_dtype=args.llm_dtype,
+                          wall_seconds=round(time.perf_counter() - t0))
     g.save(table, Path(args.out))
     Path(args.out).with_suffix(".llmrank.json").write_text(json.dumps(llm_table, indent=2))
     Path(args.out).with_suffix(".env.json").write_text(json.dumps(env, indent=2))

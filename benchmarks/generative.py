@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -57,13 +56,10 @@ def main() -> None:
               for r in rows if r.model in ("tiger", "genrec")}
     tests = g.paired_vs_reference(runs, rows) if any(r.label == g.REFERENCE for r in rows) else {}
     table = g.summarize(rows, results, tests, decode, codes)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(sys.argv), "commit": commit, "python": platform.python_version(),
-           "torch": torch.__version__, "device": args.device,
-           "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-           "cpus": __import__("os").cpu_count(), "threads": args.threads, "jobs": args.jobs, "seeds": args.seeds,
-           "wall_seconds": round(time.perf_counter() - t0)}
+    env = run_environment(device=args.device,
+                          gpu=torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+                          threads=args.threads, jobs=args.jobs, seeds=args.seeds,
+                          wall_seconds=round(time.perf_counter() - t0))
     g.save(table, Path(args.out))
     Path(args.out).with_suffix(".env.json").write_text(json.dumps(env, indent=2))
     print(f"Environment: {json.dumps(env)}\n")

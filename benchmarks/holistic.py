@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-import sys
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -37,9 +35,7 @@ def main() -> None:
     results = {name: run_holistic(d, args.cache_dir, args.k, all_seeds=args.all_seeds)
                for name, d in run_names(args.runs).items()}
     header, rows = holistic_table(results)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version()}
+    env = run_environment()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"env": env, "results": results}, indent=2, default=float))
     print(markdown_table(header, rows))

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -108,14 +106,10 @@ def main() -> None:
         table = lf.fewshot_table(runs, rows, results)
         out["fewshot"] = table
         print("\n" + lf.fewshot_markdown(table))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(sys.argv), "commit": commit, "python": platform.python_version(),
-           "torch": torch.__version__, "device": args.device,
-           "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-           "cpus": __import__("os").cpu_count(), "threads": args.threads, "seeds": args.seeds,
-           "wall_seconds": round(time.perf_counter() - t0),
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    env = run_environment(device=args.device,
+                          gpu=torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+                          threads=args.threads, seeds=args.seeds, wall_seconds=round(time.perf_counter() - t0),
+                          peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=float))

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 from pathlib import Path
 
 from genrecsys.config import LLMConfig
 from genrecsys.stages.structured import TASKS, compile_times, markdown, measure, ratios, task_inputs
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -47,10 +46,8 @@ def main() -> None:
             speed.append(measure(inputs[a.speed_task], cfg, True, cache))
             print(json.dumps({k: v for k, v in speed[-1].items() if k != "examples"}), flush=True)
     compiles = compile_times(list(inputs.values()), a.speed_engines, cache)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"quality": rows, "speed": speed, "ratios": ratios(rows + speed), "compile": compiles,
-              "command": "python benchmarks/llm_structured.py " + " ".join(__import__("sys").argv[1:]),
-              "commit": commit, "machine": f"{platform.machine()}, {platform.python_version()}"}
+              **run_environment()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(markdown(rows) + "\n" + markdown(speed, compiles))

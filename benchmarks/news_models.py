@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 MODELS = ["pop", "naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din", "sasrec"]
 BASELINES = ("pop", "sasrec")  # trained with --baseline-patience / --baseline-max-epochs
@@ -113,7 +113,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(args.child, args)))
         return
-    import torch
 
     results = {}
     for model in args.models:
@@ -129,11 +128,10 @@ def main() -> None:
         print(f"{model}: done in {results[model]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
         if args.out:  # partial results survive an interruption
             _write(args, results)
-    env = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-           "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
-           "seeds": args.seeds, "patience": args.patience, "max_epochs": args.max_epochs, "lr": args.lr,
-           "baseline_patience": args.baseline_patience, "baseline_max_epochs": args.baseline_max_epochs,
-           "negatives": args.negatives, "sampler": args.sampler, "cold_start": args.cold_start}
+    env = run_environment(processor=platform.processor() or platform.machine(), threads=args.threads,
+                          seeds=args.seeds, patience=args.patience, max_epochs=args.max_epochs, lr=args.lr,
+                          baseline_patience=args.baseline_patience, baseline_max_epochs=args.baseline_max_epochs,
+                          negatives=args.negatives, sampler=args.sampler, cold_start=args.cold_start)
     print(f"Environment: {json.dumps(env)}\n")
     print(table(results), end="")
     if args.out:

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 DEFAULT_RELAND = Path(__file__).parent / "results" / "reland" / "contracts-1seed" / "reland_table2.json"
 
@@ -49,11 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     state = json.loads(out_path.read_text()) if out_path and out_path.is_file() else {}
     if state.get("settings") not in (None, asdict(settings)):
         raise SystemExit(f"{out_path}: written with other settings {state['settings']}; use another --out")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
     state.setdefault("cells", [])
-    state.update(settings=asdict(settings), argv=sys.argv, commit=commit, machine=platform.machine(),
-                 cpus=os.cpu_count(), python=platform.python_version(), generation_s=state.get("generation_s", {}))
+    state.update(settings=asdict(settings), argv=sys.argv, **run_environment(),
+                 generation_s=state.get("generation_s", {}))
     done = {(c["model"], c["interactions"]) for c in state["cells"]}
 
     def save() -> None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -48,12 +45,8 @@ def main() -> None:
                     print(f"{name:10s} batching={'on ' if batching else 'off'} clients={c:3d}  {r['req_per_s']:7.1f} req/s  "
                           f"p50 {r['p50_ms']:6.1f} ms  p95 {r['p95_ms']:6.1f}  p99 {r['p99_ms']:6.1f}  errors {r['errors']}",
                           flush=True)
-    import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
-           "torch": torch.__version__, "cpus": os.cpu_count(), "machine": platform.machine()}
+    env = run_environment()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
     print("\n| run | micro-batching | clients | req/s | p50 ms | p95 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|")

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -51,11 +48,7 @@ def main() -> None:
             ratio = r["total"] / out[name]["total"]
             rows.append([name, "bf16 autocast" if bf16 else "float32", *(f"{r[k]:.3f}" for k in PARTS),
                          f"{r['total']:.2f}", str(r["steps_per_epoch"]), f"{ratio:.2f}"])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
-           "torch": torch.__version__, "cpus": os.cpu_count(), "threads": args.threads,
-           "load_average": os.getloadavg()}
+    env = run_environment(threads=args.threads)
     print(f"Environment: {json.dumps(env)}\n")
     print(markdown_table(["model", "precision", *PARTS, "s/epoch", "steps", "vs float32"], rows))
     if args.out:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
+from genrecsys.eval.report import run_environment
 
 
 def main() -> None:
@@ -32,7 +30,6 @@ def main() -> None:
     p.add_argument("--out", default=None, help="also write the figures as JSON")
     args = p.parse_args()
 
-    import torch
 
     from genrecsys.config import ExperimentConfig, TrainConfig
     from genrecsys.errors import GenrecsysError
@@ -45,11 +42,7 @@ def main() -> None:
         p.error(str(exc))
     load_before = os.getloadavg()
     result = time_to_best(settings, args.seeds, Path(args.runs_dir) / args.model, cache_dir=args.cache_dir)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    env = {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
-           "torch": torch.__version__, "cpus": os.cpu_count(), "threads": args.threads,
-           "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    env = run_environment(threads=args.threads, load_average_before=load_before)
     print(f"Environment: {json.dumps(env)}\n")
     print(time_to_best_table(result))
     if args.out:

@@ -48,6 +48,38 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_environment(**extra: Any) -> dict[str, Any]:
+    """What a measurement ran with, for a benchmark's JSON: the exact command, the commit
+    (``+dirty`` when tracked files differ from it; empty outside a git checkout), Python,
+    torch and numpy versions, the machine, its CPUs and load average; ``extra`` adds the
+    benchmark's own settings.
+
+    >>> env = run_environment(threads=2)
+    >>> env["threads"], sorted(k for k in env if k in ("command", "commit", "python", "torch", "cpus"))
+    (2, ['command', 'commit', 'cpus', 'python', 'torch'])
+    """
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=here, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    torch = sys.modules.get("torch")  # only when the benchmark imported it: importing torch here costs seconds
+    return {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
+            "torch": getattr(torch, "__version__", None), "numpy": np.__version__, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], **extra}
+
+
 def _pyplot():
     import matplotlib
 

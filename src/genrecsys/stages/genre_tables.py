@@ -15,8 +15,6 @@ user's value averaged over seeds) and per seed (Welch t).
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -784,9 +782,10 @@ def run_command(cfg: GenreTables) -> dict[str, Any]:
 
     # PLM-NR's frozen MiniLM states and the local LLM go through transformers: a new release
     # can move the last digits, so the versions are part of what a table was measured with
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-           **{pkg: _v(pkg) for pkg in ("transformers", "sentence-transformers", "numpy", "pandas")},
-           "args": asdict(cfg), "wall_s": round(time.perf_counter() - t0, 1)}
+    from genrecsys.eval.report import run_environment
+
+    env = run_environment(**{pkg: _v(pkg) for pkg in ("transformers", "sentence-transformers", "pandas")},
+                          args=asdict(cfg), wall_s=round(time.perf_counter() - t0, 1))
     base = Path(cfg.results_dir) / cfg.command
     base.with_suffix(".md").write_text(out["markdown"])
     base.with_suffix(".json").write_text(json.dumps({"env": env, **out}, indent=2, ensure_ascii=False, default=str))

@@ -187,7 +187,9 @@ def write_outputs(cfg: RelandTables, name: str, title: str, header: list[str], r
                + (", QUICK (smoke settings, not a result)" if cfg.quick else ""))
     md = f"## {title}\n\n{setting}\n\n" + markdown_table(header, rows) + "".join(f"\n{n}\n" for n in notes)
     (out / f"reland_{name}.md").write_text(md)
-    meta = {"setting": setting, "settings": asdict(cfg), "machine": platform.platform(), "cpus": os.cpu_count(),
+    from genrecsys.eval.report import run_environment
+
+    meta = {"setting": setting, "settings": asdict(cfg), **run_environment(platform=platform.platform()),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / f"reland_{name}.json").write_text(json.dumps({**meta, **data}, indent=2, default=float))
     from genrecsys.eval.report import _pyplot
