@@ -74,3 +74,13 @@ def test_the_cost_probe_reports_throughput_and_projects_an_epoch(tiny_causal_lm_
     assert cost["score_ms_per_user"] > 0 and cost["peak_rss_mb"] > 0 and 0 < cost["trainable_parameters"]
     tall = build_model("tallrec", {"llm": str(tiny_causal_lm_dir), "examples": 8, "answers": ["item", "group"]}, split)
     assert lf.probe_cost(tall, split, steps=1, batch_size=4, users=2)["eval_protocol"] == "impressions"
+
+
+def test_the_alignment_row_is_llmsid_with_the_tasks_on_in_its_own_run_directory():
+    from genrecsys.stages.llm_finetune import retrieval_rows
+
+    plain = retrieval_rows("codes", {"layers": 4})
+    rows = retrieval_rows("codes", {"layers": 4}, align=0.5)
+    assert rows[:3] == plain and len(plain) == 3
+    assert rows[3].model == "llmsid" and rows[3].params == {"codes": "codes", "layers": 4, "align": 0.5}
+    assert len({r.slug for r in rows}) == 4

@@ -138,3 +138,63 @@ def test_bad_settings_fail_with_one_line(split, params, tmp_path):
         build_model("llmsid", {**params, "llm": str(tmp_path)}, split)
     with pytest.raises(GenrecsysError, match="layers=9 but the LM has 2 blocks"):
         build_model("llmsid", {**params, "layers": 9}, split)
+
+
+def _unpadded_states(m, rows, item):
+    """One alignment row of `item` with its padding cut off, through the decoder alone."""
+    ids, code, keep = rows[0][item], rows[1][item].bool(), rows[2][item].bool()
+    ids, code = ids[keep], code[keep]
+    words = m.decoder.get_input_embeddings()
+    x = torch.stack([m.code_emb(t) if c else words(t) for t, c in zip(ids, code)])[None]
+    return m.decoder(inputs_embeds=x).last_hidden_state[0], keep
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_alignment_losses_equal_the_unpadded_prompts_teacher_forced(split, params, finetune):
+    """LC-Rec's title -> code and code -> title rows, padded into one table, score exactly as
+    each item's prompt alone: left padding, masks and positions change nothing."""
+    torch.manual_seed(2)
+    m = build_model("llmsid", {**params, "finetune": finetune, "align": 0.5}, split).eval()
+    items = torch.tensor([3, 11, 20, 3])
+    T = m.tok.code_length
+    with torch.no_grad():
+        got = m.align_losses(items)
+        for n, item in enumerate(items.tolist()):
+            h, _ = _unpadded_states(m, m.t2c_rows, item)
+            logits = m._code_logits(h[-T - 1:-1]).masked_fill(~m.level_tokens, float("-inf"))
+            want = torch.nn.functional.cross_entropy(logits, m.codes[item])
+            assert torch.allclose(got["title2code"][n], want, atol=1e-5)
+            h, keep = _unpadded_states(m, m.c2t_rows, item)
+            target, ids = m.c2t_rows[3][item][keep], m.c2t_rows[0][item][keep]
+            on = target >= 0
+            assert on.sum() >= 1  # every item has a title (or its raw id) to write
+            # each target is the token that follows its state, up to the row's last token
+            assert torch.equal(target[:-1][on[:-1]], ids[1:][on[:-1]]) and on[-2] and not on[-1]
+            logits = h[on] @ m.decoder.get_input_embeddings().weight.T
+            want = torch.nn.functional.cross_entropy(logits, target[on])
+            assert torch.allclose(got["code2title"][n], want, atol=1e-5)
+    assert torch.equal(got["title2code"][0], got["title2code"][3])
+
+
+def test_alignment_adds_its_weighted_loss_and_training_lowers_it(split, params):
+    torch.manual_seed(3)
+    m = build_model("llmsid", {**params, "align": 0.5, "align_items": 8}, split)
+    plain = build_model("llmsid", params, split)
+    assert not hasattr(plain, "t2c_rows")  # off by default: nothing built, nothing added
+    batch = next(iter(m.batches(split, 4, np.random.default_rng(0))))
+    assert batch["align"].shape == (8,) and int(batch["align"].min()) >= 1
+    with torch.no_grad():
+        tasks = m.align_losses(batch["align"])
+        base = m.loss({k: v for k, v in batch.items() if k != "align"})
+        assert torch.allclose(m.loss(batch), base + 0.5 * (tasks["title2code"].mean() + tasks["code2title"].mean()) / 2,
+                              atol=1e-5)
+    every = torch.arange(1, split.n_items + 1)
+    with torch.no_grad():
+        before = {k: float(v.mean()) for k, v in m.align_losses(every).items()}
+    fit(m, split, TrainConfig(epochs=4, lr=0.01, batch_size=32, progress=False, seed=0), EvalConfig(ks=(5, 10)), max_len=8)
+    m.eval()
+    with torch.no_grad():
+        after = {k: float(v.mean()) for k, v in m.align_losses(every).items()}
+    assert after["title2code"] < before["title2code"] and after["code2title"] < before["code2title"]
+    with pytest.raises(GenrecsysError, match="align_tasks from title2code, code2title"):
+        build_model("llmsid", {**params, "align": 1.0, "align_tasks": ["title2text"]}, split)

@@ -24,6 +24,11 @@ How it is built, and why:
   user batch gives every level's distribution. Beam search
   (:func:`genrecsys.generative.beam.beam_search`) uses the same tree for its beams:
   0 invalid items by construction, no sampling settings anywhere.
+- **LC-Rec's alignment tasks** (``align`` > 0, off by default): each step also writes
+  ``align_items`` random items' codes from their titles and their titles from their codes
+  (the latter through the LM's own output layer), so the code tokens learn what the LM
+  knows about the titles. Each task's rows are one padded table built at start-up; a test
+  checks that they score exactly as each prompt alone.
 - **Checkpoints hold what was trained**: ``state_dict`` leaves out the frozen base weights,
   so a run directory stores the adapters and code embeddings (a few MB), and the base
   model on disk is never modified. A run reloads by reading the base again.
@@ -54,6 +59,7 @@ from genrecsys.models.base import Recommender
 from genrecsys.train.batches import shuffled_batches, window_batches
 
 FINETUNE_MODES = ("lora", "full", "frozen")
+ALIGN_TASKS = ("title2code", "code2title")
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -70,6 +76,12 @@ class LLMSIDConfig:
     max_len: int = 20  # history items per training window and at scoring time
     prompt: str = "A user's history, oldest first, as item codes:"
     score_users: int = 8  # users per forward pass when scoring the whole catalog
+    # LC-Rec's alignment tasks: each step also teaches `align_items` random items'
+    # title -> code and code -> title, weighted `align` against the next-item loss (0: off)
+    align: float = 0.0
+    align_items: int = 16
+    align_tasks: tuple[str, ...] = ("title2code", "code2title")
+    title_tokens: int = 24  # a title's token cap in the alignment prompts
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -84,6 +96,12 @@ class LLMSIDConfig:
             raise GenrecsysError("llmsid: prompt must be non-empty (the first token every position can attend to)")
         if self.max_len < 1 or self.score_users < 1:
             raise GenrecsysError(f"llmsid: max_len and score_users must be >= 1, got {self.max_len}, {self.score_users}")
+        self.align_tasks = tuple(self.align_tasks)
+        bad = [t for t in self.align_tasks if t not in ALIGN_TASKS]
+        if self.align < 0 or self.align_items < 1 or self.title_tokens < 1 or bad or not self.align_tasks:
+            raise GenrecsysError(f"llmsid: need align >= 0, align_items >= 1, title_tokens >= 1 and align_tasks "
+                                 f"from {', '.join(ALIGN_TASKS)}; got {self.align}, {self.align_items}, "
+                                 f"{self.title_tokens}, {list(self.align_tasks)}")
 
 
 # ---------------------------------------------------------------------- the base LLM
@@ -247,6 +265,8 @@ class LLMSID(LLMRecommender):
         for level in range(T):
             allowed[level, slice(*self.tok.level_range(level))] = True
         self.register_buffer("level_tokens", allowed, persistent=False)  # (T, V)
+        if c.align:
+            self._build_alignment(split, text_tok, lm)
         self._frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
         self._levels = scoring_levels(self.trie, V)
         self._score_tree = _trie_tree(self._levels)
@@ -278,9 +298,84 @@ class LLMSID(LLMRecommender):
         """(..., H) hidden states -> (..., V) logits over the code tokens (tied embeddings)."""
         return h @ self.code_emb.weight.T
 
+    # ------------------------------------------------------------------ alignment (LC-Rec)
+    def _build_alignment(self, split: SplitData, text_tok, lm) -> None:
+        """Every item's two alignment rows, built once as token tables (I+1, S): the title
+        -> code row left-padded (its code tokens end every row, so the states that predict
+        them sit in the last T columns), the code -> title row right-padded (the title's
+        tokens are its targets). ``code`` marks code tokens (looked up in ``code_emb``), the
+        rest are the LM's words."""
+        from genrecsys.reasoning.rationale import TitleCatalog
+
+        c, T = self.config, self.tok.code_length
+        catalog = TitleCatalog.from_split(split)
+
+        def ids(text: str) -> list[int]:
+            return list(text_tok(text, add_special_tokens=False)["input_ids"])
+
+        before_t, after_t = ids("An item titled"), ids(" has the code:")
+        before_c, after_c = ids("The item with the code"), ids(" is titled")
+        titles = [[]] + [ids(f' "{catalog.display(i)}"')[:c.title_tokens] for i in range(1, self.n_items + 1)]
+        S1 = len(before_t) + c.title_tokens + len(after_t) + T
+        S2 = len(before_c) + T + len(after_c) + c.title_tokens
+        t2c = np.zeros((3, self.n_items + 1, S1), np.int64)  # ids, is-code, keep
+        c2t = np.zeros((4, self.n_items + 1, S2), np.int64)  # ids, is-code, keep, target (-100: none)
+        c2t[3] = -100
+        for i in range(1, self.n_items + 1):
+            code = [int(x) for x in self.tok.codes[i]]
+            row = before_t + titles[i] + after_t + code
+            t2c[0, i, S1 - len(row):] = row
+            t2c[1, i, S1 - T:] = 1
+            t2c[2, i, S1 - len(row):] = 1
+            row = before_c + code + after_c + titles[i]
+            c2t[0, i, :len(row)] = row
+            c2t[1, i, len(before_c):len(before_c) + T] = 1
+            c2t[2, i, :len(row)] = 1
+            start = len(row) - len(titles[i])  # the title's tokens, each predicted from the state before it
+            c2t[3, i, start - 1:len(row) - 1] = titles[i]
+        self.register_buffer("t2c_rows", torch.as_tensor(t2c), persistent=False)  # (3, I+1, S1)
+        self.register_buffer("c2t_rows", torch.as_tensor(c2t), persistent=False)  # (4, I+1, S2)
+        head = lm.get_output_embeddings()
+        # SmolLM2 ties its output layer to the input words, which the decoder holds (and trains
+        # with finetune=full); an untied head is kept frozen beside it
+        tied = head is None or head.weight is self.decoder.get_input_embeddings().weight
+        self._untied_head = None if tied else head.weight.detach().clone()
+
+    def _align_pass(self, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Hidden states (N, S, H) of the items' rows of one alignment table."""
+        ids, code, keep = rows[0][items], rows[1][items].bool(), rows[2][items].bool()
+        words = self.decoder.get_input_embeddings()
+        x = torch.where(code[..., None], self.code_emb(ids * code), words(ids * ~code))
+        pos = (keep.long().cumsum(1) - 1).clamp(min=0)
+        return self.decoder(inputs_embeds=x, attention_mask=keep.long(), position_ids=pos).last_hidden_state
+
+    def align_losses(self, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per item (N,): the mean cross-entropy of writing its code from its title
+        (softmax over each level's code tokens, as the next-item loss) and of writing its
+        title from its code (the LM's whole vocabulary), for the configured tasks."""
+        out = {}
+        T = self.tok.code_length
+        if "title2code" in self.config.align_tasks:
+            h = self._align_pass(self.t2c_rows, items)[:, -T - 1:-1]  # (N, T, H): the states before each code token
+            logits = self._code_logits(h).masked_fill(~self.level_tokens, float("-inf"))
+            out["title2code"] = F.cross_entropy(logits.transpose(1, 2), self.codes[items], reduction="none").mean(1)
+        if "code2title" in self.config.align_tasks:
+            h = self._align_pass(self.c2t_rows, items)  # (N, S2, H)
+            target = self.c2t_rows[3][items]  # (N, S2), -100 off the title
+            on = target >= 0
+            head = self._untied_head if self._untied_head is not None else self.decoder.get_input_embeddings().weight
+            nll = F.cross_entropy(h[on] @ head.T, target[on], reduction="none")  # (n_tokens,)
+            per_item = torch.zeros(len(items), device=h.device).index_add_(0, on.nonzero()[:, 0], nll)
+            out["code2title"] = per_item / on.sum(1).clamp(min=1)
+        return out
+
     # ------------------------------------------------------------------ training
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        return window_batches(self, split, batch_size, rng)
+        windows = window_batches(self, split, batch_size, rng)
+        if not self.config.align:
+            return windows
+        k = self.config.align_items  # drawn from the epoch's generator: a resumed epoch draws the same items
+        return ({**b, "align": torch.as_tensor(rng.integers(1, self.n_items + 1, k))} for b in windows)
 
     def loss(self, batch):
         seqs, targets = batch["seqs"], batch["targets"]  # (B, L) each; targets[p] = seqs[p + 1]
@@ -296,7 +391,11 @@ class LLMSID(LLMRecommender):
         h = h[:, P + T - 1:].reshape(B, L, T, -1)  # (B, L, T, H)
         valid = (targets > 0) & (seqs > 0)
         logits = self._code_logits(h[valid]).masked_fill(~self.level_tokens, float("-inf"))  # (N, T, V)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.codes[targets[valid]].reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.codes[targets[valid]].reshape(-1))
+        if self.config.align and "align" in batch:
+            tasks = self.align_losses(batch["align"])
+            loss = loss + self.config.align * sum(t.mean() for t in tasks.values()) / len(tasks)
+        return loss
 
     # ------------------------------------------------------------------ tree passes
     def _tree_pass(self, seqs: torch.Tensor, tokens: torch.Tensor, ancestors: torch.Tensor, depth: torch.Tensor):

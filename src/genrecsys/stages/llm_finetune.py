@@ -31,11 +31,16 @@ SASREC_IMPRESSIONS = "SASRec (impressions)"
 BPR_IMPRESSIONS = "BPR (impressions)"
 
 
-def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any]) -> list[Row]:
-    """SASRec (the reference), TIGER and llmsid on the same semantic IDs."""
-    return [Row("SASRec", "sasrec"),
+def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float = 0.0) -> list[Row]:
+    """SASRec (the reference), TIGER and llmsid on the same semantic IDs; with ``align`` > 0
+    also llmsid taught LC-Rec's title <-> code alignment tasks at that weight."""
+    rows = [Row("SASRec", "sasrec"),
             Row("TIGER (residual k-means)", "tiger", {"codes": codes_dir}, "rkmeans"),
             Row("llmsid (SmolLM2-135M, LoRA)", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
+    if align:
+        rows.append(Row(f"llmsid + LC-Rec alignment ({align:g})", "llmsid",
+                        {"codes": codes_dir, **llmsid_params, "align": align}, "rkmeans"))
+    return rows
 
 
 def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any]) -> list[Row]:
