@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--layers", type=int, default=None, help="keep the LLM's first k blocks (default: all)")
     p.add_argument("--max-len", type=int, default=20, help="llmsid: history items per window")
+    p.add_argument("--titles", type=int, default=0,
+                   help="llmsid: write each history item as its code + its title's first K tokens (0: codes only)")
     p.add_argument("--align", type=float, default=0.0,
                    help="also train llmsid with LC-Rec's title <-> code alignment tasks at this weight (0: not)")
     p.add_argument("--ks", type=int, nargs="*", default=[16, 64, 256],
@@ -75,7 +77,8 @@ def main() -> None:
         from genrecsys.experiment import build_model
 
         codes = g.build_codes(split, runs, cache)
-        for name, params in (("llmsid", {"codes": codes["rkmeans"]["dir"], "max_len": args.max_len}),
+        for name, params in (("llmsid", {"codes": codes["rkmeans"]["dir"], "max_len": args.max_len,
+                                         "titles": args.titles, "align": args.align}),
                              ("tallrec", {"examples": max(args.ks or [64])})):
             if name == "llmsid" and "retrieval" not in args.parts or name == "tallrec" and "fewshot" not in args.parts:
                 continue
@@ -86,7 +89,8 @@ def main() -> None:
         args.parts = []
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)
-        rows = lf.retrieval_rows(codes["rkmeans"]["dir"], {**llm, "max_len": args.max_len}, args.align)
+        rows = lf.retrieval_rows(codes["rkmeans"]["dir"], {**llm, "max_len": args.max_len, "titles": args.titles},
+                                 args.align)
         results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
         results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
         decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,

@@ -49,6 +49,7 @@ def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):
     """The throughput's numerator: tokens through the decoder in one training epoch."""
     split = leave_one_out(block_cycles())
     for name, params in (("llmsid", {"codes": "digits", "max_len": 8}),
+                         ("llmsid", {"codes": "digits", "max_len": 8, "titles": 4, "align": 0.5, "align_items": 3}),
                          ("tallrec", {"examples": 12, "answers": ["item", "group"], "recent": 4})):
         m = build_model(name, {"llm": str(tiny_causal_lm_dir), **params}, split)
         fed: list[int] = []
@@ -62,7 +63,7 @@ def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):
             for batch in m.batches(split, 5, np.random.default_rng(0)):
                 m.loss(batch)
         hook.remove()
-        assert sum(fed) == lf.tokens_per_epoch(m, split), name
+        assert sum(fed) == lf.tokens_per_epoch(m, split, batch_size=5), (name, params)
 
 
 def test_the_cost_probe_reports_throughput_and_projects_an_epoch(tiny_causal_lm_dir):

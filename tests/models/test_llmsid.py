@@ -67,10 +67,52 @@ def test_one_window_loss_is_the_mean_of_its_prefixes_trained_separately(split, p
     assert torch.allclose(whole, torch.stack(parts).mean(), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def titled(split, params):
+    """Untrained, with each history item's code followed by up to 9 title tokens (ragged:
+    8-token titles leave masked padding inside the history and at its end)."""
+    torch.manual_seed(4)
+    m = build_model("llmsid", {**params, "titles": 9}, split).eval()
+    assert m.title_len[1:].min() < 9 == m.title_len[1:].max()
+    return m
+
+
 def test_tree_scores_equal_item_by_item_teacher_forcing(split, trained):
     """The trie laid out as one tree after the history (4-D mask, positions continuing the
     history's) gives what a plain causal pass over history + each item's code gives."""
-    m = trained
+    _tree_equals_teacher_forcing(split, trained)
+
+
+def test_tree_scores_with_titles_in_the_history_equal_teacher_forcing(split, titled):
+    _tree_equals_teacher_forcing(split, titled)
+
+
+def test_a_titled_windows_loss_equals_the_unpadded_prompt_teacher_forced(split, titled):
+    """With titles, the state before a target's first code token is the last real token
+    of the previous item's title, not its slot's padding."""
+    m, T = titled, titled.tok.code_length
+    words = m.decoder.get_input_embeddings()
+    short = int(torch.nonzero(m.title_len[1:] < 9)[0]) + 1
+    seqs = torch.tensor([[0, 0, 0, 0, 2, short, 7, short]])
+    with torch.no_grad():
+        for target in (9, short):
+            t = torch.zeros_like(seqs)
+            t[0, -1] = target
+            got = m.loss({"seqs": seqs, "targets": t})
+            ids = [*m.prompt_ids.tolist()]
+            x = [words(m.prompt_ids)]
+            for item in seqs[0][seqs[0] > 0].tolist():
+                n = int(m.title_len[item])
+                x += [m.code_emb(m.codes[item]), words(m.title_ids[item, :n])]
+                ids += [-1] * (T + n)
+            x.append(m.code_emb(m.codes[target][:-1]))
+            h = m.decoder(inputs_embeds=torch.cat(x)[None]).last_hidden_state[0]
+            logits = m._code_logits(h[-T:]).masked_fill(~m.level_tokens, float("-inf"))
+            want = torch.nn.functional.cross_entropy(logits, m.codes[target])
+            assert torch.allclose(got, want, atol=1e-5)
+
+
+def _tree_equals_teacher_forcing(split, m):
     seqs = _seqs(split, [0, 5])
     T = m.tok.code_length
     assert T == 3 and len(m._score_tree[0]) > 3  # a tree of nodes, not one level
@@ -81,7 +123,10 @@ def test_tree_scores_equal_item_by_item_teacher_forcing(split, trained):
             hist = seqs[row:row + 1].expand(len(items), -1)
             x, keep, pos = m._history(hist, m.codes[items][:, :-1])
             h = m.decoder(inputs_embeds=x, attention_mask=keep.long(), position_ids=pos).last_hidden_state
-            h = h[:, -T:]  # (I, T, H): states before each level's token
+            # states before each level's token: the history's last real token (a short title's
+            # padding may follow it), then the code tokens fed
+            last = keep.shape[1] - T - int(keep[0, :1 - T].flip(0).long().argmax())
+            h = torch.cat([h[:, last:last + 1], h[:, 1 - T:]], 1)  # (I, T, H)
             logits = m._code_logits(h)
             ref = torch.zeros(len(items))
             for level in range(T):

@@ -24,6 +24,10 @@ How it is built, and why:
   user batch gives every level's distribution. Beam search
   (:func:`genrecsys.generative.beam.beam_search`) uses the same tree for its beams:
   0 invalid items by construction, no sampling settings anywhere.
+- **Titles in the history** (``titles`` = k > 0, off by default): each history item is its
+  code followed by its title's first k tokens (a short title's slot padding is masked, and
+  the state that predicts an item's first code token is the previous title's last real
+  token). Triples the tokens per item at k = 8 with 4-token codes.
 - **LC-Rec's alignment tasks** (``align`` > 0, off by default): each step also writes
   ``align_items`` random items' codes from their titles and their titles from their codes
   (the latter through the LM's own output layer), so the code tokens learn what the LM
@@ -74,6 +78,7 @@ class LLMSIDConfig:
     lora_targets: tuple[str, ...] = LLAMA_LINEAR
     layers: int | None = None  # keep the first k decoder layers (cost knob); None: all
     max_len: int = 20  # history items per training window and at scoring time
+    titles: int = 0  # history items written as code + their title's first k tokens (LC-Rec); 0: codes only
     prompt: str = "A user's history, oldest first, as item codes:"
     score_users: int = 8  # users per forward pass when scoring the whole catalog
     # LC-Rec's alignment tasks: each step also teaches `align_items` random items'
@@ -94,8 +99,9 @@ class LLMSIDConfig:
             raise GenrecsysError(f"llmsid: layers must be >= 1 or null, got {self.layers}")
         if not self.prompt:
             raise GenrecsysError("llmsid: prompt must be non-empty (the first token every position can attend to)")
-        if self.max_len < 1 or self.score_users < 1:
-            raise GenrecsysError(f"llmsid: max_len and score_users must be >= 1, got {self.max_len}, {self.score_users}")
+        if self.max_len < 1 or self.score_users < 1 or self.titles < 0:
+            raise GenrecsysError(f"llmsid: max_len and score_users must be >= 1 and titles >= 0, got {self.max_len}, "
+                                 f"{self.score_users}, {self.titles}")
         self.align_tasks = tuple(self.align_tasks)
         bad = [t for t in self.align_tasks if t not in ALIGN_TASKS]
         if self.align < 0 or self.align_items < 1 or self.title_tokens < 1 or bad or not self.align_tasks:
@@ -265,6 +271,8 @@ class LLMSID(LLMRecommender):
         for level in range(T):
             allowed[level, slice(*self.tok.level_range(level))] = True
         self.register_buffer("level_tokens", allowed, persistent=False)  # (T, V)
+        if c.titles:
+            self._build_history_titles(split, text_tok)
         if c.align:
             self._build_alignment(split, text_tok, lm)
         self._frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
@@ -276,20 +284,45 @@ class LLMSID(LLMRecommender):
         return False
 
     # ------------------------------------------------------------------ inputs
+    def _build_history_titles(self, split: SplitData, text_tok) -> None:
+        """Each item's first ``titles`` title tokens, right-padded: (I+1, W) ids and lengths."""
+        from genrecsys.reasoning.rationale import TitleCatalog
+
+        W = self.config.titles
+        catalog = TitleCatalog.from_split(split)
+        ids = np.zeros((self.n_items + 1, W), np.int64)
+        lengths = np.zeros(self.n_items + 1, np.int64)
+        for i in range(1, self.n_items + 1):
+            t = list(text_tok(f" ({catalog.display(i)})", add_special_tokens=False)["input_ids"])[:W]
+            ids[i, :len(t)], lengths[i] = t, len(t)
+        self.register_buffer("title_ids", torch.as_tensor(ids), persistent=False)  # (I+1, W)
+        self.register_buffer("title_len", torch.as_tensor(lengths), persistent=False)  # (I+1,)
+
+    def _slot(self) -> int:
+        """Tokens per history item: its code, then (with ``titles``) its title's slot."""
+        return self.tok.code_length + self.config.titles
+
     def _history(self, seqs: torch.Tensor, extra: torch.Tensor | None = None):
         """(B, L) left-padded items [+ (B, n) further code tokens] -> embeddings (B, S, H),
-        key mask (B, S) and positions (B, S) of the prompt followed by the items' codes."""
+        key mask (B, S) and positions (B, S) of the prompt followed by the items' codes
+        (each followed by its title's tokens with ``titles``; a short title's padding is
+        masked, so positions run on over the real tokens only)."""
         B, L = seqs.shape
         T = self.tok.code_length
-        tokens = self.codes[seqs].reshape(B, L * T)
-        keep = (seqs > 0).repeat_interleave(T, 1)
+        x = self.code_emb(self.codes[seqs])  # (B, L, T, H)
+        keep = (seqs > 0)[..., None].expand(B, L, T)
+        words = self.decoder.get_input_embeddings()
+        if self.config.titles:
+            W = self.config.titles
+            x = torch.cat([x, words(self.title_ids[seqs])], 2)  # (B, L, T+W, H)
+            has = torch.arange(W, device=seqs.device) < self.title_len[seqs][..., None]  # (B, L, W)
+            keep = torch.cat([keep, has & (seqs > 0)[..., None]], 2)
+        x, keep = x.reshape(B, L * self._slot(), -1), keep.reshape(B, L * self._slot())
         if extra is not None:
-            tokens = torch.cat([tokens, extra], 1)
+            x = torch.cat([x, self.code_emb(extra)], 1)
             keep = torch.cat([keep, extra > 0], 1)
         P = len(self.prompt_ids)
-        x = self.code_emb(tokens)  # (B, L*T, H)
-        words = self.decoder.get_input_embeddings()(self.prompt_ids)  # (P, H)
-        x = torch.cat([words.expand(B, -1, -1), x], 1)
+        x = torch.cat([words(self.prompt_ids).expand(B, -1, -1), x], 1)
         keep = torch.cat([torch.ones(B, P, dtype=torch.bool, device=seqs.device), keep], 1)
         pos = (keep.long().cumsum(1) - 1).clamp(min=0)
         return x, keep, pos
@@ -386,9 +419,16 @@ class LLMSID(LLMRecommender):
         last = self.codes[targets[:, -1]][:, :-1]  # (B, T-1)
         x, keep, pos = self._history(seqs, last)
         h = self.decoder(inputs_embeds=x, attention_mask=keep.long(), position_ids=pos).last_hidden_state
-        P = len(self.prompt_ids)
-        # the state before item j's level-l token sits at P + j*T + l - 1; targets are items 1..L
-        h = h[:, P + T - 1:].reshape(B, L, T, -1)  # (B, L, T, H)
+        P, S = len(self.prompt_ids), self._slot()
+        # target j (the item after seqs[j]) has its level-l token at P + (j+1)*S + l; the state
+        # before it is the token just before, except at level 0 with titles: the last real
+        # token of seqs[j]'s title (its slot's padding is masked)
+        j = torch.arange(L, device=seqs.device)
+        at = P + (j[:, None] + 1) * S + torch.arange(T, device=seqs.device) - 1  # (L, T)
+        at = at.expand(B, L, T).clone()
+        if self.config.titles:
+            at[:, :, 0] -= self.config.titles - self.title_len[seqs]
+        h = h[torch.arange(B, device=seqs.device)[:, None, None], at]  # (B, L, T, H)
         valid = (targets > 0) & (seqs > 0)
         logits = self._code_logits(h[valid]).masked_fill(~self.level_tokens, float("-inf"))  # (N, T, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.codes[targets[valid]].reshape(-1))
@@ -662,7 +702,8 @@ def tree_forward(decoder: nn.Module, x: torch.Tensor, keep: torch.Tensor, pos: t
     node k or one of its ancestors; depth (K,) or (B, K), 1-based. A node attends to the
     prefix and its own ancestors, at position (last prefix position + depth): what a plain
     causal pass over prefix + its path would compute, for every path at once.
-    Returns the hidden state after the prefix (B, H) and after each node (B, K, H).
+    Returns the hidden state after the prefix's last real token (B, H) and after each node
+    (B, K, H).
     """
     B, S = keep.shape
     K = nodes.shape[1]
@@ -676,7 +717,9 @@ def tree_forward(decoder: nn.Module, x: torch.Tensor, keep: torch.Tensor, pos: t
     mask = torch.zeros(allowed.shape, dtype=x.dtype, device=dev).masked_fill(~allowed, torch.finfo(x.dtype).min)
     pos = torch.cat([pos, pos[:, -1:] + depth.expand(B, K)], 1)
     h = decoder(inputs_embeds=torch.cat([x, nodes], 1), attention_mask=mask[:, None], position_ids=pos).last_hidden_state
-    return h[:, S - 1], h[:, S:]
+    # the prefix's last real token (a prefix may end in masked padding, e.g. a short title's)
+    last = S - 1 - keep.flip(1).long().argmax(1)
+    return h[torch.arange(B, device=dev), last], h[:, S:]
 
 
 def _trie_tree(levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:

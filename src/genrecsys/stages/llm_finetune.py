@@ -93,21 +93,30 @@ def llm_throughput(run_dir: Path, cache_dir: Path | None = None) -> dict[str, fl
     from genrecsys.experiment import load_run
 
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    _, split, model = load_run(run_dir, cache_dir)
-    tokens = tokens_per_epoch(model, split)
+    cfg, split, model = load_run(run_dir, cache_dir)
+    tokens = tokens_per_epoch(model, split, cfg.train.batch_size)
     seconds = metrics["train_seconds"]
     return {"tokens_per_epoch": tokens, "train_tokens_per_s": tokens * metrics["epochs"] / seconds if seconds else
             float("nan"), "train_hours": seconds / 3600}
 
 
-def tokens_per_epoch(model, split) -> int:
-    """Tokens one training epoch feeds the LLM: prompt + window codes, padding included
-    (llmsid's windows have a fixed length), or prompt + candidate question (tallrec)."""
+def tokens_per_epoch(model, split, batch_size: int | None = None) -> int:
+    """Tokens one training epoch feeds the LLM: prompt + window codes (and titles), padding
+    included (llmsid's windows have a fixed length) plus the alignment rows at ``batch_size``
+    (default: the model's), or prompt + candidate question (tallrec)."""
     from genrecsys.train.batches import sequence_windows
 
     if _windowed(model):
-        x, _, _ = sequence_windows(split.train, model.config.max_len)
-        return len(x) * (len(model.prompt_ids) + (model.config.max_len + 1) * model.tok.code_length - 1)
+        c = model.config
+        x, _, _ = sequence_windows(split.train, c.max_len)
+        steps = -(-len(x) // (batch_size or model.default_batch_size))
+        window = len(model.prompt_ids) + c.max_len * model._slot() + model.tok.code_length - 1
+        align = 0  # LC-Rec's alignment rows, `align_items` of each table per step
+        if c.align:
+            align = steps * c.align_items * sum(getattr(model, t).shape[-1] for t, task in
+                                                (("t2c_rows", "title2code"), ("c2t_rows", "code2title"))
+                                                if task in c.align_tasks)
+        return len(x) * window + align
     hist, cands, _ = model._examples
     return int(sum(len(model._prefix(h)) + len(model._chain(int(i))) for h, i in zip(hist, cands)))
 
@@ -151,7 +160,7 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
             seconds.append(time.perf_counter() - t0)
             tokens.append(fed[0])
     tok_s = sum(tokens) / sum(seconds)
-    per_epoch = tokens_per_epoch(model, split)
+    per_epoch = tokens_per_epoch(model, split, batch_size)
     model.eval()
     who = split.eval_users("valid")[:users]
     seqs = torch.as_tensor(pad_left(split.history("valid"), who, 50))
