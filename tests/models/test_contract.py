@@ -33,7 +33,9 @@ FAST = {
     "genrec": {"lr": 0.003, "epochs": 20},
     "tiger": {"lr": 0.01, "epochs": 60},
     "llmsid": {"lr": 0.01, "epochs": 15},
-    "tallrec": {"lr": 0.01, "epochs": 30},
+    # lr 0.01 ended at AUC 0.77 / hit@10 0.78-0.80 on a new machine's float path (training
+    # diverges chaotically at that rate); 0.005 gives AUC 0.90-0.95 over seeds 0-3
+    "tallrec": {"lr": 0.005, "epochs": 30},
     "multvae": {"lr": 0.01, "epochs": 60},
     "multdae": {"lr": 0.01, "epochs": 60},
     "cfgan": {"lr": 0.001, "epochs": 60},
