@@ -45,6 +45,8 @@ def main() -> None:
                    help="retrieval: llmsid vs TIGER vs SASRec; fewshot: the TALLRec curve (with --probe: whose cost)")
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
     p.add_argument("--llm-epochs", type=int, default=None, help="cap on the LLM rows' epochs (default: --epochs)")
+    p.add_argument("--llm-eval-every", type=int, default=None,
+                   help="validate the LLM rows every N epochs (and after the last): one evaluation costs minutes")
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
@@ -70,6 +72,7 @@ def main() -> None:
     if args.patience is not None:
         train = replace(train, patience=args.patience)
     llm_train = replace(train, checkpoint_steps=args.checkpoint_steps,
+                        **({"eval_every": args.llm_eval_every} if args.llm_eval_every else {}),
                         **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
     llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
     out: dict = {}
