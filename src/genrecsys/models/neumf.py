@@ -76,13 +76,16 @@ class NeuMF(Recommender):
             return self.user_mf(users), self.user_mlp(users)
         flat = users.reshape(-1)
         e = self.user_fusion(torch.cat([self.user_mf(flat), self.user_mlp(flat)], -1), flat)  # (N, 2D)
-        return e.view(*users.shape, -1).chunk(2, dim=-1)
+        # contiguous halves: the matmuls below then run the ID model's kernels on the same
+        # layout, so a fusion at its identity scores bit for bit as the ID model
+        return tuple(x.contiguous() for x in e.view(*users.shape, -1).chunk(2, dim=-1))
 
     def _item_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """GMF and MLP item tables, (I+1, D) each."""
         if self.item_features is None:
             return self.item_mf.weight, self.item_mlp.weight
-        return self.item_features(torch.cat([self.item_mf.weight, self.item_mlp.weight], -1)).chunk(2, dim=-1)
+        tables = self.item_features(torch.cat([self.item_mf.weight, self.item_mlp.weight], -1))
+        return tuple(x.contiguous() for x in tables.chunk(2, dim=-1))
 
     def _tower(self, h: torch.Tensor, first: int = 0) -> torch.Tensor:
         """Run MLP layers `first`.. on (..., H_in) -> (..., H_out); dropout then linear then ReLU."""
@@ -124,10 +127,9 @@ class NeuMF(Recommender):
         u_mf, u_mlp = self._users(users)
         i_mf, i_mlp = self._item_tables()
         # First MLP layer split as W [u; i] + b = W_u u + (W_i i + b).
-        if self.user_fusion is None:  # the ID model's original arithmetic, so its scores stay bit-identical
-            user_part = (self.user_mlp.weight @ first.weight[:, :d].T)[users]  # (B, H1)
-        else:
-            user_part = u_mlp @ first.weight[:, :d].T  # (B, H1)
+        # one arithmetic with and without fusion (the users' rows, then the matmul): a GEMM
+        # over all users then indexed can differ in the last bit from one over the batch
+        user_part = u_mlp @ first.weight[:, :d].T  # (B, H1)
         item_part = torch.addmm(first.bias, i_mlp, first.weight[:, d:].T)  # (I+1, H1)
         gmf = (u_mf * w[:d]) @ i_mf.T  # (B, I+1)
         out = torch.empty_like(gmf)
