@@ -74,9 +74,14 @@ def run_environment(**extra: Any) -> dict[str, Any]:
     commit = git("rev-parse", "--short", "HEAD")
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "+dirty"
-    torch = sys.modules.get("torch")  # only when the benchmark imported it: importing torch here costs seconds
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch = version("torch")  # from the metadata: importing torch here would cost seconds
+    except PackageNotFoundError:
+        torch = None
     return {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
-            "torch": getattr(torch, "__version__", None), "numpy": np.__version__, "machine": platform.machine(),
+            "torch": torch, "numpy": np.__version__, "machine": platform.machine(),
             "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], **extra}
 
 
