@@ -137,16 +137,22 @@ def _parse_value(text: str):
 def cmd_train(args: argparse.Namespace) -> int:
     from genrecsys.experiment import run_experiment, run_seeds
     from genrecsys.registry import MODELS
-    from genrecsys.train.distributed import join_launcher_group, rank_and_world
+    from genrecsys.train.distributed import join_launcher_group, leave_launcher_group, rank_and_world
 
     cfg = _experiment_config(args)
     MODELS.get(cfg.model)  # fail fast on an unknown name
     out = Path(args.output_dir or f"runs/{cfg.model}-{cfg.data.dataset.replace('/', '_')}")
     if join_launcher_group(cfg.train.device):  # started by torchrun: this process is one rank
-        if cfg.train.nproc > 1 or args.seeds > 1:
-            raise GenrecsysError("under torchrun, torchrun starts the ranks: drop --nproc, and run one seed per launch")
-        metrics = run_experiment(cfg, out, cache_dir=_cache_dir(args), resume=args.resume)
-        if rank_and_world()[0]:
+        rank, ok = rank_and_world()[0], False
+        try:
+            if cfg.train.nproc > 1 or args.seeds > 1:
+                raise GenrecsysError("under torchrun, torchrun starts the ranks: drop --nproc, "
+                                     "and run one seed per launch")
+            metrics = run_experiment(cfg, out, cache_dir=_cache_dir(args), resume=args.resume)
+            ok = True
+        finally:
+            leave_launcher_group(ok)
+        if rank:
             return 0  # rank 0 reports and writes the run directory
         std = {}
     elif args.seeds > 1:

@@ -21,6 +21,7 @@ the run directory on a shared filesystem to resume).
 """
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import socket
@@ -49,6 +50,24 @@ def join_launcher_group(device: str = "cpu") -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if cuda else "gloo")
     return True
+
+
+def leave_launcher_group(ok: bool = True) -> None:
+    """Wait for every rank (only when this one finished: a failed rank must not sit in a
+    barrier its peers never reach), then tear the process group down. A rank that exits with its
+    gloo group still alive can abort in C++ teardown ("terminate called without an active
+    exception"); torchrun then reports that node failed and the other node's agent waits
+    out its exit barrier (a two-node run hung for minutes in CI)."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            if ok:
+                dist.barrier()
+        finally:
+            # A DDP wrapper caught in a reference cycle keeps the gloo group alive past
+            # destroy_process_group until interpreter teardown, where the same abort can hit:
+            # collect it first.
+            gc.collect()
+            dist.destroy_process_group()
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -134,13 +153,14 @@ def _worker(rank: int, world: int, port: int, args: tuple, out_path: str) -> Non
     elif not train_cfg.threads:  # share the cores instead of N processes x all cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    ok = False
     try:
         result = fit(model, split, train_cfg, eval_cfg, max_len=max_len, run_dir=run_dir, resume=resume)
         if rank == 0:  # the best weights are loaded: hand them and the result to the launcher
             torch.save({"state": {k: v.cpu() for k, v in model.state_dict().items()}, "result": result}, out_path)
-        dist.barrier()
+        ok = True
     finally:
-        dist.destroy_process_group()
+        leave_launcher_group(ok)
 
 
 def spawn_fit(model: nn.Module, split, train_cfg, eval_cfg, *, max_len: int, run_dir, resume: bool):
