@@ -18,33 +18,18 @@ import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genrecsys.config import ExperimentConfig, from_dict
-from genrecsys.data.load import make_split
+from genrecsys.config import ExperimentConfig
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.files import building_file, exclusive
+from genrecsys.runs import build_model, load_run, load_split  # noqa: F401  (public here too)
 
-
-def build_model(name: str, params: dict[str, Any], split: SplitData):
-    from genrecsys.registry import MODELS
-
-    cls = MODELS.get(name)
-    config = from_dict(cls.Config, dict(params), f"model_params ({name})")
-    return cls(split, config)
-
-
-def load_split(cfg: ExperimentConfig, cache_dir: str | Path | None = None) -> SplitData:
-    from genrecsys.data.load import prepare
-
-    ds = prepare(cfg.data, cache_dir)
-    split = make_split(ds, cfg.data.split, cfg.data.ratios, seed=cfg.train.seed)
-    if cache_dir is not None:
-        split.meta["cache_dir"] = str(cache_dir)  # models find embedded assets and their caches here
-    return split
+if TYPE_CHECKING:
+    from genrecsys.reasoning.encoder import EncoderConfig
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: str | Path | None = None,
@@ -196,7 +181,7 @@ def _with_reland(cfg: ExperimentConfig, split: SplitData, work: Path,
         encoder_run = user_matrix_from_run(Path(r.encoder).expanduser(), cache_dir)
     try:
         inputs = prepare_reland(split, r, llm, cache_dir, work / RELAND_DIR, threads=cfg.train.threads,
-                                encoder_run=encoder_run)
+                                encoder_run=encoder_run, train_encoder=train_behaviour_encoder)
     finally:
         if llm is not None:
             llm.close()
@@ -293,44 +278,37 @@ def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cach
     return agg
 
 
+def train_behaviour_encoder(split: SplitData, config: EncoderConfig | None = None) -> tuple[np.ndarray, Any]:
+    """Fit RELAND's LightGCN behaviour encoder on ``split``; returns (M, the fit result).
+    ``config`` defaults to the authors' settings (`genrecsys.reasoning.encoder.EncoderConfig`).
+    Early stopping uses the split's validation targets, as any backbone's training does.
+    """
+    import torch
+
+    from genrecsys.config import EvalConfig, TrainConfig
+    from genrecsys.models.lightgcn import LightGCN, LightGCNConfig
+    from genrecsys.reasoning.encoder import EncoderConfig, user_matrix
+    from genrecsys.train.loop import fit, seed_everything
+
+    c = config or EncoderConfig()
+    seed_everything(c.seed)  # initial weights depend on the seed too
+    model = LightGCN(split, LightGCNConfig(embedding_size=c.embedding_size, n_layers=c.n_layers))
+    train = TrainConfig(epochs=c.epochs, patience=c.patience, lr=c.lr, batch_size=c.batch_size, seed=c.seed,
+                        max_seconds=c.max_seconds, threads=c.threads, progress=c.progress)
+    threads = torch.get_num_threads()
+    try:
+        result = fit(model, split, train, EvalConfig(ks=(10,)))
+    finally:
+        torch.set_num_threads(threads)  # fit() sets the process-wide count; leave it as it was
+    return user_matrix(model), result
+
+
 def user_matrix_from_run(run_dir: str | Path, cache_dir: str | Path | None = None) -> tuple[np.ndarray, SplitData]:
     """RELAND's behaviour matrix M from a finished run directory: (M, the run's split)."""
     from genrecsys.reasoning.encoder import user_matrix
 
     _, split, model = load_run(run_dir, cache_dir)
     return user_matrix(model), split
-
-
-def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
-    """Rebuild (config, split, model) of a finished run directory."""
-    import torch
-
-    from genrecsys.config import load_experiment
-
-    d = Path(run_dir)
-    seeds = sorted(p for p in d.glob("seed-*") if (p / "model.pt").is_file())
-    if seeds:  # a multi-seed run: its first seed (top-level files, if any, are an earlier single run's)
-        d = seeds[0]
-    elif not (d / "model.pt").is_file():
-        raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
-    cfg = load_experiment(d / "config.yaml")
-    cfg = _resolve_side_inputs(cfg, d)
-    split = load_split(cfg, cache_dir)
-    model = build_model(cfg.model, cfg.model_params, split)
-    saved = torch.load(d / "model.pt", map_location="cpu", weights_only=False)  # GPU-trained runs load anywhere
-    model.load_state_dict(saved["state_dict"])
-    model.eval()
-    return cfg, split, model
-
-
-def _resolve_side_inputs(cfg: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
-    """Relative ``user_text`` / ``item_text`` paths (RELAND runs) point into the run directory."""
-    params = dict(cfg.model_params)
-    for key in ("user_text", "item_text"):
-        value = params.get(key)
-        if isinstance(value, str) and not Path(value).is_absolute() and (run_dir / value).is_file():
-            params[key] = str((run_dir / value).resolve())
-    return replace(cfg, model_params=params)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

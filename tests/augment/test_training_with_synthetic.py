@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from augmentdata import llm, news_dir, scripted  # noqa: F401  (fixtures)
+from newsfixtures import TOKENIZER, news_params
+
 from genrecsys.augment import augment
 from genrecsys.config import EvalConfig, TrainConfig
 from genrecsys.data.augmented import synthetic_history
@@ -15,12 +16,11 @@ from genrecsys.data.impressions import construct_impressions
 from genrecsys.data.itemtext import item_inputs
 from genrecsys.data.load import load_dataset
 from genrecsys.data.schema import Dataset
+from genrecsys.data.sessions import session_batches
 from genrecsys.data.splits import leave_one_out
 from genrecsys.data.synthetic import block_cycles
 from genrecsys.experiment import build_model
 from genrecsys.train.loop import fit
-from genrecsys.train.sessions import session_batches
-from newsfixtures import TOKENIZER, news_params
 
 NEW = ["u0", "u1", "u2"]  # users that get synthetic items
 

@@ -21,7 +21,7 @@ from genrecsys.models.hstu import (
     time_buckets,
     visible_keys,
 )
-from genrecsys.train.batches import sequence_windows
+from genrecsys.data.batches import sequence_windows
 
 
 @pytest.fixture(scope="module")

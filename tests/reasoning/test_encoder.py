@@ -10,11 +10,11 @@ import torch
 
 from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
 from genrecsys.errors import GenrecsysError
-from genrecsys.experiment import run_experiment, user_matrix_from_run
+from genrecsys.experiment import run_experiment, train_behaviour_encoder, user_matrix_from_run
 from genrecsys.models.bpr import BPR
 from genrecsys.models.lightgcn import LightGCN, LightGCNConfig
 from genrecsys.models.pop import Pop
-from genrecsys.reasoning.encoder import EncoderConfig, pad_user_vectors, train_behaviour_encoder, user_matrix
+from genrecsys.reasoning.encoder import EncoderConfig, pad_user_vectors, user_matrix
 from reasoningdata import split  # noqa: F401  (fixtures)
 
 

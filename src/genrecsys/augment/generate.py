@@ -11,7 +11,7 @@ Synthetic items are kept apart from the real data, by construction:
 - the user table's ``synthetic_history`` lists each user's synthetic ids in order.
 
 How downstream training consumes them (:func:`history_with_synthetic` states the rule;
-``genrecsys.data.augmented``, ``data.itemtext`` and ``train.sessions`` implement it for the
+``genrecsys.data.augmented``, ``data.itemtext`` and ``data.sessions`` implement it for the
 news / CTR models): a news model's user encoder reads ``synthetic ids + real training
 history`` (synthetic first, so the real clicks stay the most recent and inside
 ``max_history``); the news encoder encodes the synthetic rows from their own

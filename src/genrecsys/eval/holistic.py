@@ -8,7 +8,6 @@ stays below `train`, `generative` and `experiment` in the import order.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,24 +81,3 @@ def worst_group(res: dict[str, Any], grouping: str, metric: str = "ndcg@10") -> 
         return "–", float("nan"), float("nan")
     g = min(groups, key=groups.get)
     return g, groups[g], row["gap"]
-
-
-def plot_groups(res: dict[str, Any], path: Path, title: str, metric: str = "ndcg@10",
-                groupings: tuple[str, ...] = ("gender", "age", "activity", "new_vs_warm")) -> None:
-    """Bars of ``metric`` per group, one panel per grouping present."""
-    from genrecsys.eval.report import _pyplot
-
-    plt = _pyplot()
-    present = [g for g in groupings if metric in res["groups"].get(g, {})]
-    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.4), dpi=110,
-                             squeeze=False)
-    for ax, grouping in zip(axes[0], present):
-        row = res["groups"][grouping][metric]
-        names = [g for g in row if g not in ("gap", "p")]
-        ax.bar(names, [row[g] for g in names], color="#4a7fc1")
-        ax.set_title(f"{grouping} (p {row['p']:.2g})", fontsize=9)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -149,6 +149,25 @@ def write_run_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[
     return path
 
 
+def plot_groups(res: dict[str, Any], path: Path, title: str, metric: str = "ndcg@10",
+                groupings: tuple[str, ...] = ("gender", "age", "activity", "new_vs_warm")) -> None:
+    """Bars of ``metric`` per group, one panel per grouping present."""
+    plt = _pyplot()
+    present = [g for g in groupings if metric in res["groups"].get(g, {})]
+    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 3.4), dpi=110,
+                             squeeze=False)
+    for ax, grouping in zip(axes[0], present):
+        row = res["groups"][grouping][metric]
+        names = [g for g in row if g not in ("gap", "p")]
+        ax.bar(names, [row[g] for g in names], color="#4a7fc1")
+        ax.set_title(f"{grouping} (p {row['p']:.2g})", fontsize=9)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 BEYOND_COLUMNS = (("coverage", "coverage"), ("gini", "Gini"), ("novelty", "novelty (bits)"),
                   ("ild_genre", "ILD (genre)"), ("pop_lift", "pop. lift"), ("longtail_share", "long-tail share"),
                   ("calibration_kl", "calibration KL"))
@@ -157,7 +176,7 @@ BEYOND_COLUMNS = (("coverage", "coverage"), ("gini", "Gini"), ("novelty", "novel
 def beyond_section(beyond: dict[str, Any], run_dir: Path) -> str:
     """The run report's beyond-accuracy paragraph: the list metrics, each user grouping's
     worst group and best-worst gap of NDCG@k (Kruskal-Wallis p), and groups.png."""
-    from genrecsys.eval.holistic import plot_groups, worst_group
+    from genrecsys.eval.holistic import worst_group
 
     k = beyond.get("k", 10)
     s = beyond["summary"]

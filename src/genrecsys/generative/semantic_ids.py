@@ -141,7 +141,7 @@ def cf_vectors(model, split: SplitData) -> np.ndarray:
 
 def run_vectors(run_dir: str | Path, split: SplitData, cache_dir: str | Path | None = None) -> np.ndarray:
     """`cf_vectors` of a finished run directory, which must be on `split`'s catalog."""
-    from genrecsys.experiment import load_run  # rebuilds the model as `genrecsys evaluate` does
+    from genrecsys.runs import load_run  # rebuilds the model as `genrecsys evaluate` does
 
     _, run_split, model = load_run(run_dir, cache_dir)
     if run_split.dataset.name != split.dataset.name or not np.array_equal(run_split.item_ids, split.item_ids):

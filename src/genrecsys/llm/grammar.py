@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from genrecsys.errors import GenrecsysError
-from genrecsys.llm.contracts import Contract
 from genrecsys.registry import Registry
+
+if TYPE_CHECKING:  # contracts imports this module to check answers: types only here
+    from genrecsys.llm.contracts import Contract
 
 _LOG_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")
 

@@ -156,7 +156,7 @@ class LocalBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         if cfg.adapter:  # the LLM fine-tuned on the catalog (tallrec / llmsid): other answers, other keys
-            from genrecsys.models.llmrec import apply_adapter
+            from genrecsys.llm.lora import apply_adapter
 
             self.model_id += "+adapter@" + apply_adapter(self.model, cfg.adapter, cfg.model)
         self.model = self.model.to(self.device).eval()

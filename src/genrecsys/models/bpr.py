@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import pair_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import pair_batches
 
 
 @dataclass

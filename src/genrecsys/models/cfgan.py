@@ -78,10 +78,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import InteractionRows, user_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import InteractionRows, user_batches
 
 SCHEMES = ("zr", "pm", "zp")
 

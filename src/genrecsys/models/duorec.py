@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genrecsys.data.batches import sequence_windows
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.sasrec import SASRec, SASRecConfig
-from genrecsys.train.batches import sequence_windows
 
 
 @dataclass

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import sequence_windows
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.generative.seq2seq import additive, block_structure
 from genrecsys.generative.tokenization import BEG, END, MASK, PAD, CodeTokenizer, DigitTokenizer
 from genrecsys.generative.trie import CodeTrie
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import sequence_windows
 
 
 @dataclass

@@ -39,7 +39,7 @@ from genrecsys.models.diffrec import (
     check_schedule,
     init_linear,
 )
-from genrecsys.train.batches import InteractionRows, user_batches
+from genrecsys.data.batches import InteractionRows, user_batches
 
 
 @dataclass

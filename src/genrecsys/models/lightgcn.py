@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrecsys.data.batches import pair_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender, refresh_after_load
 from genrecsys.models.bpr import bpr_loss
 from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
-from genrecsys.train.batches import pair_batches
 
 
 @dataclass

@@ -77,8 +77,8 @@ class LLMRank(Recommender):
     trainable = False
 
     def __init__(self, split: SplitData, config: LLMRankConfig | None = None) -> None:
-        from genrecsys.experiment import load_run
         from genrecsys.reasoning.rationale import TitleCatalog
+        from genrecsys.runs import load_run
 
         super().__init__(split, config)
         c = self.config

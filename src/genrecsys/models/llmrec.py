@@ -56,15 +56,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import shuffled_batches, window_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.generative.trie import CodeTrie, scoring_levels
+from genrecsys.llm.lora import LLAMA_LINEAR, prepare_finetune
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import shuffled_batches, window_batches
 
 FINETUNE_MODES = ("lora", "full", "frozen")
 ALIGN_TASKS = ("title2code", "code2title")
-LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
@@ -149,62 +149,6 @@ def load_causal_lm(source: str | None, cache_dir: str | Path | None = None, laye
         if getattr(decoder.config, "layer_types", None):
             decoder.config.layer_types = decoder.config.layer_types[:layers]
     return lm, tokenizer
-
-
-def prepare_finetune(decoder: nn.Module, mode: str, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-                     targets: tuple[str, ...] = LLAMA_LINEAR) -> nn.Module:
-    """Set which of the decoder's weights learn: LoRA adapters injected in place (``peft``),
-    every weight ("full"), or none ("frozen")."""
-    for p in decoder.parameters():
-        p.requires_grad_(mode == "full")
-    if mode == "lora":
-        from peft import LoraConfig, inject_adapter_in_model
-
-        present = {name.rsplit(".", 1)[-1] for name, _ in decoder.named_modules()}
-        chosen = [t for t in targets if t in present]
-        if not chosen:
-            raise GenrecsysError(f"llmsid: none of the LoRA targets {list(targets)} is a module of this LM")
-        decoder = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                                     target_modules=chosen), decoder)
-        for name, p in decoder.named_parameters():
-            p.requires_grad_("lora_" in name)
-    return decoder
-
-
-def apply_adapter(lm: nn.Module, run_dir: str | Path, base: str | None) -> str:
-    """Apply a finished tallrec/llmsid run's LoRA adapter to ``lm`` (a causal LM loaded from
-    ``base``) in place, for text generation; returns a fingerprint of the adapter for cache
-    keys. The run must have been trained with LoRA on all the blocks of the same base."""
-    import hashlib
-
-    from genrecsys.config import load_experiment
-
-    run = Path(run_dir)
-    if not (run / "model.pt").is_file() or not (run / "config.yaml").is_file():
-        raise GenrecsysError(f"llm.adapter {run_dir}: not a finished run directory (model.pt, config.yaml)")
-    cfg = load_experiment(run / "config.yaml")
-    if cfg.model not in ("tallrec", "llmsid"):
-        raise GenrecsysError(f"llm.adapter {run_dir}: a {cfg.model} run has no LLM adapter (tallrec or llmsid)")
-    from genrecsys.config import from_dict
-    from genrecsys.registry import MODELS
-
-    params = from_dict(MODELS.get(cfg.model).Config, dict(cfg.model_params), f"{run}: model_params")
-    if params.finetune != "lora" or params.layers is not None:
-        raise GenrecsysError(f"llm.adapter {run_dir}: needs a LoRA run over all blocks (finetune=lora, layers unset), "
-                             f"got finetune={params.finetune}, layers={params.layers}")
-    if (params.llm or None) != (base or None):
-        raise GenrecsysError(f"llm.adapter {run_dir}: trained on llm={params.llm or 'the embedded SmolLM2'}, "
-                             f"but llm.model is {base or 'the embedded SmolLM2'}")
-    saved = torch.load(run / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
-    lora = {k[len("decoder."):]: v for k, v in saved.items() if k.startswith("decoder.") and "lora_" in k}
-    decoder = prepare_finetune(lm.get_decoder(), "lora", params.lora_r, params.lora_alpha, 0.0, params.lora_targets)
-    missing = set(lora) - set(decoder.state_dict())
-    if missing or not lora:
-        raise GenrecsysError(f"llm.adapter {run_dir}: its weights do not fit this LM ({sorted(missing)[:2]})")
-    decoder.load_state_dict(lora, strict=False)
-    for p in lm.parameters():
-        p.requires_grad_(False)
-    return hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()[:12]
 
 
 class LLMRecommender(Recommender):
@@ -563,7 +507,7 @@ class TALLRec(LLMRecommender):
         self._examples = self._sample_examples(split)
         self._runtime: dict[str, Any] = {"retriever": None}
         if c.retriever:
-            from genrecsys.experiment import load_run
+            from genrecsys.runs import load_run
 
             _, rsplit, retriever = load_run(c.retriever, cache_dir)
             if list(rsplit.item_ids) != list(split.item_ids) or list(rsplit.user_ids) != list(split.user_ids):

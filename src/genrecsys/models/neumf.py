@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import pair_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.reasoning.fusion import side_layers
-from genrecsys.train.batches import pair_batches
 
 
 @dataclass

@@ -4,7 +4,7 @@ A model = news encoder (item tokens -> d-vector) + user encoder (history vectors
 d-vector) + interaction. Matching models score a candidate by a dot product and train
 with cross-entropy over 1 click + k negatives (GENRE eq. (4)); ranking (CTR) models score
 each (user, candidate) pair with their own interaction module and train with binary
-cross-entropy (eq. (3)). Both train on click sessions (`genrecsys.train.sessions`) in the
+cross-entropy (eq. (3)). Both train on click sessions (`genrecsys.data.sessions`) in the
 shared loop and are evaluated on impressions by default (`protocol = "impressions"`).
 
 Also here: the item-token embedding with the per-item vector projection (GENRE Fig. 2),
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrecsys.data.itemtext import ItemInputs, ItemTextConfig, item_inputs
+from genrecsys.data.sessions import session_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender, refresh_after_load
-from genrecsys.train.sessions import session_batches
 
 
 @dataclass

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import window_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.models.base import Recommender
 from genrecsys.models.blocks import IMPLS, Dropout, Encoder, attention_bias
 from genrecsys.reasoning.fusion import fuse_users, item_table, side_layers
-from genrecsys.train.batches import window_batches
 
 
 @dataclass

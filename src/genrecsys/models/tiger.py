@@ -40,13 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrecsys.data.batches import window_batches
 from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 from genrecsys.generative.seq2seq import BLOCKED, CodeSeq2Seq, additive, block_structure
 from genrecsys.generative.tokenization import BEG, CodeTokenizer, DigitTokenizer
 from genrecsys.generative.trie import CodeTrie, scoring_levels
 from genrecsys.models.base import Recommender
-from genrecsys.train.batches import window_batches
 
 
 @dataclass

@@ -4,12 +4,13 @@ M is (n_users + 1, d) float32 with row 0 = padding (zeros): split user u is row 
 the convention of the project's user-id embeddings. Sampling, the pool and retrieval
 all read M in that layout.
 
-The authors' lightweight encoder is LightGCN; :func:`train_behaviour_encoder` fits one
-with the project's training loop (early stopping on validation NDCG@10) and returns its
-final propagated user embeddings. Any model with user vectors serves as well
+The authors' lightweight encoder is LightGCN; `genrecsys.experiment.train_behaviour_encoder`
+fits one with the project's training loop (early stopping on validation NDCG@10) and
+returns its final propagated user embeddings. Any model with user vectors serves as well
 (:func:`user_matrix`), as does a finished run directory
-(`genrecsys.experiment.user_matrix_from_run`, which loads it: `reasoning` never imports
-`experiment`) or a plain array (:func:`pad_user_vectors`).
+(`genrecsys.experiment.user_matrix_from_run`) or a plain array (:func:`pad_user_vectors`).
+Training and loading runs are the experiment layer's: `reasoning` imports neither `train`
+nor the models (the models import its fusion layers).
 
 >>> import numpy as np
 >>> pad_user_vectors(np.ones((2, 3))).tolist()
@@ -22,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from genrecsys.data.splits import SplitData
 from genrecsys.errors import GenrecsysError
 
 
@@ -73,27 +73,3 @@ def user_matrix(model) -> np.ndarray:
             raise GenrecsysError(f"{type(model).__name__} has no user vectors (needs propagated() or a user_emb "
                                  "table); encode users yourself and pass them to pad_user_vectors")
         return pad_user_vectors(users.detach().float().cpu().numpy())
-
-
-def train_behaviour_encoder(split: SplitData, config: EncoderConfig | None = None):
-    """Fit LightGCN on ``split`` and return (M, the fit result).
-
-    Early stopping uses the split's validation targets, as any backbone's training does.
-    """
-    import torch
-
-    from genrecsys.config import EvalConfig, TrainConfig
-    from genrecsys.models.lightgcn import LightGCN, LightGCNConfig
-    from genrecsys.train.loop import fit, seed_everything
-
-    c = config or EncoderConfig()
-    seed_everything(c.seed)  # initial weights depend on the seed too
-    model = LightGCN(split, LightGCNConfig(embedding_size=c.embedding_size, n_layers=c.n_layers))
-    train = TrainConfig(epochs=c.epochs, patience=c.patience, lr=c.lr, batch_size=c.batch_size, seed=c.seed,
-                        max_seconds=c.max_seconds, threads=c.threads, progress=c.progress)
-    threads = torch.get_num_threads()
-    try:
-        result = fit(model, split, train, EvalConfig(ks=(10,)))
-    finally:
-        torch.set_num_threads(threads)  # fit() sets the process-wide count; leave it as it was
-    return user_matrix(model), result

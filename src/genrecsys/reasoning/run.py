@@ -17,7 +17,9 @@ products into ``out_dir``:
 
 With ``cfg.rationales`` False only step 5's item side runs (the "+f_item" variant).
 
->>> # inputs = prepare_reland(split, RelandConfig(), LLM(cfg.llm), cache_dir, "runs/x/reland")
+>>> # from genrecsys.experiment import train_behaviour_encoder
+>>> # inputs = prepare_reland(split, RelandConfig(), LLM(cfg.llm), cache_dir, "runs/x/reland",
+>>> #                         train_encoder=train_behaviour_encoder)
 >>> # model_params.update(inputs.model_params())   # user_text / item_text for any backbone
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -40,11 +42,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from genrecsys.llm.client import LLM
+    from genrecsys.reasoning.encoder import EncoderConfig
 
 RELAND_DIR = "reland"  # inside a run directory
 USER_TEXT, ITEM_TEXT, ASSIGNMENT, POOL_DIR, SUMMARY = (
     "user_text.npy", "item_text.npy", "assignment.parquet", "pool", "reland.json")
 TEMPLATES = {"cot": "reland_cot", "direct": "reland_direct"}
+
+# (split, settings) -> (M, the fit result): fits LightGCN. `genrecsys.experiment` passes its
+# `train_behaviour_encoder`; this package trains nothing itself (it sits below `train`).
+EncoderTrainer = Callable[[SplitData, "EncoderConfig"], tuple[np.ndarray, Any]]
 
 
 @dataclass
@@ -84,12 +91,14 @@ def split_fingerprint(split: SplitData) -> str:
 
 def behaviour_matrix(split: SplitData, cfg: RelandConfig, cache_dir: str | Path | None = None,
                      threads: int | None = None,
-                     encoder_run: tuple[np.ndarray, SplitData] | None = None) -> tuple[np.ndarray, str]:
+                     encoder_run: tuple[np.ndarray, SplitData] | None = None,
+                     train_encoder: EncoderTrainer | None = None) -> tuple[np.ndarray, str]:
     """M (n_users + 1, d) and where it came from ("cache", "trained" or the run directory).
 
     With ``cfg.encoder`` a run directory, the caller loads it and passes ``encoder_run``
     = (M, the run's split) (`genrecsys.experiment.user_matrix_from_run`): loading a run is
-    the experiment layer's job, above this package.
+    the experiment layer's job, above this package. So is fitting LightGCN when no cached
+    M fits: ``train_encoder`` (`genrecsys.experiment.train_behaviour_encoder`).
 
     LightGCN results are cached as ``<cache>/reland/encoder/<key>.npy``: the key covers the
     split's content and the encoder settings, so any change retrains and nothing stale is
@@ -116,9 +125,11 @@ def behaviour_matrix(split: SplitData, cfg: RelandConfig, cache_dir: str | Path 
     path = _cache_root(cache_dir) / "reland" / "encoder" / f"{key}.npy"
     if path.is_file():
         return np.load(path), "cache"
-    from genrecsys.reasoning.encoder import train_behaviour_encoder
-
-    m, _ = train_behaviour_encoder(split, enc)
+    if train_encoder is None:
+        raise GenrecsysError("reland: no LightGCN behaviour encoder is cached for this split and settings; pass "
+                             "train_encoder=genrecsys.experiment.train_behaviour_encoder (training is the experiment "
+                             "layer's job, above this package) or set reland.encoder to a finished run")
+    m, _ = train_encoder(split, enc)
     with building_file(path) as tmp:  # a killed run never leaves half a matrix; concurrent runs don't share one
         np.save(tmp, m)
     return m, "trained"
@@ -144,12 +155,13 @@ def seed_users(split: SplitData, m: np.ndarray, cfg: RelandConfig):
 
 def prepare_reland(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir: str | Path | None,
                    out_dir: str | Path, *, threads: int | None = None,
-                   encoder_run: tuple[np.ndarray, SplitData] | None = None) -> RelandInputs:
+                   encoder_run: tuple[np.ndarray, SplitData] | None = None,
+                   train_encoder: EncoderTrainer | None = None) -> RelandInputs:
     """Run RELAND's offline phase for ``split`` and write the side inputs into ``out_dir``.
 
     ``llm`` answers the seed prompts (None is allowed only when no pool is built: item
     features only, or ``cfg.pool`` reused). Returns the written paths and the ``"llm"``
-    block for metrics.json.
+    block for metrics.json. ``encoder_run`` / ``train_encoder``: see :func:`behaviour_matrix`.
     """
     from genrecsys.reasoning import fusion
 
@@ -163,7 +175,7 @@ def prepare_reland(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_d
         res.item_text = out / ITEM_TEXT
         res.timings["item_text_s"] = time.perf_counter() - t0
     if cfg.rationales:
-        _rationales(split, cfg, llm, cache_dir, out, res, threads, encoder_run)
+        _rationales(split, cfg, llm, cache_dir, out, res, threads, encoder_run, train_encoder)
     summary = {"config": asdict(cfg), "llm": res.llm, "timings": res.timings, "notes": res.notes,
                "files": {k: str(v.relative_to(out)) if v is not None else None
                          for k, v in (("user_text", res.user_text), ("item_text", res.item_text),
@@ -174,7 +186,8 @@ def prepare_reland(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_d
 
 def _rationales(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir: str | Path | None, out: Path,
                 res: RelandInputs, threads: int | None,
-                encoder_run: tuple[np.ndarray, SplitData] | None = None) -> None:
+                encoder_run: tuple[np.ndarray, SplitData] | None = None,
+                train_encoder: EncoderTrainer | None = None) -> None:
     """Steps 1-6 of the module docstring for the user side; fills ``res``."""
     from genrecsys.llm.accounting import JobStats
     from genrecsys.reasoning import fusion
@@ -182,7 +195,7 @@ def _rationales(split: SplitData, cfg: RelandConfig, llm: LLM | None, cache_dir:
     from genrecsys.reasoning.retrieval import assign_rationales
 
     t = time.perf_counter()
-    m, source = behaviour_matrix(split, cfg, cache_dir, threads, encoder_run)
+    m, source = behaviour_matrix(split, cfg, cache_dir, threads, encoder_run, train_encoder)
     res.timings["encoder_s"] = time.perf_counter() - t
     res.notes.append(f"behaviour encoder: {source}")
     if cfg.pool is not None:

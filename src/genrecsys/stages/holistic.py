@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from genrecsys.errors import GenrecsysError
-from genrecsys.eval.holistic import plot_groups, worst_group
+from genrecsys.eval.holistic import worst_group
+from genrecsys.eval.report import plot_groups
 
 TABLE_METRICS = ("ndcg@10", "coverage", "gini", "novelty", "ild_genre", "pop_lift", "longtail_share", "calibration_kl")
 

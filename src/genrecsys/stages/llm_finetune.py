@@ -104,7 +104,7 @@ def tokens_per_epoch(model, split, batch_size: int | None = None) -> int:
     """Tokens one training epoch feeds the LLM: prompt + window codes (and titles), padding
     included (llmsid's windows have a fixed length) plus the alignment rows at ``batch_size``
     (default: the model's), or prompt + candidate question (tallrec)."""
-    from genrecsys.train.batches import sequence_windows
+    from genrecsys.data.batches import sequence_windows
 
     if _windowed(model):
         c = model.config

@@ -27,7 +27,7 @@ import pickle
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -142,9 +142,7 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, args: tuple, out_path: str) -> None:
-    from genrecsys.train.loop import fit
-
-    blob, split, train_cfg, eval_cfg, max_len, run_dir, resume = args
+    fit, blob, split, train_cfg, eval_cfg, max_len, run_dir, resume = args
     model = pickle.loads(blob)  # this rank's own copy of the weights (see spawn_fit)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     cuda = train_cfg.device.startswith("cuda")
@@ -163,8 +161,10 @@ def _worker(rank: int, world: int, port: int, args: tuple, out_path: str) -> Non
         leave_launcher_group(ok)
 
 
-def spawn_fit(model: nn.Module, split, train_cfg, eval_cfg, *, max_len: int, run_dir, resume: bool):
-    """Run ``fit`` in ``train_cfg.nproc`` processes; load rank 0's best weights into
+def spawn_fit(fit: Callable[..., Any], model: nn.Module, split, train_cfg, eval_cfg, *, max_len: int, run_dir,
+              resume: bool):
+    """Run ``fit`` (`genrecsys.train.loop.fit`, handed in: the loop calls this module, not
+    the other way round) in ``train_cfg.nproc`` processes; load rank 0's best weights into
     ``model`` and return its ``FitResult``."""
     import torch.multiprocessing as mp
 
@@ -177,7 +177,7 @@ def spawn_fit(model: nn.Module, split, train_cfg, eval_cfg, *, max_len: int, run
         # multiprocessing moves its tensors to shared memory, so every rank would update the
         # same weights (each step applied N times, racing: a run was not reproducible).
         blob = pickle.dumps(model.cpu())
-        args = (blob, split, train_cfg, eval_cfg, max_len, str(run_dir) if run_dir else None, resume)
+        args = (fit, blob, split, train_cfg, eval_cfg, max_len, str(run_dir) if run_dir else None, resume)
         mp.spawn(_worker, args=(world, _free_port(), args, out_path), nprocs=world, join=True)
         saved = torch.load(out_path, map_location="cpu", weights_only=False)
     model.load_state_dict(saved["state"])

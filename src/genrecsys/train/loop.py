@@ -96,7 +96,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
 
     rank, world = ddp.rank_and_world()
     if train_cfg.nproc > 1 and world == 1 and model.trainable and train_cfg.epochs > 0:
-        return ddp.spawn_fit(model, split, train_cfg, eval_cfg, max_len=max_len, run_dir=run_dir, resume=resume)
+        return ddp.spawn_fit(fit, model, split, train_cfg, eval_cfg, max_len=max_len, run_dir=run_dir, resume=resume)
     seed_everything(train_cfg.seed)
     if world > 1:
         torch.manual_seed(train_cfg.seed + rank)  # own dropout masks per rank; DDP syncs the weights

@@ -30,8 +30,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from genrecsys.data.batches import NegativeSampler
 from genrecsys.data.splits import Part, SplitData
-from genrecsys.train.batches import NegativeSampler
 
 
 def _sessions_from_sequences(split: SplitData, size: int, rng: np.random.Generator,

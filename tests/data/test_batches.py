@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from genrecsys.data.batches import NegativeSampler, pair_batches, sequence_windows
 from genrecsys.data.splits import leave_one_out
 from genrecsys.data.synthetic import block_cycles
-from genrecsys.train.batches import NegativeSampler, pair_batches, sequence_windows
 
 
 def test_negatives_are_never_items_the_user_interacted_with():

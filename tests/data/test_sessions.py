@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from newsfixtures import MIND
 
 from genrecsys.data.impressions import impression_split
 from genrecsys.data.mind import load_mind
+from genrecsys.data.sessions import session_batches
 from genrecsys.data.splits import leave_one_out
 from genrecsys.data.synthetic import block_cycles
-from genrecsys.train.sessions import session_batches
-from newsfixtures import MIND
 
 
 def _epoch(split, **kw):
