@@ -162,7 +162,8 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iters: int = 20) -> np.ndarr
     import faiss
 
     k = min(k, len(x))  # FAISS needs at least as many points as centroids
-    with faiss_threads(1):  # one thread: the same seed gives the same centroids
+    # one thread: the same seed gives the same centroids
+    with thread_count(faiss.omp_get_max_threads, faiss.omp_set_num_threads, 1):
         km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, verbose=False,
                           min_points_per_centroid=1, max_points_per_centroid=1 << 30)  # no warning, no subsampling
         km.train(np.ascontiguousarray(x, dtype=np.float32))
@@ -260,16 +261,15 @@ def squared_error(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @contextmanager
-def faiss_threads(n: int) -> Iterator[None]:
-    """FAISS's process-wide OpenMP thread count set to ``n`` for the block, then restored."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
+def thread_count(get, set_, n: int) -> Iterator[None]:
+    """A process-wide thread count (``get()`` / ``set_(n)``) set to ``n`` for the block, then
+    restored: FAISS's OpenMP count for k-means, torch's intra-op count for the RQ-VAE."""
+    before = get()
+    set_(n)
     try:
         yield
     finally:
-        faiss.omp_set_num_threads(before)
+        set_(before)
 
 
 # ----------------------------------------------------------------------------- RQ-VAE
@@ -303,7 +303,7 @@ def train_rqvae(x: np.ndarray, config: QuantizeConfig, k: int) -> Quantized:
     c = config
     mean = x.mean(0, keepdims=True)  # (1, D)
     scale = float(np.sqrt(((x - mean) ** 2).mean())) or 1.0
-    with torch_threads(1), torch.random.fork_rng(devices=[]):
+    with thread_count(torch.get_num_threads, torch.set_num_threads, 1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.seed)
         gen = torch.Generator().manual_seed(c.seed)  # dead-code resets
         data = torch.as_tensor((x - mean) / scale, dtype=torch.float32)  # (N, D)
@@ -387,16 +387,3 @@ def mlp(dims: list[int]):
     for i, (a, b) in enumerate(zip(dims, dims[1:])):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(dims) - 2 else [])
     return nn.Sequential(*layers)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` for the block, then restored."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
