@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fusion-form", default="mlp", choices=FUSION_FORMS,
                    help="UP's interest fusion: mlp (the paper's eq. (2), the committed tables) or gated "
                         "(starts as the ORI model; runs kept under <variant>-gated)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="with --fusion-form gated: start each UP run from the same seed's trained ORI run, "
+                        "kept unless an epoch beats it on validation (runs under <variant>-gated-warm)")
     p.add_argument("--lr", type=float, default=None, help="override the models' learning rate")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--jobs", type=int, default=1,

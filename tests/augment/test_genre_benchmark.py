@@ -299,6 +299,23 @@ def test_gated_fusion_runs_of_up_live_beside_the_paper_form_runs(genre, tmp_path
     args.fusion_form = "mlp"
     assert genre.run_dir(args, "UP", "nrms").parent.name == "up"
     assert genre.experiment_config(args, "UP", "nrms").model_params == {"interest_fusion": True}
+    assert genre.experiment_config(args, "UP", "nrms").train.init_from is None
+
+
+def test_a_warm_started_gated_up_run_starts_from_the_same_seeds_ori_run(genre, tmp_path):
+    (tmp_path / "v" / "up").mkdir(parents=True)
+    (tmp_path / "v" / "ori").mkdir(parents=True)
+    args = genre.GenreTables(variants_dir=str(tmp_path / "v"), runs_dir=str(tmp_path / "runs"), threads=1,
+                              device="cpu", patience=3, max_epochs=2, lr=None, fusion_form="gated",
+                              warm_start=True)
+    assert genre.run_dir(args, "UP", "nrms").parent.name == "up-gated-warm"  # beside the cold-start runs
+    exp = genre.experiment_config(args, "UP", "nrms", seed=2022)
+    assert exp.train.init_from == str(tmp_path / "runs" / "ori" / "nrms" / "seed-2022")
+    assert exp.model_params["interest_fusion_form"] == "gated"
+    assert genre.experiment_config(args, "ORI", "nrms").train.init_from is None  # no fusion, nothing to warm
+    args.fusion_form = "mlp"  # the paper's MLP replaces the user vector: it cannot start as ORI
+    with pytest.raises(genre.GenrecsysError, match="--warm-start needs --fusion-form gated"):
+        genre.experiment_config(args, "UP", "nrms")
 
 
 def test_answer_caps_come_from_the_main_jobs_stage_and_max_tokens_overrides_them(genre, tmp_path):

@@ -65,6 +65,7 @@ class GenreTables:
     max_epochs: int | None = None
     patience: int = 3  # validations without AUC gain before stopping
     fusion_form: str = "mlp"  # UP's interest fusion: mlp (the paper's eq. (2)) or gated
+    warm_start: bool = False  # gated fusion: start from the same seed's trained ORI run (train.init_from)
     lr: float | None = None
     threads: int = 1  # torch threads per training process
     jobs: int = 1  # training runs at a time, one process each
@@ -145,10 +146,17 @@ def experiment_config(cfg: GenreTables, name: str, model: str, seed: int = 2020)
     """The ExperimentConfig of `model` on variant `name` under `seed`."""
     from genrecsys.config import DataConfig, EvalConfig, ExperimentConfig, ImpressionConfig, TrainConfig
 
-    return ExperimentConfig(model=model, model_params=model_params(name, getattr(cfg, "fusion_form", "mlp")),
+    params = model_params(name, getattr(cfg, "fusion_form", "mlp"))
+    init_from = None
+    if getattr(cfg, "warm_start", False) and params.get("interest_fusion"):
+        if params.get("interest_fusion_form") != "gated":
+            raise GenrecsysError("--warm-start needs --fusion-form gated: only the gated fusion starts as the ORI model")
+        # the gate is zero, so the model starts as exactly this trained ORI model (validated first)
+        init_from = str(seed_dir(cfg, "ORI", model, seed))
+    return ExperimentConfig(model=model, model_params=params,
                             data=DataConfig(dataset=str(variant_dir(cfg, name))),
                             train=TrainConfig(threads=cfg.threads, device=cfg.device, progress=False,
-                                              patience=cfg.patience, seed=seed,
+                                              patience=cfg.patience, seed=seed, init_from=init_from,
                                               epochs=cfg.max_epochs, **({"lr": cfg.lr} if cfg.lr else {})),
                             eval=EvalConfig(protocol="impressions", impressions=ImpressionConfig(negatives=24)))
 
@@ -255,12 +263,22 @@ def train(cfg: GenreTables, name: str, model: str, wait_s: float = 30.0) -> dict
     return agg
 
 
+def warm_base(cfg: GenreTables) -> None:
+    """With --warm-start the fusion runs start from ORI's runs: train (or await) those first,
+    so no warm start reads a run that is still training."""
+    if getattr(cfg, "warm_start", False):
+        train_missing(cfg, [("ORI", m) for m in cfg.models])
+        for m in cfg.models:
+            train(cfg, "ORI", m)
+
+
 def cmd_train(cfg: GenreTables) -> dict[str, Any]:
     """Train the missing runs of exactly --variants x --models (ORI only if listed), no table:
     for splitting the runs of `table10` over processes or machines that share --runs-dir. Runs
     that another process is training are skipped first and awaited only at the end, so the
     same command started in several places divides the work."""
     pairs = [(v, m) for v in cfg.variants for m in cfg.models]
+    warm_base(cfg)
     train_missing(cfg, pairs)
     train_runs(cfg, missing_runs(cfg, pairs))
     rows = []
@@ -274,7 +292,7 @@ def run_dir(cfg: GenreTables, name: str, model: str) -> Path:
     """A gated-fusion run of UP / UP∅ lives beside the paper-form run, never in its place."""
     sub = VARIANTS[name][0]
     if getattr(cfg, "fusion_form", "mlp") != "mlp" and model_params(name).get("interest_fusion"):
-        sub = f"{sub}-{cfg.fusion_form}"
+        sub = f"{sub}-{cfg.fusion_form}" + ("-warm" if getattr(cfg, "warm_start", False) else "")
     return Path(cfg.runs_dir) / sub / model
 
 
@@ -416,6 +434,7 @@ def _earlier_note(cfg: GenreTables, models: list[str]) -> str:
 def cmd_table10(cfg: GenreTables) -> dict[str, Any]:
     names = ["ORI", *[v for v in cfg.variants if v != "ORI"]]  # ORI is every comparison's base
     earlier, copied = load_earlier(cfg, "table10")
+    warm_base(cfg)
     train_missing(cfg, [(v, m) for v in names for m in cfg.models])
     results = {v: {m: train(cfg, v, m) for m in cfg.models} for v in names}
     tests = {v: {m: paired(cfg, "ORI", v, m) for m in cfg.models} for v in names if v != "ORI"}
