@@ -316,6 +316,10 @@ def test_a_warm_started_gated_up_run_starts_from_the_same_seeds_ori_run(genre, t
     args.fusion_form = "mlp"  # the paper's MLP replaces the user vector: it cannot start as ORI
     with pytest.raises(genre.GenrecsysError, match="--warm-start needs --fusion-form gated"):
         genre.experiment_config(args, "UP", "nrms")
+    args.command = "train"
+    with pytest.raises(genre.GenrecsysError, match="--warm-start needs --fusion-form gated"):
+        genre.run_command(args)  # before ORI trains
+    assert not (tmp_path / "runs").exists()
 
 
 def test_answer_caps_come_from_the_main_jobs_stage_and_max_tokens_overrides_them(genre, tmp_path):

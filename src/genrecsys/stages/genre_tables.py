@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[str, str | None, int]] = {
     "UP→NG": ("up-ng", "chain", 2), "ALL": ("all", "all", 2), "NG-1": ("ng-1", "generate", 1),
     "NG-4": ("ng-4", "generate", 4), **{c: (sub, None, 0) for c, (sub, _) in STAGE_CONTROLS.items()}}
 TABLE10 = ("ORI", "NS", "UP", "NG", "UP→NG", "ALL")
+WARM_NEEDS_GATED = "--warm-start needs --fusion-form gated: only the gated fusion starts as the ORI model"
 CONTROLS = tuple(STAGE_CONTROLS)  # built from ORI without an LLM, on first use
 FIG7 = {0: "ORI", 1: "NG-1", 2: "NG", 4: "NG-4"}
 ALPHA = 0.05
@@ -150,7 +151,7 @@ def experiment_config(cfg: GenreTables, name: str, model: str, seed: int = 2020)
     init_from = None
     if getattr(cfg, "warm_start", False) and params.get("interest_fusion"):
         if params.get("interest_fusion_form") != "gated":
-            raise GenrecsysError("--warm-start needs --fusion-form gated: only the gated fusion starts as the ORI model")
+            raise GenrecsysError(WARM_NEEDS_GATED)
         # the gate is zero, so the model starts as exactly this trained ORI model (validated first)
         init_from = str(seed_dir(cfg, "ORI", model, seed))
     return ExperimentConfig(model=model, model_params=params,
@@ -784,6 +785,8 @@ def run_command(cfg: GenreTables) -> dict[str, Any]:
     ``cfg.results_dir``; returns the command's result with ``env`` added."""
     if cfg.command not in COMMANDS:
         raise GenrecsysError(f"unknown GENRE command {cfg.command!r} (known: {', '.join(COMMANDS)})")
+    if cfg.warm_start and cfg.fusion_form != "gated":  # before any run trains
+        raise GenrecsysError(WARM_NEEDS_GATED)
     cfg = cfg.resolved()
     Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
     import torch
