@@ -73,6 +73,33 @@ def test_a_run_another_process_is_training_is_refused_and_its_work_kept(block_da
     assert not work.exists() and (out / "metrics.json").is_file()
 
 
+def test_run_seeds_leaves_a_seed_another_process_trains_to_it_and_awaits_its_result(block_dataset_dir, tmp_path,
+                                                                                     other_process, monkeypatch,
+                                                                                     capsys):
+    import genrecsys.experiment as experiment
+    from genrecsys.files import Busy
+
+    cfg = _cfg(block_dataset_dir, epochs=1)
+    first, second = (tmp_path / "runs" / f"seed-{cfg.train.seed + i}" for i in range(2))
+    other_process.hold(first)
+    with pytest.raises(Busy):  # without resume the caller asked to train it, not to wait
+        run_seeds(cfg, tmp_path / "runs", seeds=2)
+    waits = []
+
+    def the_other_process_finishes(s):
+        waits.append(s)
+        assert (second / "metrics.json").is_file()  # the free seed was trained meanwhile
+        other_process.kill()
+        run_experiment(cfg, first)  # its seed is cfg's own
+
+    monkeypatch.setattr(experiment.time, "sleep", the_other_process_finishes)
+    agg = run_seeds(cfg, tmp_path / "runs", seeds=2, resume=True, wait_s=7)
+    assert waits == [7]
+    theirs = json.loads((first / "metrics.json").read_text())
+    assert agg["runs"][0]["test"] == theirs["test"]  # read, in seed order, not trained again
+    assert "left to the process training it" in capsys.readouterr().err
+
+
 def test_reuse_returns_a_finished_run_without_training_it_again(block_dataset_dir, tmp_path, monkeypatch):
     import genrecsys.experiment as experiment
 

@@ -249,30 +249,59 @@ def _to_yaml(cfg: ExperimentConfig) -> str:
 
 
 def run_seeds(cfg: ExperimentConfig, output_dir: str | Path, seeds: int, *, cache_dir: str | Path | None = None,
-              resume: bool = False) -> dict[str, Any]:
+              resume: bool = False, wait_s: float = 30.0) -> dict[str, Any]:
     """Run `seeds` seeds (cfg.train.seed, +1, ...) into output_dir/seed-N and aggregate
-    mean ± std into output_dir/metrics.json."""
+    mean ± std into output_dir/metrics.json.
+
+    With ``resume`` the finished seeds are kept, and a seed that another process is training
+    (its lock is held) is left to it: the other seeds are trained meanwhile, then its result
+    is awaited, polled every ``wait_s`` seconds (a dead holder's seed is resumed here). So
+    two commands on two cores, given the same output directory, share its seeds.
+    """
+    import sys
+
     from genrecsys.eval.report import aggregate_seeds
+    from genrecsys.files import Busy
 
     if seeds < 1:
         raise GenrecsysError(f"seeds must be at least 1, got {seeds}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs: dict[int, dict[str, Any]] = {}
     split = None
-    for i in range(seeds):
+
+    def run(i: int) -> None:
+        nonlocal split
         seed = cfg.train.seed + i
         run_cfg = replace(cfg, train=replace(cfg.train, seed=seed))
         run_dir = out / f"seed-{seed}"
         if resume and (run_dir / "metrics.json").is_file():  # before loading: a finished seed needs no data
-            runs.append(json.loads((run_dir / "metrics.json").read_text()))
-            continue
+            runs[i] = json.loads((run_dir / "metrics.json").read_text())
+            return
         if split is None or cfg.data.split == "random_ratio":
             split = load_split(run_cfg, cache_dir)
-        runs.append(run_experiment(run_cfg, run_dir, cache_dir=cache_dir, resume=resume, split=split))
-    agg = aggregate_seeds(runs)
-    if "llm" in runs[0]:  # RELAND: one pool serves every seed; the first seed's run paid for it
-        agg["llm"] = runs[0]["llm"]
+        runs[i] = run_experiment(run_cfg, run_dir, cache_dir=cache_dir, resume=resume, split=split, reuse=resume)
+
+    pending = list(range(seeds))
+    while True:
+        busy = []
+        for i in pending:
+            try:
+                run(i)
+            except Busy as e:
+                if not resume:  # without --resume the caller asked to train it, not to wait for it
+                    raise
+                busy.append(i)
+                print(f"seed {cfg.train.seed + i}: left to the process training it ({e}); awaited after the "
+                      "other seeds", file=sys.stderr, flush=True)
+        if not busy:
+            break
+        time.sleep(wait_s)
+        pending = busy
+    ordered = [runs[i] for i in range(seeds)]
+    agg = aggregate_seeds(ordered)
+    if "llm" in ordered[0]:  # RELAND: one pool serves every seed; the first seed's run paid for it
+        agg["llm"] = ordered[0]["llm"]
     with building_file(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(agg, indent=2))
     return agg

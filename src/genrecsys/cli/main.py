@@ -367,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train and evaluate a model; prints the run directory last")
     _experiment_flags(sp)
     sp.add_argument("--seeds", type=at_least(1), default=1, help="number of seeds; >1 writes seed-N subdirs and mean ± std")
-    sp.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    sp.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from its checkpoint, keep finished seeds, and await a seed "
+                         "that another process is training (two commands can share one --output-dir)")
     sp.add_argument("--no-progress", action="store_true")
     sp.add_argument("--output-dir", help="run directory (default runs/MODEL-DATASET)")
     _add_reland_flags(sp)
