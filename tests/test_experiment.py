@@ -142,6 +142,30 @@ def test_per_user_parquet_carries_longtail_membership_and_metrics_json_its_means
     assert not math.isnan(row.mean_a)
 
 
+def test_beyond_accuracy_reads_the_lists_the_test_evaluation_ranked_instead_of_scoring_again(block_dataset_dir,
+                                                                                            tmp_path, monkeypatch):
+    import numpy as np
+
+    import genrecsys.eval.ranking as ranking
+    from genrecsys.eval.ranking import top_k_lists
+    from genrecsys.train.loop import score_fn
+
+    def no_second_pass(*a, **k):
+        raise AssertionError("the test lists were ranked once already")
+
+    monkeypatch.setattr(ranking, "top_k_lists", no_second_pass)
+    out = tmp_path / "run"
+    run_experiment(_cfg(block_dataset_dir), out)
+    assert (out / "beyond.json").is_file()
+    monkeypatch.undo()
+    cfg, split, model = load_run(out)
+    model.on_eval_start()
+    res = ranking.evaluate_ranking(score_fn(model), split, "test", (10,), max_len=cfg.data.max_seq_len)
+    users, lists = top_k_lists(score_fn(model), split, "test", 10, max_len=cfg.data.max_seq_len)
+    np.testing.assert_array_equal(res.users, users)
+    np.testing.assert_array_equal(res.lists, lists)
+
+
 def test_a_run_writes_its_beyond_accuracy_metrics_and_report_section(block_dataset_dir, tmp_path):
     """beyond.json equals a recomputation from the reloaded model; its NDCG@10 is the run's own;
     the report gains the section and groups.png; eval.beyond=False writes neither."""

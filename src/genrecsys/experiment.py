@@ -160,8 +160,9 @@ def _beyond(model, split: SplitData, cfg: ExperimentConfig, test) -> dict[str, A
 
     k = 10 if 10 in cfg.eval.ks else max(cfg.eval.ks)
     accuracy = {m: test.per_user[m] for m in (f"ndcg@{k}", f"hit@{k}") if m in test.per_user}
+    ranked = (test.users, test.lists) if test.lists is not None and test.lists.shape[1] >= k else None
     return holistic(score_fn(model, cfg.train.device), split, per_user_accuracy=accuracy, k=k, max_len=cfg.data.max_seq_len,
-                    mask_seen=cfg.eval.mask_seen)
+                    mask_seen=cfg.eval.mask_seen, lists=ranked)
 
 
 def _with_reland(cfg: ExperimentConfig, split: SplitData, work: Path,

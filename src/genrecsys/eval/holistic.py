@@ -45,17 +45,22 @@ def item_genres(split) -> list[set]:
 
 def holistic(score, split, *, vectors: np.ndarray | None = None,
              per_user_accuracy: dict[str, np.ndarray] | None = None, k: int = 10, stage: str = "test",
-             max_len: int = 50, mask_seen: bool = True) -> dict[str, Any]:
+             max_len: int = 50, mask_seen: bool = True,
+             lists: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """{"summary": metric -> value, "groups": grouping -> metric -> {group: mean, gap, p}, "users": U}.
 
     ``score``: (users, seqs) -> (B, I+1) scores; ``vectors``: (I+1, d) item vectors for the
     embedding ILD (row 0 padding), or None; ``per_user_accuracy``: metric -> (U,) values in
     the evaluator's user order (the run's per_user.parquet for ``stage``), added to the
-    group tables."""
+    group tables; ``lists``: (users (U,), top-k items (U, >= k)) the evaluator already ranked
+    (`RankingResult.users`, `.lists`), else ``score`` ranks them here."""
     from genrecsys.errors import GenrecsysError
     from genrecsys.eval.ranking import top_k_lists
 
-    users, lists = top_k_lists(score, split, stage, k, max_len=max_len, mask_seen=mask_seen)
+    if lists is not None:
+        users, lists = lists[0], lists[1][:, :k]
+    else:
+        users, lists = top_k_lists(score, split, stage, k, max_len=max_len, mask_seen=mask_seen)
     popularity = np.bincount(split.train.items, minlength=split.n_items + 1)
     history = split.history(stage)
     values = beyond.beyond_accuracy(lists, popularity, split.n_users, item_genres(split),

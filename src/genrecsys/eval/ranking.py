@@ -43,6 +43,9 @@ class RankingResult:
     per_user: dict[str, np.ndarray]
     users: np.ndarray  # user indices, aligned with per_user
     protocol: str = "full"
+    # (n_eval_users, k) the ranked top-k item indices (-1 where fewer items were unmasked),
+    # kept so beyond-accuracy metrics read the lists instead of scoring every user again
+    lists: np.ndarray | None = None
 
     def __getitem__(self, key: str) -> float:
         return self.metrics[key]
@@ -77,6 +80,7 @@ def evaluate_ranking(score_fn: ScoreFn, split: SplitData, stage: str, ks: tuple[
     chunk = max(1, min(batch_users, max_scores // n_cols))
     k_max = min(max(ks), split.n_items)
     all_hits = np.zeros((len(eval_users), max(ks)), dtype=bool)
+    lists = np.full((len(eval_users), k_max), -1, dtype=np.int64)
     n_pos = targets.lengths()[eval_users]
     tail = None if longtail_max_train is None else longtail_items(split.train, split.n_items, longtail_max_train)
     tail_hits = np.zeros_like(all_hits) if tail is not None else None
@@ -95,7 +99,9 @@ def evaluate_ranking(score_fn: ScoreFn, split: SplitData, stage: str, ks: tuple[
             rows, cols = _rows_cols(targets, batch)
             target_mask[rows, cols] = True
             # a masked item (-inf) can reach the top k only when fewer than k items are unmasked
-            hits = np.take_along_axis(target_mask, top, axis=1) & torch.isfinite(top_v).numpy()
+            finite = torch.isfinite(top_v).numpy()
+            hits = np.take_along_axis(target_mask, top, axis=1) & finite
+            lists[start:start + len(batch)] = np.where(finite, top, -1)
             all_hits[start:start + len(batch), :k_max] = hits
             if tail is not None:
                 tail_hits[start:start + len(batch), :k_max] = hits & tail[top]
@@ -109,7 +115,7 @@ def evaluate_ranking(score_fn: ScoreFn, split: SplitData, stage: str, ks: tuple[
         if members.any():
             metrics |= {k: float(v[members].mean()) for k, v in slice_values.items()}
         per_user |= {LONGTAIL: members, **slice_values}
-    return RankingResult(metrics, per_user, eval_users)
+    return RankingResult(metrics, per_user, eval_users, lists=lists)
 
 
 def top_k_lists(score_fn: ScoreFn, split: SplitData, stage: str, k: int = 10, *, mask_seen: bool = True,
