@@ -48,6 +48,8 @@ def main() -> None:
     p.add_argument("--llm-eval-every", type=int, default=None,
                    help="validate the LLM rows every N epochs (and after the last): one evaluation costs minutes")
     p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--llm-precision", default="float32", choices=["float32", "bfloat16"],
+                   help="the LLM rows' training precision (train.precision; evaluation stays float32)")
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
     p.add_argument("--probe", type=int, default=0, metavar="STEPS",
@@ -71,7 +73,7 @@ def main() -> None:
         train = replace(train, epochs=args.epochs)
     if args.patience is not None:
         train = replace(train, patience=args.patience)
-    llm_train = replace(train, checkpoint_steps=args.checkpoint_steps,
+    llm_train = replace(train, checkpoint_steps=args.checkpoint_steps, precision=args.llm_precision,
                         **({"eval_every": args.llm_eval_every} if args.llm_eval_every else {}),
                         **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
     llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
@@ -93,7 +95,7 @@ def main() -> None:
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)
         rows = lf.retrieval_rows(codes["rkmeans"]["dir"], {**llm, "max_len": args.max_len, "titles": args.titles},
-                                 args.align)
+                                 args.align, args.llm_precision)
         results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
         results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
         decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,

@@ -155,3 +155,43 @@ def test_a_run_that_finishes_its_epochs_past_the_clock_cap_is_not_called_capped(
     model = _model("bpr", split)
     res = fit(model, split, _cfg(epochs=1, patience=10_000, max_seconds=1e-9), EVAL)  # over the cap after its one epoch
     assert res.stopped_by == "epochs" and res.epochs_run == 1
+
+
+def test_bfloat16_precision_trains_under_autocast_and_evaluates_in_float32():
+    """train.precision=bfloat16: every training step's forward pass and loss run under
+    bfloat16 autocast (its matmuls give bfloat16), the weights stay float32 and
+    validation scores are computed outside autocast (float32, the exact scores)."""
+    import pytest
+
+    from genrecsys.errors import GenrecsysError
+
+    split = _split()
+    seen: dict[str, set] = {"loss": set(), "score": set()}
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        model = _model("sasrec", split, max_len=8)
+        loss, score = model.loss, model.score
+
+        def traced_loss(batch, loss=loss):
+            seen["loss"].add((torch.is_autocast_enabled("cpu"), (torch.ones(2, 2) @ torch.ones(2, 2)).dtype))
+            return loss(batch)
+
+        def traced_score(*a, score=score):
+            out = score(*a)
+            seen["score"].add((torch.is_autocast_enabled("cpu"), out.dtype))
+            return out
+
+        model.loss, model.score = traced_loss, traced_score
+        fit(model, split, _cfg(epochs=2, patience=100, precision=precision), EVAL, max_len=8)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        runs[precision] = model.state_dict()
+        if precision == "float32":
+            assert seen["loss"] == {(False, torch.float32)}
+        else:
+            assert seen["loss"] == {(True, torch.bfloat16)}
+        seen["loss"].clear()
+    assert seen["score"] == {(False, torch.float32)}
+    # the two precisions trained differently (autocast was not a no-op)
+    assert not all(torch.equal(a, b) for a, b in zip(runs["float32"].values(), runs["bfloat16"].values()))
+    with pytest.raises(GenrecsysError, match="train.precision"):
+        TrainConfig(precision="float16")

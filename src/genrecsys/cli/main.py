@@ -62,7 +62,7 @@ def _experiment_config(args: argparse.Namespace):
                                     "max_seconds": args.max_seconds,
                                     "pretrain_epochs": args.pretrain_epochs, "lr_schedule": args.lr_schedule,
                                     "warmup_steps": args.warmup_steps, "nproc": args.nproc,
-                                    "checkpoint_steps": args.checkpoint_steps,
+                                    "checkpoint_steps": args.checkpoint_steps, "precision": args.precision,
                                     "init_from": args.init_from}.items() if v is not None}
     if args.no_progress:
         train_over["progress"] = False
@@ -330,6 +330,9 @@ def _experiment_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--checkpoint-steps", type=at_least(0), metavar="N",
                     help="also checkpoint every N steps inside an epoch: a killed run resumes mid-epoch (--resume) "
                          "with the same result (default: at epoch ends)")
+    sp.add_argument("--precision", choices=["float32", "bfloat16"],
+                    help="bfloat16: train under bfloat16 autocast (a GPU, or a CPU with AVX512-BF16/AMX: "
+                         "an LLM model trains ~1.6x faster); evaluation stays float32 (default float32)")
     sp.add_argument("--nproc", type=at_least(1),
                     help="data-parallel training processes on this machine (PyTorch DDP: gloo on CPU, one GPU each "
                          "with --device cuda); the global batch stays --batch-size")

@@ -31,14 +31,22 @@ SASREC_IMPRESSIONS = "SASRec (impressions)"
 BPR_IMPRESSIONS = "BPR (impressions)"
 
 
-def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float = 0.0) -> list[Row]:
+def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float = 0.0,
+                   precision: str = "float32") -> list[Row]:
     """SASRec (the reference), TIGER and llmsid on the same semantic IDs; with ``align`` > 0
-    also llmsid taught LC-Rec's title <-> code alignment tasks at that weight."""
+    also llmsid taught LC-Rec's title <-> code alignment tasks at that weight. ``precision``
+    is the LLM rows' training precision (``train.precision``): one other than float32 is
+    named in their labels, so their runs never mix with float32 ones in a runs directory.
+
+    >>> [r.label for r in retrieval_rows("codes", {}, precision="bfloat16")][2]
+    'llmsid (SmolLM2-135M, LoRA, bfloat16 training)'
+    """
+    trained = "" if precision == "float32" else f", {precision} training"
     rows = [Row("SASRec", "sasrec"),
             Row("TIGER (residual k-means)", "tiger", {"codes": codes_dir}, "rkmeans"),
-            Row("llmsid (SmolLM2-135M, LoRA)", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
+            Row(f"llmsid (SmolLM2-135M, LoRA{trained})", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
     if align:
-        rows.append(Row(f"llmsid + LC-Rec alignment ({align:g})", "llmsid",
+        rows.append(Row(f"llmsid + LC-Rec alignment ({align:g}{trained})", "llmsid",
                         {"codes": codes_dir, **llmsid_params, "align": align}, "rkmeans"))
     return rows
 

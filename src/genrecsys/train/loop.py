@@ -5,6 +5,7 @@ deterministic seeds, progress bar, JSON-lines log, resume from checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -156,6 +157,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
         state.update(best_score=valid.metrics[metric], best_epoch=-1, best_valid=valid.metrics,
                      best_state=copy.deepcopy(model.state_dict()))
+    autocast = _autocast(train_cfg, device)
     stopped_by = "epochs"
     bar = _progress(train_cfg, state["epoch"], pretrain, disable=rank != 0)
     epoch = state["epoch"]
@@ -181,7 +183,8 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
             t0 -= state["epoch_seconds"]
         for batch in ddp.rank_batches(batches, rank, world) if world > 1 else batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = loss_of(batch)
+            with autocast():
+                loss = loss_of(batch)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if scheduled:  # a pure function of (epoch, step): a resumed run continues the same curve
@@ -282,6 +285,14 @@ def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0, disable: bool =
 
     return tqdm(total=pretrain + cfg.epochs, initial=initial, desc="train", unit="epoch",
                 disable=disable or not cfg.progress, dynamic_ncols=True, leave=False)
+
+
+def _autocast(cfg: TrainConfig, device: str):
+    """A factory of the context each training step's forward pass runs in: bfloat16
+    autocast on the train device for ``precision: bfloat16``, nothing otherwise."""
+    if cfg.precision == "float32":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
