@@ -88,7 +88,7 @@ def main() -> None:
             if name == "llmsid" and "retrieval" not in args.parts or name == "tallrec" and "fewshot" not in args.parts:
                 continue
             model = build_model(name, {**llm, **params}, split)
-            out[name] = lf.probe_cost(model, split, args.probe, threads=args.threads)
+            out[name] = lf.probe_cost(model, split, args.probe, threads=args.threads, precision=args.llm_precision)
             print(f"{name}: {json.dumps(out[name])}", flush=True)
             del model
         args.parts = []

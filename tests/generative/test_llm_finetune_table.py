@@ -75,6 +75,12 @@ def test_the_cost_probe_reports_throughput_and_projects_an_epoch(tiny_causal_lm_
     assert cost["score_ms_per_user"] > 0 and cost["peak_rss_mb"] > 0 and 0 < cost["trainable_parameters"]
     tall = build_model("tallrec", {"llm": str(tiny_causal_lm_dir), "examples": 8, "answers": ["item", "group"]}, split)
     assert lf.probe_cost(tall, split, steps=1, batch_size=4, users=2)["eval_protocol"] == "impressions"
+    # bfloat16: the probe's training steps under autocast, as train.precision trains
+    autocast_seen = []
+    loss = m.loss
+    m.loss = lambda batch: (autocast_seen.append(torch.is_autocast_enabled("cpu")), loss(batch))[1]
+    bf = lf.probe_cost(m, split, steps=1, batch_size=4, users=2, precision="bfloat16")
+    assert bf["precision"] == "bfloat16" and bf["train_tokens_per_s"] > 0 and autocast_seen == [True, True]
 
 
 def test_the_alignment_row_is_llmsid_with_the_tasks_on_in_its_own_run_directory():

@@ -130,11 +130,13 @@ def tokens_per_epoch(model, split, batch_size: int | None = None) -> int:
 
 
 def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, users: int = 8,
-               threads: int | None = None) -> dict[str, float]:
+               threads: int | None = None, precision: str = "float32") -> dict[str, float]:
     """What a full run would cost, from a few steps: training tokens/s (the first step is a
-    warm-up, not timed), the projected hours per epoch, scoring ms/user on the model's own
-    protocol (full ranking: every item's exact score; impressions: 25 candidates) with the
-    minutes one evaluation of every user takes, and this process's peak RSS."""
+    warm-up, not timed; under bfloat16 autocast for ``precision`` bfloat16, as
+    ``train.precision`` trains), the projected hours per epoch, scoring ms/user on the
+    model's own protocol (full ranking: every item's exact score; impressions: 25
+    candidates; float32, as every evaluation) with the minutes one evaluation of every user
+    takes, and this process's peak RSS."""
     import resource
     import time
 
@@ -159,7 +161,8 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
 
         hook = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
         t0 = time.perf_counter()
-        loss = model.loss(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            loss = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -181,7 +184,7 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
         else:  # full ranking: every item's score
             model.score(u, seqs)
     score_ms = (time.perf_counter() - t0) * 1000 / len(who)
-    return {"train_tokens_per_s": tok_s, "tokens_per_epoch": per_epoch, "epoch_hours": per_epoch / tok_s / 3600,
+    return {"precision": precision, "train_tokens_per_s": tok_s, "tokens_per_epoch": per_epoch, "epoch_hours": per_epoch / tok_s / 3600,
             "eval_protocol": model.protocol, "score_ms_per_user": score_ms,
             "eval_minutes": score_ms * split.n_users / 60000,
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
