@@ -50,6 +50,8 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--llm-precision", default="float32", choices=["float32", "bfloat16"],
                    help="the LLM rows' training precision (train.precision; evaluation stays float32)")
+    p.add_argument("--probe-precisions", nargs="+", choices=["float32", "bfloat16"], default=None,
+                   help="with --probe: measure each of these training precisions side by side (default: --llm-precision)")
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
     p.add_argument("--probe", type=int, default=0, metavar="STEPS",
@@ -88,8 +90,15 @@ def main() -> None:
             if name == "llmsid" and "retrieval" not in args.parts or name == "tallrec" and "fewshot" not in args.parts:
                 continue
             model = build_model(name, {**llm, **params}, split)
-            out[name] = lf.probe_cost(model, split, args.probe, threads=args.threads, precision=args.llm_precision)
-            print(f"{name}: {json.dumps(out[name])}", flush=True)
+            precisions = args.probe_precisions or [args.llm_precision]
+            for precision in precisions:
+                key = name if precision == precisions[0] else f"{name}-{precision}"
+                out[key] = lf.probe_cost(model, split, args.probe, threads=args.threads, precision=precision)
+                print(f"{key}: {json.dumps(out[key])}", flush=True)
+            if len(precisions) > 1:
+                first = out[name]["train_tokens_per_s"]
+                print("training tokens/s vs " + precisions[0] + ": " + ", ".join(
+                    f"{p} {out[f'{name}-{p}']['train_tokens_per_s'] / first:.2f}x" for p in precisions[1:]))
             del model
         args.parts = []
     if "retrieval" in args.parts:
