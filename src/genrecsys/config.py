@@ -71,9 +71,9 @@ class TrainConfig:
     # result it would have had uninterrupted.
     checkpoint_steps: int = 0
     # bfloat16: each training step's forward pass and loss run under bfloat16 autocast
-    # (torch.autocast on the train device: a GPU, or a CPU with AVX512-BF16 / AMX, where a
-    # 576-wide LLM trains ~1.6x faster). Weights, optimizer state and every evaluation stay
-    # float32, so validation and test scores are the exact ones.
+    # (torch.autocast on the train device: a GPU, or a CPU with AVX512-BF16 / AMX, where
+    # llmsid trains ~1.8x faster, BENCHMARKS.md). Weights, optimizer state and every
+    # evaluation stay float32, so validation and test scores are the exact ones.
     precision: str = "float32"
 
     def __post_init__(self) -> None:

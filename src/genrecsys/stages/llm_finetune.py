@@ -143,6 +143,7 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
     import torch
 
     from genrecsys.eval.ranking import pad_left
+    from genrecsys.train.loop import training_precision
 
     if threads:
         torch.set_num_threads(threads)
@@ -161,7 +162,7 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
 
         hook = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        with training_precision(precision):
             loss = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -157,7 +157,6 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
         state.update(best_score=valid.metrics[metric], best_epoch=-1, best_valid=valid.metrics,
                      best_state=copy.deepcopy(model.state_dict()))
-    autocast = _autocast(train_cfg, device)
     stopped_by = "epochs"
     bar = _progress(train_cfg, state["epoch"], pretrain, disable=rank != 0)
     epoch = state["epoch"]
@@ -183,7 +182,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
             t0 -= state["epoch_seconds"]
         for batch in ddp.rank_batches(batches, rank, world) if world > 1 else batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast():
+            with training_precision(train_cfg.precision, device):
                 loss = loss_of(batch)
             optim.zero_grad(set_to_none=True)
             loss.backward()
@@ -287,12 +286,12 @@ def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0, disable: bool =
                 disable=disable or not cfg.progress, dynamic_ncols=True, leave=False)
 
 
-def _autocast(cfg: TrainConfig, device: str):
-    """A factory of the context each training step's forward pass runs in: bfloat16
-    autocast on the train device for ``precision: bfloat16``, nothing otherwise."""
-    if cfg.precision == "float32":
-        return contextlib.nullcontext
-    return lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+def training_precision(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
+    """The context a training step's forward pass and loss run in (``train.precision``):
+    bfloat16 autocast on ``device``'s type for "bfloat16", nothing for "float32"."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

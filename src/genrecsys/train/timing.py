@@ -11,7 +11,6 @@ Timings are wall clock on the calling thread; run it on an idle machine.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -30,12 +29,11 @@ def epoch_breakdown(model: Recommender, split: SplitData, *, epochs: int = 2, ba
                     eval_cfg: EvalConfig | None = None, seed: int = 0) -> dict[str, Any]:
     """Seconds per epoch of each of :data:`PARTS` (mean over ``epochs``), their total and
     the steps per epoch. ``bf16``: the forward pass and loss under CPU bfloat16 autocast."""
-    from genrecsys.train.loop import evaluate
+    from genrecsys.train.loop import evaluate, training_precision
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optim = model.make_optimizer(lr if lr is not None else model.default_lr, model.default_weight_decay)
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     encode = getattr(model, "encode", None)
     spent = dict.fromkeys(PARTS, 0.0)
     steps = 0
@@ -49,7 +47,7 @@ def epoch_breakdown(model: Recommender, split: SplitData, *, epochs: int = 2, ba
         for batch in batches:
             t0 = time.perf_counter()
             forward = 0.0
-            with autocast():
+            with training_precision("bfloat16" if bf16 else "float32"):
                 if encode is not None and "seqs" in batch:
                     encode(batch["seqs"])  # timed alone, then again inside the loss (subtracted below)
                     forward = time.perf_counter() - t0
