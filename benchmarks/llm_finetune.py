@@ -20,6 +20,7 @@ import resource
 import time
 from dataclasses import replace
 from pathlib import Path
+from genrecsys.config import TRAIN_PRECISIONS
 from genrecsys.eval.report import run_environment
 
 
@@ -33,6 +34,8 @@ def main() -> None:
     p.add_argument("--llm", default=None, help="HF causal-LM directory or .gguf (default: the embedded SmolLM2-135M)")
     p.add_argument("--finetune", default="lora", choices=["lora", "full", "frozen"])
     p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="llmsid rows: dropout on the LoRA adapters' input (named in the rows' labels)")
     p.add_argument("--layers", type=int, default=None, help="keep the LLM's first k blocks (default: all)")
     p.add_argument("--max-len", type=int, default=20, help="llmsid: history items per window")
     p.add_argument("--titles", type=int, default=0,
@@ -48,9 +51,9 @@ def main() -> None:
     p.add_argument("--llm-eval-every", type=int, default=None,
                    help="validate the LLM rows every N epochs (and after the last): one evaluation costs minutes")
     p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--llm-precision", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--llm-precision", default="float32", choices=TRAIN_PRECISIONS,
                    help="the LLM rows' training precision (train.precision; evaluation stays float32)")
-    p.add_argument("--probe-precisions", nargs="+", choices=["float32", "bfloat16"], default=None,
+    p.add_argument("--probe-precisions", nargs="+", choices=TRAIN_PRECISIONS, default=None,
                    help="with --probe: measure each of these training precisions side by side (default: --llm-precision)")
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
@@ -79,13 +82,14 @@ def main() -> None:
                         **({"eval_every": args.llm_eval_every} if args.llm_eval_every else {}),
                         **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
     llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
+    llmsid = {**llm, "max_len": args.max_len, "titles": args.titles,
+              **({"lora_dropout": args.lora_dropout} if args.lora_dropout else {})}
     out: dict = {}
     if args.probe:
         from genrecsys.experiment import build_model
 
         codes = g.build_codes(split, runs, cache)
-        for name, params in (("llmsid", {"codes": codes["rkmeans"]["dir"], "max_len": args.max_len,
-                                         "titles": args.titles, "align": args.align}),
+        for name, params in (("llmsid", {**llmsid, "codes": codes["rkmeans"]["dir"], "align": args.align}),
                              ("tallrec", {"examples": max(args.ks or [64])})):
             if name == "llmsid" and "retrieval" not in args.parts or name == "tallrec" and "fewshot" not in args.parts:
                 continue
@@ -103,8 +107,7 @@ def main() -> None:
         args.parts = []
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)
-        rows = lf.retrieval_rows(codes["rkmeans"]["dir"], {**llm, "max_len": args.max_len, "titles": args.titles},
-                                 args.align, args.llm_precision)
+        rows = lf.retrieval_rows(codes["rkmeans"]["dir"], llmsid, args.align, args.llm_precision)
         results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
         results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
         decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,

@@ -19,6 +19,9 @@ from genrecsys.errors import GenrecsysError
 
 T = TypeVar("T")
 
+# train.precision's values, the one list the CLI and the benchmarks offer too
+TRAIN_PRECISIONS = ("float32", "bfloat16")
+
 
 @dataclass
 class DataConfig:
@@ -77,8 +80,8 @@ class TrainConfig:
     precision: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.precision not in ("float32", "bfloat16"):
-            raise GenrecsysError(f"train.precision must be float32 or bfloat16, got {self.precision!r}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise GenrecsysError(f"train.precision must be one of {', '.join(TRAIN_PRECISIONS)}, got {self.precision!r}")
         if self.checkpoint_steps < 0:
             raise GenrecsysError(f"train.checkpoint_steps must be >= 0, got {self.checkpoint_steps}")
         if self.checkpoint_steps and self.nproc > 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from genrecsys.cli.args import NON_NEGATIVE, POSITIVE, at_least
+from genrecsys.config import TRAIN_PRECISIONS
 from genrecsys.errors import GenrecsysError
 
 
@@ -330,7 +331,7 @@ def _experiment_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--checkpoint-steps", type=at_least(0), metavar="N",
                     help="also checkpoint every N steps inside an epoch: a killed run resumes mid-epoch (--resume) "
                          "with the same result (default: at epoch ends)")
-    sp.add_argument("--precision", choices=["float32", "bfloat16"],
+    sp.add_argument("--precision", choices=TRAIN_PRECISIONS,
                     help="bfloat16: train under bfloat16 autocast (a GPU, or a CPU with AVX512-BF16/AMX: "
                          "llmsid trains ~1.8x faster); evaluation stays float32 (default float32)")
     sp.add_argument("--nproc", type=at_least(1),

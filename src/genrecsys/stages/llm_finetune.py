@@ -35,13 +35,18 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float =
                    precision: str = "float32") -> list[Row]:
     """SASRec (the reference), TIGER and llmsid on the same semantic IDs; with ``align`` > 0
     also llmsid taught LC-Rec's title <-> code alignment tasks at that weight. ``precision``
-    is the LLM rows' training precision (``train.precision``): one other than float32 is
-    named in their labels, so their runs never mix with float32 ones in a runs directory.
+    is the LLM rows' training precision (``train.precision``). A precision other than
+    float32 and a LoRA dropout other than 0 are named in the LLM rows' labels: a run is
+    reused by its directory, named after the label, so runs trained differently never mix
+    in one runs directory.
 
     >>> [r.label for r in retrieval_rows("codes", {}, precision="bfloat16")][2]
     'llmsid (SmolLM2-135M, LoRA, bfloat16 training)'
+    >>> [r.label for r in retrieval_rows("codes", {"lora_dropout": 0.1}, precision="bfloat16")][2]
+    'llmsid (SmolLM2-135M, LoRA, LoRA dropout 0.1, bfloat16 training)'
     """
-    trained = "" if precision == "float32" else f", {precision} training"
+    trained = (f", LoRA dropout {llmsid_params['lora_dropout']:g}" if llmsid_params.get("lora_dropout") else "") \
+        + ("" if precision == "float32" else f", {precision} training")
     rows = [Row("SASRec", "sasrec"),
             Row("TIGER (residual k-means)", "tiger", {"codes": codes_dir}, "rkmeans"),
             Row(f"llmsid (SmolLM2-135M, LoRA{trained})", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
