@@ -112,12 +112,12 @@ def main() -> None:
         results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
         decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,
                                           device=args.device) for r in rows if r.model in ("tiger", "llmsid")}
-        table = g.summarize(rows, results, g.paired_vs_reference(runs, rows), decode, codes)
+        table = lf.retrieval_table(runs, rows, results, decode, codes)
         for e, r in zip(table, rows):
             if r.model == "llmsid":
                 e.update(lf.llm_throughput(runs / r.slug / f"seed-{train.seed}", cache))
         out["retrieval"] = table
-        print(g.markdown(table))
+        print(g.markdown(table, lf.RETRIEVAL_REFERENCES))
         for e in table:
             if "train_tokens_per_s" in e:
                 print(f"{e['label']}: {e['tokens_per_epoch']} tokens/epoch, {e['train_tokens_per_s']:.0f} tokens/s, "

@@ -103,3 +103,36 @@ def test_a_lora_dropout_row_gets_its_own_label_and_run_directory_and_the_plain_l
                                            "llmsid--lc-rec-alignment-0-5-bfloat16-training"]
     assert {r.slug for r in dropped[2:]}.isdisjoint({r.slug for r in plain})
     assert all(r.params["lora_dropout"] == 0.1 for r in dropped[2:])
+
+
+def _ranking_run(d, seed, ndcg_per_user):
+    d.mkdir(parents=True)
+    ndcg = float(np.mean(ndcg_per_user))
+    test = {m: ndcg for m in ("hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10", "longtail_ndcg@10")}
+    (d / "metrics.json").write_text(json.dumps({"model": "x", "dataset": "d", "protocol": "loo", "seed": seed,
+                                                "test": test, "valid": test, "seconds_per_epoch": 2.0,
+                                                "train_seconds": 10.0, "epochs": 3}))
+    pd.DataFrame({"stage": "test", "user": [f"u{i}" for i in range(len(ndcg_per_user))],
+                  "ndcg@10": ndcg_per_user}).to_parquet(d / "per_user.parquet", index=False)
+    return json.loads((d / "metrics.json").read_text())
+
+
+def test_the_retrieval_table_tests_the_llm_rows_against_tiger_as_well_as_sasrec(tmp_path):
+    from genrecsys.stages import generative as g
+
+    rows = lf.retrieval_rows("codes", {"layers": 4}, align=0.5, precision="bfloat16")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.0, 0.3, 50)
+    shift = dict(zip([r.label for r in rows], (0.04, 0.0, -0.02, 0.01)))  # SASRec, TIGER, llmsid, + alignment
+    runs = {r.label: [_ranking_run(tmp_path / r.slug / "seed-1", 1, base + shift[r.label] + rng.normal(0, 0.002, 50))]
+            for r in rows}
+    table = lf.retrieval_table(tmp_path, rows, runs, {}, {"rkmeans": {"stats": {"collision_rate": 0.5}}})
+    assert "vs_sasrec" not in table[0] and "vs_tiger" not in table[1]  # no reference is tested against itself
+    assert table[1]["vs_sasrec"]["diff"] == pytest.approx(-0.04, abs=0.002)
+    assert table[2]["vs_tiger"]["diff"] == pytest.approx(-0.02, abs=0.002) and table[2]["vs_tiger"]["t_p"] < 1e-6
+    assert table[3]["vs_tiger"]["diff"] == pytest.approx(0.01, abs=0.002)
+    md = g.markdown(table, lf.RETRIEVAL_REFERENCES).splitlines()
+    assert md[0].count("p (t / Wilcoxon)") == 2 and "Δ NDCG@10 vs TIGER" in md[0]
+    cells = [line.strip("| ").split(" | ") for line in md[2:]]  # SASRec, TIGER, llmsid, + alignment
+    assert cells[3][-2] == f"{table[3]['vs_tiger']['diff']:+.4f}" and cells[3][-4] == f"{table[3]['vs_sasrec']['diff']:+.4f}"
+    assert cells[0][-4:] == ["–"] * 4 and "–" not in cells[1][-4:-2] and cells[1][-2:] == ["–", "–"]

@@ -183,8 +183,13 @@ def summarize(rows: list[Row], runs: dict[str, list[dict[str, Any]]], tests: dic
     return table
 
 
-def markdown(table: list[dict[str, Any]]) -> str:
+def markdown(table: list[dict[str, Any]], references: dict[str, str] | None = None) -> str:
+    """The table in markdown; ``references`` maps a reference row's short name to the entry
+    key holding each row's paired test against it (default: SASRec, ``vs_sasrec``): one
+    difference column and one p column per reference."""
     from genrecsys.eval.report import markdown_table
+
+    references = references or {"SASRec": "vs_sasrec"}
 
     def ms(e: dict, m: str) -> str:
         return f"{e['test'][m]:.4f} ± {e['test_std'][m]:.4f}"
@@ -193,17 +198,20 @@ def markdown(table: list[dict[str, Any]]) -> str:
         return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
 
     header = ["model", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "long-tail NDCG@10", "s/epoch", "train s",
-              "decode ms/user (beam 20)", "invalid (unconstrained)", "collision rate", "Δ NDCG@10 vs SASRec",
-              "p (t / Wilcoxon)"]
+              "decode ms/user (beam 20)", "invalid (unconstrained)", "collision rate"]
+    for name in references:
+        header += [f"Δ NDCG@10 vs {name}", "p (t / Wilcoxon)"]
     lines = []
     for e in table:
-        t = e.get("vs_sasrec")
-        lines.append([e["label"], *(ms(e, m) for m in METRICS), f"{e['seconds_per_epoch']:.1f}",
-                      f"{e['train_seconds']:.0f}",
-                      opt(e.get("decode_ms_per_user"), ".1f") + (f" ({e['decode_device']})" if "decode_device" in e else ""),
-                      opt(e.get("invalid_rate_unconstrained"), ".3f"), opt(e.get("collision_rate"), ".3f"),
-                      "–" if t is None else f"{t['diff']:+.4f}",
-                      "–" if t is None else f"{t['t_p']:.2g} / {t['wilcoxon_p']:.2g}"])
+        line = [e["label"], *(ms(e, m) for m in METRICS), f"{e['seconds_per_epoch']:.1f}",
+                f"{e['train_seconds']:.0f}",
+                opt(e.get("decode_ms_per_user"), ".1f") + (f" ({e['decode_device']})" if "decode_device" in e else ""),
+                opt(e.get("invalid_rate_unconstrained"), ".3f"), opt(e.get("collision_rate"), ".3f")]
+        for key in references.values():
+            t = e.get(key)
+            line += ["–" if t is None else f"{t['diff']:+.4f}",
+                     "–" if t is None else f"{t['t_p']:.2g} / {t['wilcoxon_p']:.2g}"]
+        lines.append(line)
     return markdown_table(header, lines)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from genrecsys.stages.generative import Row
 
+TIGER = "TIGER (residual k-means)"  # the goal's reference: llmsid at or above it
 SASREC_IMPRESSIONS = "SASRec (impressions)"
 BPR_IMPRESSIONS = "BPR (impressions)"
 
@@ -48,12 +49,31 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float =
     trained = (f", LoRA dropout {llmsid_params['lora_dropout']:g}" if llmsid_params.get("lora_dropout") else "") \
         + ("" if precision == "float32" else f", {precision} training")
     rows = [Row("SASRec", "sasrec"),
-            Row("TIGER (residual k-means)", "tiger", {"codes": codes_dir}, "rkmeans"),
+            Row(TIGER, "tiger", {"codes": codes_dir}, "rkmeans"),
             Row(f"llmsid (SmolLM2-135M, LoRA{trained})", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
     if align:
         rows.append(Row(f"llmsid + LC-Rec alignment ({align:g}{trained})", "llmsid",
                         {"codes": codes_dir, **llmsid_params, "align": align}, "rkmeans"))
     return rows
+
+
+def retrieval_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str, Any]]],
+                    decode: dict[str, dict[str, Any]], codes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The generative table's rows (means over seeds, decode figures, collision rate) with
+    each row's paired per-user NDCG@10 test against SASRec (``vs_sasrec``) and, for the
+    LLM rows, against TIGER on the same codes (``vs_tiger``): the issue's goal is llmsid at
+    or above TIGER. Print it with ``generative.markdown(table, RETRIEVAL_REFERENCES)``."""
+    from genrecsys.stages.generative import paired_vs_reference, summarize
+
+    table = summarize(rows, runs, paired_vs_reference(runs_dir, rows), decode, codes)
+    vs_tiger = paired_vs_reference(runs_dir, rows, reference=TIGER)
+    for entry, row in zip(table, rows):
+        if row.model == "llmsid":
+            entry["vs_tiger"] = vs_tiger[row.label]
+    return table
+
+
+RETRIEVAL_REFERENCES = {"SASRec": "vs_sasrec", "TIGER": "vs_tiger"}
 
 
 def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any]) -> list[Row]:
