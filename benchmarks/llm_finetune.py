@@ -86,24 +86,18 @@ def main() -> None:
               **({"lora_dropout": args.lora_dropout} if args.lora_dropout else {})}
     out: dict = {}
     if args.probe:
-        from genrecsys.experiment import build_model
-
         codes = g.build_codes(split, runs, cache)
-        for name, params in (("llmsid", {**llmsid, "codes": codes["rkmeans"]["dir"], "align": args.align}),
-                             ("tallrec", {"examples": max(args.ks or [64])})):
-            if name == "llmsid" and "retrieval" not in args.parts or name == "tallrec" and "fewshot" not in args.parts:
-                continue
-            model = build_model(name, {**llm, **params}, split)
-            precisions = args.probe_precisions or [args.llm_precision]
-            for precision in precisions:
-                key = name if precision == precisions[0] else f"{name}-{precision}"
-                out[key] = lf.probe_cost(model, split, args.probe, threads=args.threads, precision=precision)
-                print(f"{key}: {json.dumps(out[key])}", flush=True)
-            if len(precisions) > 1:
-                first = out[name]["train_tokens_per_s"]
-                print("training tokens/s vs " + precisions[0] + ": " + ", ".join(
-                    f"{p} {out[f'{name}-{p}']['train_tokens_per_s'] / first:.2f}x" for p in precisions[1:]))
-            del model
+        models = {"llmsid": {**llmsid, "codes": codes["rkmeans"]["dir"], "align": args.align},
+                  "tallrec": {**llm, "examples": max(args.ks or [64])}}
+        wanted = [m for m, part in (("llmsid", "retrieval"), ("tallrec", "fewshot")) if part in args.parts]
+        precisions = tuple(args.probe_precisions or [args.llm_precision])
+        out = lf.probe_models(split, {m: models[m] for m in wanted}, args.probe, args.threads, precisions)
+        for key, cost in out.items():
+            print(f"{key}: {json.dumps(cost)}")
+        for name in wanted if len(precisions) > 1 else []:
+            first = out[name]["train_tokens_per_s"]
+            print(f"{name} training tokens/s vs {precisions[0]}: " + ", ".join(
+                f"{p} {out[f'{name}-{p}']['train_tokens_per_s'] / first:.2f}x" for p in precisions[1:]))
         args.parts = []
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)

@@ -136,3 +136,13 @@ def test_the_retrieval_table_tests_the_llm_rows_against_tiger_as_well_as_sasrec(
     cells = [line.strip("| ").split(" | ") for line in md[2:]]  # SASRec, TIGER, llmsid, + alignment
     assert cells[3][-2] == f"{table[3]['vs_tiger']['diff']:+.4f}" and cells[3][-4] == f"{table[3]['vs_sasrec']['diff']:+.4f}"
     assert cells[0][-4:] == ["–"] * 4 and "–" not in cells[1][-4:-2] and cells[1][-2:] == ["–", "–"]
+
+
+def test_probe_models_measures_each_model_in_each_precision_side_by_side(tiny_causal_lm_dir):
+    split = leave_one_out(block_cycles())
+    models = {"llmsid": {"llm": str(tiny_causal_lm_dir), "codes": "digits", "max_len": 8},
+              "tallrec": {"llm": str(tiny_causal_lm_dir), "examples": 8, "answers": ["item", "group"]}}
+    out = lf.probe_models(split, models, steps=1, precisions=("float32", "bfloat16"), batch_size=4)
+    assert list(out) == ["llmsid", "llmsid-bfloat16", "tallrec", "tallrec-bfloat16"]
+    assert [out[k]["precision"] for k in out] == ["float32", "bfloat16"] * 2
+    assert out["tallrec"]["eval_protocol"] == "impressions" and out["llmsid"]["eval_protocol"] != "impressions"

@@ -217,6 +217,24 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
 
 
+def probe_models(split, models: dict[str, dict[str, Any]], steps: int, threads: int | None = None,
+                 precisions: tuple[str, ...] = ("float32",), batch_size: int | None = None) -> dict[str, dict[str, float]]:
+    """:func:`probe_cost` of each model (name -> its parameters) in each training precision,
+    side by side in this process: keys ``name`` for the first precision, ``name-precision``
+    for the others (one model per name, built once; each precision's steps continue on
+    the weights the previous one trained, which changes nothing in a timing)."""
+    from genrecsys.experiment import build_model
+
+    out = {}
+    for name, params in models.items():
+        model = build_model(name, params, split)
+        for precision in precisions:
+            key = name if precision == precisions[0] else f"{name}-{precision}"
+            out[key] = probe_cost(model, split, steps, batch_size, threads=threads, precision=precision)
+        del model
+    return out
+
+
 def _windowed(model) -> bool:
     """llmsid feeds fixed-length windows (padding computed too); tallrec its prompts' real tokens."""
     from genrecsys.models.llmrec import LLMSID
