@@ -36,6 +36,8 @@ def main() -> None:
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-dropout", type=float, default=0.0,
                    help="llmsid rows: dropout on the LoRA adapters' input (named in the rows' labels)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="llmsid rows: dropout on a training window's input embeddings (named in the rows' labels)")
     p.add_argument("--layers", type=int, default=None, help="keep the LLM's first k blocks (default: all)")
     p.add_argument("--max-len", type=int, default=20, help="llmsid: history items per window")
     p.add_argument("--titles", type=int, default=0,
@@ -83,7 +85,7 @@ def main() -> None:
                         **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
     llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
     llmsid = {**llm, "max_len": args.max_len, "titles": args.titles,
-              **({"lora_dropout": args.lora_dropout} if args.lora_dropout else {})}
+              **{k: v for k, v in (("dropout", args.dropout), ("lora_dropout", args.lora_dropout)) if v}}
     out: dict = {}
     if args.probe:
         codes = g.build_codes(split, runs, cache)

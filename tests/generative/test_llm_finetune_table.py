@@ -93,15 +93,16 @@ def test_the_alignment_row_is_llmsid_with_the_tasks_on_in_its_own_run_directory(
     assert len({r.slug for r in rows}) == 4
 
 
-def test_a_lora_dropout_row_gets_its_own_label_and_run_directory_and_the_plain_labels_stay():
+def test_a_dropout_row_gets_its_own_label_and_run_directory_and_the_plain_labels_stay():
     from genrecsys.stages.llm_finetune import retrieval_rows
 
     plain = retrieval_rows("codes", {"layers": 4}, align=0.5, precision="bfloat16")
     dropped = retrieval_rows("codes", {"layers": 4, "lora_dropout": 0.1}, align=0.5, precision="bfloat16")
+    inputs = retrieval_rows("codes", {"layers": 4, "dropout": 0.1}, align=0.5, precision="bfloat16")
     # the finished runs' directories (BENCHMARKS.md) keep their names
     assert [r.slug for r in plain[2:]] == ["llmsid-smollm2-135m-lora-bfloat16-training",
                                            "llmsid--lc-rec-alignment-0-5-bfloat16-training"]
-    assert {r.slug for r in dropped[2:]}.isdisjoint({r.slug for r in plain})
+    assert len({r.slug for r in plain[2:] + dropped[2:] + inputs[2:]}) == 6
     assert all(r.params["lora_dropout"] == 0.1 for r in dropped[2:])
 
 

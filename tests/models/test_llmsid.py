@@ -183,6 +183,8 @@ def test_bad_settings_fail_with_one_line(split, params, tmp_path):
         build_model("llmsid", {**params, "llm": str(tmp_path)}, split)
     with pytest.raises(GenrecsysError, match="layers=9 but the LM has 2 blocks"):
         build_model("llmsid", {**params, "layers": 9}, split)
+    with pytest.raises(GenrecsysError, match=r"dropout must be in \[0, 1\)"):
+        build_model("llmsid", {**params, "dropout": 1.0}, split)
 
 
 def _unpadded_states(m, rows, item):
@@ -243,3 +245,22 @@ def test_alignment_adds_its_weighted_loss_and_training_lowers_it(split, params):
     assert after["title2code"] < before["title2code"] and after["code2title"] < before["code2title"]
     with pytest.raises(GenrecsysError, match="align_tasks from title2code, code2title"):
         build_model("llmsid", {**params, "align": 1.0, "align_tasks": ["title2text"]}, split)
+
+
+def test_input_dropout_acts_in_training_only_and_leaves_the_weights_and_scores_alone(split, params):
+    torch.manual_seed(5)
+    plain = build_model("llmsid", params, split)
+    dropped = build_model("llmsid", {**params, "dropout": 0.3}, split)
+    dropped.load_state_dict(plain.state_dict())  # the same weights: dropout adds no parameter
+    batch = {"seqs": torch.tensor([[0, 3, 4, 5, 6, 7, 8, 9]] * 4), "targets": torch.tensor([[0, 4, 5, 6, 7, 8, 9, 10]] * 4)}
+    with torch.no_grad():
+        plain.eval(), dropped.eval()
+        assert torch.equal(plain.loss(batch), dropped.loss(batch))
+        users = np.array([1, 2, 3])
+        seqs = _seqs(split, users)
+        assert torch.equal(plain.score(torch.as_tensor(users), seqs), dropped.score(torch.as_tensor(users), seqs))
+        dropped.train()
+        noisy = [dropped.loss(batch) for _ in range(2)]
+        plain.train()
+        assert torch.equal(plain.loss(batch), plain.loss(batch))  # no other randomness in a training pass
+    assert not torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], plain.loss(batch).detach())

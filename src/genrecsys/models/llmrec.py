@@ -76,6 +76,10 @@ class LLMSIDConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = LLAMA_LINEAR
+    # dropout on the input embeddings of a training window (prompt, codes, titles), as
+    # SASRec and TIGER drop theirs: the LLM's own blocks have none, and llmsid with the
+    # first 4 blocks overfits ML-100K after ~12 epochs without it (BENCHMARKS.md); 0: off
+    dropout: float = 0.0
     layers: int | None = None  # keep the first k decoder layers (cost knob); None: all
     max_len: int = 20  # history items per training window and at scoring time
     titles: int = 0  # history items written as code + their title's first k tokens (LC-Rec); 0: codes only
@@ -97,6 +101,8 @@ class LLMSIDConfig:
                                  f"{self.lora_r}, {self.lora_alpha}, {self.lora_dropout}")
         if self.layers is not None and self.layers < 1:
             raise GenrecsysError(f"llmsid: layers must be >= 1 or null, got {self.layers}")
+        if not 0 <= self.dropout < 1:
+            raise GenrecsysError(f"llmsid: dropout must be in [0, 1), got {self.dropout}")
         if not self.prompt:
             raise GenrecsysError("llmsid: prompt must be non-empty (the first token every position can attend to)")
         if self.max_len < 1 or self.score_users < 1 or self.titles < 0:
@@ -362,6 +368,7 @@ class LLMSID(LLMRecommender):
         # target's tokens are teacher-forced from the item that follows it in the window
         last = self.codes[targets[:, -1]][:, :-1]  # (B, T-1)
         x, keep, pos = self._history(seqs, last)
+        x = F.dropout(x, self.config.dropout, self.training)  # (B, S, H); identity in eval mode
         h = self.decoder(inputs_embeds=x, attention_mask=keep.long(), position_ids=pos).last_hidden_state
         P, S = len(self.prompt_ids), self._slot()
         # target j (the item after seqs[j]) has its level-l token at P + (j+1)*S + l; the state

@@ -37,17 +37,18 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float =
     """SASRec (the reference), TIGER and llmsid on the same semantic IDs; with ``align`` > 0
     also llmsid taught LC-Rec's title <-> code alignment tasks at that weight. ``precision``
     is the LLM rows' training precision (``train.precision``). A precision other than
-    float32 and a LoRA dropout other than 0 are named in the LLM rows' labels: a run is
-    reused by its directory, named after the label, so runs trained differently never mix
-    in one runs directory.
+    float32 and an input or LoRA dropout other than 0 are named in the LLM rows' labels: a
+    run is reused by its directory, named after the label, so runs trained differently
+    never mix in one runs directory.
 
     >>> [r.label for r in retrieval_rows("codes", {}, precision="bfloat16")][2]
     'llmsid (SmolLM2-135M, LoRA, bfloat16 training)'
-    >>> [r.label for r in retrieval_rows("codes", {"lora_dropout": 0.1}, precision="bfloat16")][2]
-    'llmsid (SmolLM2-135M, LoRA, LoRA dropout 0.1, bfloat16 training)'
+    >>> [r.label for r in retrieval_rows("codes", {"dropout": 0.1, "lora_dropout": 0.1}, precision="bfloat16")][2]
+    'llmsid (SmolLM2-135M, LoRA, dropout 0.1, LoRA dropout 0.1, bfloat16 training)'
     """
-    trained = (f", LoRA dropout {llmsid_params['lora_dropout']:g}" if llmsid_params.get("lora_dropout") else "") \
-        + ("" if precision == "float32" else f", {precision} training")
+    trained = "".join(f", {name} {llmsid_params[key]:g}" for key, name in (("dropout", "dropout"),
+                                                                          ("lora_dropout", "LoRA dropout"))
+                      if llmsid_params.get(key)) + ("" if precision == "float32" else f", {precision} training")
     rows = [Row("SASRec", "sasrec"),
             Row(TIGER, "tiger", {"codes": codes_dir}, "rkmeans"),
             Row(f"llmsid (SmolLM2-135M, LoRA{trained})", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
