@@ -67,7 +67,8 @@ def retrieval_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[s
     from genrecsys.stages.generative import paired_vs_reference, summarize
 
     table = summarize(rows, runs, paired_vs_reference(runs_dir, rows), decode, codes)
-    vs_tiger = paired_vs_reference(runs_dir, rows, reference=TIGER)
+    vs_tiger = paired_vs_reference(runs_dir, [r for r in rows if r.label == TIGER or r.model == "llmsid"],
+                                   reference=TIGER)
     for entry, row in zip(table, rows):
         if row.model == "llmsid":
             entry["vs_tiger"] = vs_tiger[row.label]
