@@ -77,8 +77,8 @@ class LLMSIDConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = LLAMA_LINEAR
     # dropout on the input embeddings of a training window (prompt, codes, titles), as
-    # SASRec and TIGER drop theirs: the LLM's own blocks have none, and llmsid with the
-    # first 4 blocks overfits ML-100K after ~12 epochs without it (BENCHMARKS.md); 0: off
+    # SASRec and TIGER drop theirs (the LLM's own blocks have none); 0: off. At 0.1 it did
+    # not help the 4-block llmsid on ML-100K in 16 epochs (BENCHMARKS.md)
     dropout: float = 0.0
     layers: int | None = None  # keep the first k decoder layers (cost knob); None: all
     max_len: int = 20  # history items per training window and at scoring time
