@@ -63,6 +63,8 @@ def main() -> None:
                    help="only measure: training tokens/s over STEPS steps, hours per epoch, scoring ms/user, RSS")
     p.add_argument("--out", default="benchmarks/results/llm_finetune.json")
     args = p.parse_args()
+    if not (0 <= args.dropout < 1 and 0 <= args.lora_dropout < 1):  # before hours of SASRec and TIGER rows
+        p.error(f"--dropout and --lora-dropout must be in [0, 1), got {args.dropout} and {args.lora_dropout}")
 
     import torch
 

@@ -147,3 +147,16 @@ def test_probe_models_measures_each_model_in_each_precision_side_by_side(tiny_ca
     assert list(out) == ["llmsid", "llmsid-bfloat16", "tallrec", "tallrec-bfloat16"]
     assert [out[k]["precision"] for k in out] == ["float32", "bfloat16"] * 2
     assert out["tallrec"]["eval_protocol"] == "impressions" and out["llmsid"]["eval_protocol"] != "impressions"
+
+
+def test_the_benchmark_refuses_a_bad_dropout_in_one_line_before_training_anything(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_finetune.py"
+    r = subprocess.run([sys.executable, str(script), "--dropout", "1.5", "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
+        "--dropout and --lora-dropout must be in [0, 1), got 1.5 and 0.0")
+    assert not (tmp_path / "runs").exists()
