@@ -44,8 +44,10 @@ def main() -> None:
                    help="llmsid: write each history item as its code + its title's first K tokens (0: codes only)")
     p.add_argument("--align", type=float, default=0.0,
                    help="also train llmsid with LC-Rec's title <-> code alignment tasks at this weight (0: not)")
-    p.add_argument("--ks", type=int, nargs="*", default=[16, 64, 256],
+    p.add_argument("--ks", type=int, nargs="*", default=[16, 64, 256, 0],
                    help="TALLRec training examples (0 = every training transition)")
+    p.add_argument("--stride", type=int, default=10,
+                   help="TALLRec k = all: consecutive transitions of a user trained in one pass over their titles")
     p.add_argument("--parts", nargs="+", default=["retrieval", "fewshot"], choices=["retrieval", "fewshot"],
                    help="retrieval: llmsid vs TIGER vs SASRec; fewshot: the TALLRec curve (with --probe: whose cost)")
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
@@ -57,6 +59,8 @@ def main() -> None:
                    help="the LLM rows' training precision (train.precision; evaluation stays float32)")
     p.add_argument("--probe-precisions", nargs="+", choices=TRAIN_PRECISIONS, default=None,
                    help="with --probe: measure each of these training precisions side by side (default: --llm-precision)")
+    p.add_argument("--probe-strides", type=int, nargs="+", default=None,
+                   help="with --probe: TALLRec k = all at each of these strides side by side (1 = a prompt per example)")
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
     p.add_argument("--probe", type=int, default=0, metavar="STEPS",
@@ -65,6 +69,9 @@ def main() -> None:
     args = p.parse_args()
     if not (0 <= args.dropout < 1 and 0 <= args.lora_dropout < 1):  # before hours of SASRec and TIGER rows
         p.error(f"--dropout and --lora-dropout must be in [0, 1), got {args.dropout} and {args.lora_dropout}")
+    if min([args.stride, *(args.probe_strides or [1])]) < 1 or any(k < 0 for k in args.ks):
+        p.error(f"--stride and --probe-strides must be >= 1 and --ks >= 0, got {args.stride}, {args.probe_strides} "
+                f"and {args.ks}")
 
     import torch
 
@@ -90,18 +97,29 @@ def main() -> None:
               **{k: v for k, v in (("dropout", args.dropout), ("lora_dropout", args.lora_dropout)) if v}}
     out: dict = {}
     if args.probe:
-        codes = g.build_codes(split, runs, cache)
-        models = {"llmsid": {**llmsid, "codes": codes["rkmeans"]["dir"], "align": args.align},
-                  "tallrec": {**llm, "examples": max(args.ks or [64])}}
-        wanted = [m for m, part in (("llmsid", "retrieval"), ("tallrec", "fewshot")) if part in args.parts]
+        models = {}
+        if "retrieval" in args.parts:
+            codes = g.build_codes(split, runs, cache)
+            models["llmsid"] = ("llmsid", {**llmsid, "codes": codes["rkmeans"]["dir"], "align": args.align})
+        if "fewshot" in args.parts:  # k = all when the curve has it (the costly point), else its largest k
+            tallrec = {**llm, "examples": 0 if 0 in args.ks else max(args.ks or [64]), "stride": args.stride}
+            models.update({f"tallrec-stride{s}": ("tallrec", {**tallrec, "examples": 0, "stride": s})
+                           for s in args.probe_strides} if args.probe_strides else {"tallrec": ("tallrec", tallrec)})
+        wanted = list(models)
         precisions = tuple(args.probe_precisions or [args.llm_precision])
-        out = lf.probe_models(split, {m: models[m] for m in wanted}, args.probe, args.threads, precisions)
+        out = lf.probe_models(split, models, args.probe, args.threads, precisions)
         for key, cost in out.items():
             print(f"{key}: {json.dumps(cost)}")
         for name in wanted if len(precisions) > 1 else []:
             first = out[name]["train_tokens_per_s"]
             print(f"{name} training tokens/s vs {precisions[0]}: " + ", ".join(
                 f"{p} {out[f'{name}-{p}']['train_tokens_per_s'] / first:.2f}x" for p in precisions[1:]))
+        if args.probe_strides and len(args.probe_strides) > 1:
+            base = out[f"tallrec-stride{args.probe_strides[0]}"]
+            print(f"TALLRec k=all, hours per epoch vs stride {args.probe_strides[0]}: " + ", ".join(
+                f"stride {s} {out[f'tallrec-stride{s}']['epoch_hours'] / base['epoch_hours']:.3f}x "
+                f"(tokens {out[f'tallrec-stride{s}']['tokens_per_epoch'] / base['tokens_per_epoch']:.3f}x)"
+                for s in args.probe_strides[1:]))
         args.parts = []
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)
@@ -121,7 +139,7 @@ def main() -> None:
                 print(f"{e['label']}: {e['tokens_per_epoch']} tokens/epoch, {e['train_tokens_per_s']:.0f} tokens/s, "
                       f"{e['train_hours']:.2f} h (seed {train.seed})")
     if "fewshot" in args.parts:
-        rows = lf.fewshot_rows(args.ks, llm)
+        rows = lf.fewshot_rows(args.ks, llm, args.stride, args.llm_precision)
         results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
         results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
         table = lf.fewshot_table(runs, rows, results)

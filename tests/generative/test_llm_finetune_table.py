@@ -50,13 +50,18 @@ def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):
     split = leave_one_out(block_cycles())
     for name, params in (("llmsid", {"codes": "digits", "max_len": 8}),
                          ("llmsid", {"codes": "digits", "max_len": 8, "titles": 4, "align": 0.5, "align_items": 3}),
-                         ("tallrec", {"examples": 12, "answers": ["item", "group"], "recent": 4})):
+                         ("tallrec", {"examples": 12, "answers": ["item", "group"], "recent": 4}),
+                         ("tallrec", {"examples": 0, "stride": 3, "answers": ["item", "group"], "recent": 4})):
         m = build_model(name, {"llm": str(tiny_causal_lm_dir), **params}, split)
         fed: list[int] = []
 
         def count(mod, args, kw, fed=fed, padded=name == "llmsid"):  # llmsid's windows: padding included
             mask = kw["attention_mask"]
-            fed.append(int(mask.numel() if padded else mask.sum()))
+            if padded:
+                fed.append(int(mask.numel()))
+            else:  # tallrec: real tokens, padding is id 0 ([PAD], never a word of a prompt)
+                x = kw["inputs_embeds"]
+                fed.append(int((x != mod.get_input_embeddings().weight[0]).any(-1).sum()))
 
         hook = m.decoder.register_forward_pre_hook(count, with_kwargs=True)
         with torch.no_grad():
@@ -141,8 +146,8 @@ def test_the_retrieval_table_tests_the_llm_rows_against_tiger_as_well_as_sasrec(
 
 def test_probe_models_measures_each_model_in_each_precision_side_by_side(tiny_causal_lm_dir):
     split = leave_one_out(block_cycles())
-    models = {"llmsid": {"llm": str(tiny_causal_lm_dir), "codes": "digits", "max_len": 8},
-              "tallrec": {"llm": str(tiny_causal_lm_dir), "examples": 8, "answers": ["item", "group"]}}
+    models = {"llmsid": ("llmsid", {"llm": str(tiny_causal_lm_dir), "codes": "digits", "max_len": 8}),
+              "tallrec": ("tallrec", {"llm": str(tiny_causal_lm_dir), "examples": 8, "answers": ["item", "group"]})}
     out = lf.probe_models(split, models, steps=1, precisions=("float32", "bfloat16"), batch_size=4)
     assert list(out) == ["llmsid", "llmsid-bfloat16", "tallrec", "tallrec-bfloat16"]
     assert [out[k]["precision"] for k in out] == ["float32", "bfloat16"] * 2

@@ -34,8 +34,10 @@ FAST = {
     "tiger": {"lr": 0.01, "epochs": 60},
     "llmsid": {"lr": 0.01, "epochs": 15},
     # lr 0.01 ended at AUC 0.77 / hit@10 0.78-0.80 on a new machine's float path (training
-    # diverges chaotically at that rate); 0.005 gives AUC 0.90-0.95 over seeds 0-3
-    "tallrec": {"lr": 0.005, "epochs": 30},
+    # diverges chaotically at that rate); 0.005 gives AUC 0.90-0.95 over seeds 0-3. A batch is
+    # units of 10 transitions (k = all packs them): 4 units is ~10 steps an epoch, as 32
+    # single prompts were before; 32 units is 1-2 steps and ends at AUC 0.67
+    "tallrec": {"lr": 0.005, "epochs": 30, "batch_size": 4},
     "multvae": {"lr": 0.01, "epochs": 60},
     "multdae": {"lr": 0.01, "epochs": 60},
     "cfgan": {"lr": 0.001, "epochs": 60},
@@ -66,7 +68,7 @@ def split():
 def _fit(name, split, params, **over):
     torch.manual_seed(0)  # initial weights must not depend on which tests ran before
     model = build_model(name, params, split)
-    cfg = TrainConfig(progress=False, patience=1000, batch_size=32, seed=0, **{**FAST[name], **over})
+    cfg = TrainConfig(**{"progress": False, "patience": 1000, "batch_size": 32, "seed": 0, **FAST[name], **over})
     fit(model, split, cfg, FULL, max_len=8)
     return model
 

@@ -22,40 +22,88 @@ def params(tiny_causal_lm_dir):
     return {"llm": str(tiny_causal_lm_dir), "answers": ANSWERS, "recent": 4}
 
 
+def _transitions(m):
+    """Every (history items, liked item, unliked item) a model's training units ask about."""
+    window, negatives = m._examples
+    out = []
+    for w, n in zip(window, negatives):
+        for j in np.flatnonzero(n):
+            out.append((tuple(int(i) for i in w[:j] if i > 0), int(w[j]), int(n[j])))
+    return out
+
+
 def test_k_examples_are_half_liked_half_never_seen_and_fixed_by_the_seed(split, params):
     m = build_model("tallrec", {**params, "examples": 16}, split)
-    hist, cands, labels = m._examples
-    assert len(cands) == 16 and labels.sum() == 8 and hist.shape == (16, 4)
-    pos_hist, neg_hist = hist[:8], hist[8:]
-    assert np.array_equal(pos_hist, neg_hist)  # each negative is asked on its positive's history
-    n_tr = np.diff(split.train.indptr)
-    for h, item, label in zip(hist, cands, labels):
-        owners = [u for u in range(split.n_users) if n_tr[u] > 1 and
-                  any(np.array_equal(split.train.of(u)[max(0, p - 4):p], h[h > 0]) and split.train.of(u)[p] == item
-                      for p in range(1, n_tr[u]))]
-        if label:
-            assert owners  # a real next item after that history
+    asked = _transitions(m)
+    assert len(asked) == 8 and m._examples[0].shape == (8, 5)  # 8 units, each a Yes and a No: 16 answers
+    for history, item, _ in asked:  # the evaluation's prompt: up to `recent` titles, then the candidate
+        assert 1 <= len(history) <= 4
+        assert any(tuple(split.train.of(u)[max(0, p - 4):p].tolist()) == history and split.train.of(u)[p] == item
+                   for u in range(split.n_users) for p in range(1, len(split.train.of(u))))
     again = build_model("tallrec", {**params, "examples": 16}, split)._examples
     assert all(np.array_equal(a, b) for a, b in zip(m._examples, again))
     other = build_model("tallrec", {**params, "examples": 16, "seed": 1}, split)._examples
     assert not np.array_equal(m._examples[1], other[1])
-    every = build_model("tallrec", {**params, "examples": 0}, split)._examples
-    assert len(every[1]) == 2 * int(np.maximum(n_tr - 1, 0).sum())
+
+
+def test_k_all_asks_every_transition_once_with_the_titles_before_it(split, params):
+    """k = all packs `stride` consecutive transitions to a unit; each reads every title of the
+    unit before it, at least `recent` of them once the user has that many."""
+    n_tr = np.diff(split.train.indptr)
+    for stride in (1, 3):
+        m = build_model("tallrec", {**params, "examples": 0, "stride": stride}, split)
+        assert m._examples[0].shape[1] == 4 + stride
+        got = sorted((h, i) for h, i, _ in _transitions(m))
+        want = []
+        for u in range(split.n_users):
+            seq = split.train.of(u).tolist()
+            for s in range(1, len(seq), stride):
+                for p in range(s, min(s + stride, len(seq))):
+                    want.append((tuple(seq[max(0, s - 4):p]), seq[p]))
+        assert got == sorted(want) and len(got) == int(np.maximum(n_tr - 1, 0).sum())
+        assert min(len(h) for h, _ in got) == 1 and max(len(h) for h, _ in got) == 4 + stride - 1
 
 
 def test_negatives_are_items_the_user_never_had(split, params):
     m = build_model("tallrec", {**params, "examples": 0}, split)
-    hist, cands, labels = m._examples
-    n_tr = np.diff(split.train.indptr)
-    owners = np.repeat(np.arange(split.n_users), np.maximum(n_tr - 1, 0))
-    negs = cands[labels == 0]
-    for u, item in zip(owners, negs):
-        assert item not in set(split.train.of(int(u)).tolist())
+    window, negatives = m._examples
+    assert (negatives > 0).sum() == int(np.maximum(np.diff(split.train.indptr) - 1, 0).sum())
+    histories = {tuple(split.train.of(u).tolist()): u for u in range(split.n_users)}
+    for w, n in zip(window, negatives):
+        items = [int(i) for i in w if i > 0]
+        owner = [u for seq, u in histories.items() if any(seq[k:k + len(items)] == tuple(items)
+                                                          for k in range(len(seq) - len(items) + 1))]
+        seen = set().union(*(set(split.train.of(u).tolist()) for u in owner))
+        assert owner and not (set(n[n > 0].tolist()) & seen)
+
+
+def test_a_packed_training_pass_is_the_mean_of_each_prompt_on_its_own(split, params):
+    """One pass over a unit (its titles shared, each candidate a chain cut to its transition)
+    gives the loss that each transition's own plain prompt gives, averaged over answers."""
+    torch.manual_seed(0)
+    m = build_model("tallrec", {**params, "examples": 0, "stride": 3}, split).eval()
+    window, negatives = m._examples
+    rows = np.argsort(-(negatives > 0).sum(1), kind="stable")[:3]  # units of different sizes, batched together
+    batch = {"window": torch.as_tensor(window[rows]), "negatives": torch.as_tensor(negatives[rows])}
+    with torch.no_grad():
+        packed = m.loss(batch)
+        losses = []
+        for w, n in zip(window[rows], negatives[rows]):
+            for j in np.flatnonzero(n):
+                history = list(m.intro_ids)
+                for i in w[:j]:
+                    history += m.title_ids[int(i)] if i > 0 else []
+                for item, answer in ((int(w[j]), m.yes), (int(n[j]), m.no)):
+                    ids = torch.as_tensor(history + m._branch(item))[None]
+                    h = m.decoder(input_ids=ids).last_hidden_state[0, -1]
+                    losses.append(torch.nn.functional.cross_entropy(h @ m.head.T, torch.tensor(answer)))
+    assert len(losses) > 6
+    assert torch.allclose(packed, torch.stack(losses).mean(), atol=1e-5)
 
 
 def test_one_pass_over_a_users_candidates_equals_each_prompt_on_its_own(split, params):
     """The shared prefix with the candidates as chains of a tree gives the log-odds that
-    the training path (one plain left-padded prompt per candidate) gives."""
+    one plain prompt per candidate gives."""
     torch.manual_seed(0)
     m = build_model("tallrec", params, split).eval()
     seq = split.train.of(3)[-6:]

@@ -451,6 +451,7 @@ class TALLRecConfig:
     lora_targets: tuple[str, ...] = LLAMA_LINEAR
     layers: int | None = None
     examples: int = 64  # k training examples (half liked, half not); 0: every training transition + one negative
+    stride: int = 10  # examples = 0: transitions per training pass (their titles shared; 1 = one prompt each)
     recent: int = 10  # history titles in a prompt, most recent last
     seed: int = 0  # of the k examples and their negatives
     retriever: str = ""  # full ranking: a finished run whose top `candidates` the LLM re-ranks ("": score every item)
@@ -464,9 +465,9 @@ class TALLRecConfig:
             raise GenrecsysError(f"tallrec: answers must be two words (yes, no), got {list(self.answers)}")
         LLMSIDConfig(finetune=self.finetune, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
                      lora_dropout=self.lora_dropout, layers=self.layers)  # the same checks
-        if self.examples < 0 or self.recent < 1 or self.candidates < 1:
-            raise GenrecsysError(f"tallrec: need examples >= 0, recent >= 1, candidates >= 1, got {self.examples}, "
-                                 f"{self.recent}, {self.candidates}")
+        if self.examples < 0 or self.recent < 1 or self.candidates < 1 or self.stride < 1:
+            raise GenrecsysError(f"tallrec: need examples >= 0, recent >= 1, candidates >= 1, stride >= 1, got "
+                                 f"{self.examples}, {self.recent}, {self.candidates}, {self.stride}")
 
 
 class TALLRec(LLMRecommender):
@@ -476,14 +477,18 @@ class TALLRec(LLMRecommender):
     A prompt is the user's recent titles, then the candidate's title and the question; the
     answer is trained with the LM's own loss on its first token (the paper's objective).
     Scoring shares the prefix: a user's candidates are chains of one tree after the history
-    (:func:`tree_forward`), one pass per user. Evaluated on impressions (AUC) by default; on
-    full ranking it re-ranks a ``retriever`` run's top ``candidates`` (others keep the
+    (:func:`tree_forward`), one pass per user. Training does too: a unit's liked and unliked
+    candidate are two chains after one prefix, and with k = all (``examples`` = 0) a unit
+    packs ``stride`` consecutive transitions of a user over one run of titles, each chain
+    reading the titles before its own transition: ~5x fewer tokens per example than a
+    prompt each at ``stride`` 10 (what makes k = all affordable on a CPU). Evaluated on
+    impressions (AUC) by default; on full ranking it re-ranks a ``retriever`` run's top ``candidates`` (others keep the
     retriever's order below them), or scores every item where no retriever is given.
     """
 
     Config = TALLRecConfig
     default_lr = 3e-4
-    default_batch_size = 8
+    default_batch_size = 4  # units: 8 answers at k > 0, up to 8 x stride at k = all
     protocol = "impressions"
     INSTRUCTION = "Given the movies a user watched, answer whether the user will watch the candidate next. "
 
@@ -540,56 +545,107 @@ class TALLRec(LLMRecommender):
     def _chain(self, item: int) -> list[int]:
         return self.title_ids[item] + self.question_ids
 
-    def _sample_examples(self, split: SplitData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(prefix users' histories as (N, recent) items, candidates (N,), labels (N,) 1 = liked):
-        a training transition (history before position p -> item p) and, for each, one item
-        the user never interacted with. ``examples`` = k keeps k of them (half of each)."""
+    def _sample_examples(self, split: SplitData) -> tuple[np.ndarray, np.ndarray]:
+        """Training units: ``window`` (N, L) items, left-padded with 0, and ``negatives`` (N, L).
+        A slot j with a negative is a transition: the titles of ``window[:j]`` are its history,
+        ``window[j]`` the item the user took next (answer Yes) and ``negatives[j]`` an item the
+        user never interacted with (answer No), both asked in one pass.
+
+        ``examples`` = k > 0 keeps k / 2 random transitions, one per unit (L = ``recent`` + 1:
+        each branch's prompt is exactly the evaluation's). k = 0 takes every transition,
+        ``stride`` to a unit (L = ``recent`` + ``stride``): the titles from ``recent`` before
+        the unit's first transition to its last, so a branch reads between ``recent`` and
+        ``recent`` + ``stride`` - 1 titles (fewer at a user's start), as SASRec trains every
+        position of a window at once."""
         c, part = self.config, split.train
         rng = np.random.default_rng(c.seed)
-        hist, cands = [], []
-        for u in range(split.n_users):
-            seq = part.of(u)
-            for p in range(1, len(seq)):
-                h = np.zeros(c.recent, dtype=np.int64)
-                past = seq[max(0, p - c.recent):p]
-                h[c.recent - len(past):] = past
-                hist.append(h)
-                cands.append(int(seq[p]))
-        pos = np.arange(len(cands))
+        n = np.diff(part.indptr)
+        owners = np.repeat(np.arange(split.n_users), np.maximum(n - 1, 0))  # one per transition
+        steps = np.concatenate([np.arange(1, m) for m in n]) if len(n) else np.zeros(0, np.int64)
         if c.examples:
-            pos = rng.choice(pos, size=min(len(pos), max(1, c.examples // 2)), replace=False)
-        hist_a = np.stack([hist[i] for i in pos]) if len(pos) else np.zeros((0, c.recent), np.int64)
-        pos_c = np.asarray([cands[i] for i in pos], dtype=np.int64)
-        neg_c = np.empty_like(pos_c)
-        owners = np.repeat(np.arange(split.n_users), np.maximum(np.diff(part.indptr) - 1, 0))[pos]
-        for j, u in enumerate(owners):
-            seen = set(part.of(int(u)).tolist())
-            while True:
-                item = int(rng.integers(1, split.n_items + 1))
-                if item not in seen:
-                    neg_c[j] = item
-                    break
-        return (np.concatenate([hist_a, hist_a]), np.concatenate([pos_c, neg_c]),
-                np.concatenate([np.ones(len(pos_c), np.int64), np.zeros(len(neg_c), np.int64)]))
+            pick = rng.choice(len(steps), size=min(len(steps), max(1, c.examples // 2)), replace=False)
+            units = [(int(owners[i]), int(steps[i]), int(steps[i]) + 1) for i in pick]  # (user, first, end)
+            width = c.recent + 1
+        else:
+            units = [(u, s, min(s + c.stride, int(n[u]))) for u in range(split.n_users)
+                     for s in range(1, int(n[u]), c.stride)]
+            width = c.recent + c.stride
+        window = np.zeros((len(units), width), np.int64)
+        negatives = np.zeros((len(units), width), np.int64)
+        for row, (u, first, end) in enumerate(units):
+            seq = part.of(u)
+            items = seq[max(0, first - c.recent):end]
+            window[row, width - len(items):] = items
+            seen = set(seq.tolist())
+            for slot in range(width - (end - first), width):  # the unit's transitions
+                while True:
+                    item = int(rng.integers(1, split.n_items + 1))
+                    if item not in seen:
+                        negatives[row, slot] = item
+                        break
+        return window, negatives
+
+    def unit_tokens(self, window, negatives) -> int:
+        """Tokens one training unit feeds the LLM (prefix titles + every branch's chain)."""
+        items = [int(i) for i in window if int(i) > 0]
+        asked = [(int(i), int(ng)) for i, ng in zip(window, negatives) if int(ng) > 0]
+        prefix = len(self.intro_ids) + sum(len(self.title_ids[i]) for i in items[:-1])
+        return prefix + sum(len(self._branch(i)) + len(self._branch(ng)) for i, ng in asked)
+
+    def _branch(self, item: int) -> list[int]:
+        """A candidate's tokens after a training prefix: what the evaluation's prompt has
+        after the history (``candidate_ids`` are part of its prefix there)."""
+        return self.candidate_ids + self._chain(item)
 
     # ------------------------------------------------------------------ training
     def batches(self, split: SplitData, batch_size: int, rng: np.random.Generator):
-        hist, cands, labels = self._examples
-        return shuffled_batches({"history": hist, "candidates": cands, "labels": labels}, batch_size, rng)
+        window, negatives = self._examples
+        return shuffled_batches({"window": window, "negatives": negatives}, batch_size, rng)
 
     def loss(self, batch):
-        rows = [self._prefix(h) + self._chain(int(i)) for h, i in zip(batch["history"].tolist(), batch["candidates"].tolist())]
-        S = max(map(len, rows))
-        dev = batch["labels"].device
-        ids = torch.zeros(len(rows), S, dtype=torch.long, device=dev)
-        keep = torch.zeros(len(rows), S, dtype=torch.bool, device=dev)
-        for b, r in enumerate(rows):  # left-padded: every row's answer follows its last position
-            ids[b, S - len(r):] = torch.as_tensor(r, device=dev)
-            keep[b, S - len(r):] = True
-        pos = (keep.long().cumsum(1) - 1).clamp(min=0)
-        h = self.decoder(input_ids=ids, attention_mask=keep.long(), position_ids=pos).last_hidden_state[:, -1]
-        answer = torch.where(batch["labels"] > 0, self.yes, self.no)
-        return F.cross_entropy(h @ self.head.T, answer)  # the LM loss on the answer's first token
+        """The LM loss on each answer's first token, every branch of a unit in one pass: the
+        unit's titles are a shared prefix, each transition's two candidates are chains of a
+        tree, and a chain sees the prefix only up to its transition (:func:`tree_forward`)."""
+        dev = batch["window"].device
+        prefixes, nodes, answers = [], [], []
+        for window, negatives in zip(batch["window"].tolist(), batch["negatives"].tolist()):
+            ids, cut, chains = list(self.intro_ids), {}, []
+            for j, item in enumerate(window):
+                if item <= 0:
+                    continue
+                cut[j] = len(ids)  # the prefix a transition at slot j may read
+                if negatives[j] > 0:
+                    chains += [(cut[j], self._branch(item), self.yes), (cut[j], self._branch(negatives[j]), self.no)]
+                ids += self.title_ids[item]
+            prefixes.append(ids[:max(cut.values())])  # the last item's title is no one's history
+            nodes.append(chains)
+            answers += [a for _, _, a in chains]
+        B, S = len(prefixes), max(map(len, prefixes))
+        K = max(sum(len(ch) for _, ch, _ in chains) for chains in nodes)
+        ids = torch.zeros(B, S, dtype=torch.long, device=dev)
+        keep = torch.zeros(B, S, dtype=torch.bool, device=dev)
+        tokens = torch.zeros(B, K, dtype=torch.long, device=dev)
+        anc = torch.eye(K, dtype=torch.bool, device=dev).repeat(B, 1, 1)  # padding nodes see themselves only
+        depth = torch.ones(B, K, dtype=torch.long, device=dev)
+        visible = torch.zeros(B, K, dtype=torch.long, device=dev)
+        last = []  # (unit, node) of each chain's last token, where its answer is read
+        for b, (prefix, chains) in enumerate(zip(prefixes, nodes)):  # right-padded
+            ids[b, :len(prefix)] = torch.as_tensor(prefix, device=dev)
+            keep[b, :len(prefix)] = True
+            at = 0
+            for cut, chain, _ in chains:
+                span = slice(at, at + len(chain))
+                tokens[b, span] = torch.as_tensor(chain, device=dev)
+                anc[b, span, span] = torch.ones(len(chain), len(chain), dtype=torch.bool, device=dev).tril()
+                depth[b, span] = torch.arange(1, len(chain) + 1, device=dev)
+                visible[b, span] = cut
+                at += len(chain)
+                last.append((b, at - 1))
+        embed = self.decoder.get_input_embeddings()
+        pos = torch.arange(S, device=dev).expand(B, S)
+        _, hn = tree_forward(self.decoder, embed(ids), keep, pos, embed(tokens), anc, depth, visible)
+        rows, cols = torch.as_tensor(last, device=dev).T
+        return F.cross_entropy(hn[rows, cols] @ self.head.T, torch.as_tensor(answers, device=dev))
 
     # ------------------------------------------------------------------ scoring
     def _log_odds(self, seq, items: list[int]) -> torch.Tensor:
@@ -645,7 +701,8 @@ class TALLRec(LLMRecommender):
 
 
 def tree_forward(decoder: nn.Module, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, nodes: torch.Tensor,
-                 ancestors: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 ancestors: torch.Tensor, depth: torch.Tensor,
+                 visible: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass of a shared prefix followed by a tree of K nodes.
 
     x (B, S, H) prefix embeddings, keep (B, S) its real tokens, pos (B, S) their positions;
@@ -662,11 +719,15 @@ def tree_forward(decoder: nn.Module, x: torch.Tensor, keep: torch.Tensor, pos: t
     ancestors = ancestors.expand(B, K, K) if ancestors.dim() == 3 else ancestors[None].expand(B, K, K)
     causal = torch.ones(S, S, dtype=torch.bool, device=dev).tril()
     top = torch.cat([causal[None] & keep[:, None, :], torch.zeros(B, S, K, dtype=torch.bool, device=dev)], 2)
-    below = torch.cat([keep[:, None, :].expand(B, K, S), ancestors], 2)  # (B, K, S+K)
+    seen = keep[:, None, :].expand(B, K, S)
+    if visible is not None:
+        seen = seen & (torch.arange(S, device=dev) < visible[..., None])
+    below = torch.cat([seen, ancestors], 2)  # (B, K, S+K)
     # every row sees itself: a padded prefix row has no other key, and an empty softmax is NaN
     allowed = torch.cat([top, below], 1) | torch.eye(S + K, dtype=torch.bool, device=dev)  # (B, S+K, S+K)
     mask = torch.zeros(allowed.shape, dtype=x.dtype, device=dev).masked_fill(~allowed, torch.finfo(x.dtype).min)
-    pos = torch.cat([pos, pos[:, -1:] + depth.expand(B, K)], 1)
+    after = pos[:, -1:] if visible is None else pos.gather(1, (visible - 1).clamp(min=0))  # (B, 1) or (B, K)
+    pos = torch.cat([pos, after + depth.expand(B, K)], 1)
     h = decoder(inputs_embeds=torch.cat([x, nodes], 1), attention_mask=mask[:, None], position_ids=pos).last_hidden_state
     # the prefix's last real token (a prefix may end in masked padding, e.g. a short title's)
     last = S - 1 - keep.flip(1).long().argmax(1)

@@ -15,7 +15,7 @@ again, and an LLM run killed mid-epoch continues from its step checkpoint
 from their run directories.
 
 >>> [r.label for r in fewshot_rows([16, 0], {})]
-['BPR (impressions)', 'SASRec (impressions)', 'TALLRec k=0 (the prompted LLM)', 'TALLRec k=16', 'TALLRec k=all']
+['BPR (impressions)', 'SASRec (impressions)', 'TALLRec k=0 (the prompted LLM)', 'TALLRec k=16', 'TALLRec k=all (stride 10)']
 """
 from __future__ import annotations
 
@@ -78,13 +78,25 @@ def retrieval_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[s
 RETRIEVAL_REFERENCES = {"SASRec": "vs_sasrec", "TIGER": "vs_tiger"}
 
 
-def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any]) -> list[Row]:
-    """BPR and SASRec on impressions, then TALLRec at each k (0 = every training transition)."""
+def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any], stride: int = 10,
+                 precision: str = "float32") -> list[Row]:
+    """BPR and SASRec on impressions, then TALLRec at each k (0 = every training transition,
+    ``stride`` of them packed to a training pass). The stride of k = all and a training
+    ``precision`` other than float32 are named in the trained rows' labels (a run is reused
+    by its directory, named after the label).
+
+    >>> [r.label for r in fewshot_rows([64, 0], {}, stride=5, precision="bfloat16")][3:]
+    ['TALLRec k=64 (bfloat16 training)', 'TALLRec k=all (stride 5, bfloat16 training)']
+    """
+    trained = "" if precision == "float32" else f"{precision} training"
     rows = [Row(BPR_IMPRESSIONS, "bpr", protocol="impressions"), Row(SASREC_IMPRESSIONS, "sasrec", protocol="impressions"),
             Row("TALLRec k=0 (the prompted LLM)", "tallrec", {**tallrec_params, "finetune": "frozen"},
                 protocol="impressions")]
-    return rows + [Row(f"TALLRec k={k or 'all'}", "tallrec", {"examples": k, **tallrec_params}, protocol="impressions")
-                   for k in ks]
+    for k in ks:
+        named = ", ".join(x for x in ("" if k else f"stride {stride}", trained) if x)
+        rows.append(Row(f"TALLRec k={k or 'all'}" + (f" ({named})" if named else ""), "tallrec",
+                        {"examples": k, **tallrec_params, **({} if k else {"stride": stride})}, protocol="impressions"))
+    return rows
 
 
 def fewshot_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -138,7 +150,8 @@ def llm_throughput(run_dir: Path, cache_dir: Path | None = None) -> dict[str, fl
 def tokens_per_epoch(model, split, batch_size: int | None = None) -> int:
     """Tokens one training epoch feeds the LLM: prompt + window codes (and titles), padding
     included (llmsid's windows have a fixed length) plus the alignment rows at ``batch_size``
-    (default: the model's), or prompt + candidate question (tallrec)."""
+    (default: the model's), or each unit's titles + its candidates' chains (tallrec: real
+    tokens, what :meth:`TALLRec.unit_tokens` counts)."""
     from genrecsys.data.batches import sequence_windows
 
     if _windowed(model):
@@ -152,8 +165,7 @@ def tokens_per_epoch(model, split, batch_size: int | None = None) -> int:
                                                 (("t2c_rows", "title2code"), ("c2t_rows", "code2title"))
                                                 if task in c.align_tasks)
         return len(x) * window + align
-    hist, cands, _ = model._examples
-    return int(sum(len(model._prefix(h)) + len(model._chain(int(i))) for h, i in zip(hist, cands)))
+    return int(sum(model.unit_tokens(w, n) for w, n in zip(*model._examples)))
 
 
 def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, users: int = 8,
@@ -177,24 +189,34 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
     bs = batch_size or model.default_batch_size
     opt = model.make_optimizer(model.default_lr, 0.0)
     model.train()
-    batches = iter(model.batches(split, bs, np.random.default_rng(0)))
+    rng = np.random.default_rng(0)
+
+    def epochs():  # a few-shot row's epoch can be shorter than the probe: go on into the next
+        while True:
+            yield from model.batches(split, bs, rng)
+
+    batches = epochs()
     seconds, tokens = [], []
     for i in range(steps + 1):
         batch = next(batches)
         fed = [0]
 
-        def count(mod, args, kw, fed=fed):
-            mask = kw["attention_mask"]
-            fed[0] += int(mask.numel() if _windowed(model) else mask.sum())
+        def count(mod, args, kw, fed=fed):  # llmsid: every position of its fixed-length rows
+            fed[0] += int(kw["attention_mask"].numel())
 
-        hook = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
+        if _windowed(model):
+            hook = model.decoder.register_forward_pre_hook(count, with_kwargs=True)
+        else:
+            fed[0] = sum(model.unit_tokens(w, n) for w, n in zip(batch["window"].tolist(), batch["negatives"].tolist()))
+            hook = None
         t0 = time.perf_counter()
         with training_precision(precision):
             loss = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        hook.remove()
+        if hook is not None:
+            hook.remove()
         if i:  # the first step warms kernels and allocations up
             seconds.append(time.perf_counter() - t0)
             tokens.append(fed[0])
@@ -219,17 +241,17 @@ def probe_cost(model, split, steps: int = 4, batch_size: int | None = None, user
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
 
 
-def probe_models(split, models: dict[str, dict[str, Any]], steps: int, threads: int | None = None,
+def probe_models(split, models: dict[str, tuple[str, dict[str, Any]]], steps: int, threads: int | None = None,
                  precisions: tuple[str, ...] = ("float32",), batch_size: int | None = None) -> dict[str, dict[str, float]]:
-    """:func:`probe_cost` of each model (name -> its parameters) in each training precision,
-    side by side in this process: keys ``name`` for the first precision, ``name-precision``
-    for the others (one model per name, built once; each precision's steps continue on
-    the weights the previous one trained, which changes nothing in a timing)."""
+    """:func:`probe_cost` of each model (name -> (registry model, its parameters)) in each
+    training precision, side by side in this process: keys ``name`` for the first precision,
+    ``name-precision`` for the others (one model per name, built once; each precision's steps
+    continue on the weights the previous one trained, which changes nothing in a timing)."""
     from genrecsys.experiment import build_model
 
     out = {}
-    for name, params in models.items():
-        model = build_model(name, params, split)
+    for name, (kind, params) in models.items():
+        model = build_model(kind, params, split)
         for precision in precisions:
             key = name if precision == precisions[0] else f"{name}-{precision}"
             out[key] = probe_cost(model, split, steps, batch_size, threads=threads, precision=precision)
@@ -238,7 +260,7 @@ def probe_models(split, models: dict[str, dict[str, Any]], steps: int, threads: 
 
 
 def _windowed(model) -> bool:
-    """llmsid feeds fixed-length windows (padding computed too); tallrec its prompts' real tokens."""
+    """llmsid feeds fixed-length windows (padding computed too); tallrec's units are counted in real tokens."""
     from genrecsys.models.llmrec import LLMSID
 
     return isinstance(model, LLMSID)
