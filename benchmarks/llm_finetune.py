@@ -52,6 +52,8 @@ def main() -> None:
                    help="retrieval: llmsid vs TIGER vs SASRec; fewshot: the TALLRec curve (with --probe: whose cost)")
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
     p.add_argument("--llm-epochs", type=int, default=None, help="cap on the LLM rows' epochs (default: --epochs)")
+    p.add_argument("--all-epochs", type=int, default=None,
+                   help="cap on TALLRec k = all's epochs (default: --llm-epochs): its epoch is ~2,600 steps, k = 16's is 2")
     p.add_argument("--llm-eval-every", type=int, default=None,
                    help="validate the LLM rows every N epochs (and after the last): one evaluation costs minutes")
     p.add_argument("--patience", type=int, default=None)
@@ -140,8 +142,11 @@ def main() -> None:
                       f"{e['train_hours']:.2f} h (seed {train.seed})")
     if "fewshot" in args.parts:
         rows = lf.fewshot_rows(args.ks, llm, args.stride, args.llm_precision)
+        every = [r for r in rows[2:] if r.params.get("examples") == 0]  # k = all: its own epoch cap
         results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
-        results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
+        results.update(g.train_rows([r for r in rows[2:] if r not in every], runs, args.seeds, llm_train, cache))
+        results.update(g.train_rows(every, runs, args.seeds, replace(llm_train, epochs=args.all_epochs)
+                                    if args.all_epochs else llm_train, cache))
         table = lf.fewshot_table(runs, rows, results)
         out["fewshot"] = table
         print("\n" + lf.fewshot_markdown(table))
