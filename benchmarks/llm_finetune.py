@@ -53,7 +53,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
     p.add_argument("--llm-epochs", type=int, default=None, help="cap on the LLM rows' epochs (default: --epochs)")
     p.add_argument("--all-epochs", type=int, default=None,
-                   help="cap on TALLRec k = all's epochs (default: --llm-epochs): its epoch is ~2,600 steps, k = 16's is 2")
+                   help="cap on TALLRec k = all's epochs (default: --llm-epochs): its ML-100K epoch is "
+                        "~2,500 steps of 4 units, k = 16's is 2")
     p.add_argument("--llm-eval-every", type=int, default=None,
                    help="validate the LLM rows every N epochs (and after the last): one evaluation costs minutes")
     p.add_argument("--patience", type=int, default=None)
@@ -62,7 +63,8 @@ def main() -> None:
     p.add_argument("--probe-precisions", nargs="+", choices=TRAIN_PRECISIONS, default=None,
                    help="with --probe: measure each of these training precisions side by side (default: --llm-precision)")
     p.add_argument("--probe-strides", type=int, nargs="+", default=None,
-                   help="with --probe: TALLRec k = all at each of these strides side by side (1 = a prompt per example)")
+                   help="with --probe: TALLRec k = all at each of these strides side by side "
+                        "(1: one transition, its two candidates, per pass)")
     p.add_argument("--checkpoint-steps", type=int, default=50, help="LLM runs: also checkpoint every N steps")
     p.add_argument("--decode-users", type=int, default=200, help="test users for the beam-search timing")
     p.add_argument("--probe", type=int, default=0, metavar="STEPS",
