@@ -144,11 +144,7 @@ def main() -> None:
                       f"{e['train_hours']:.2f} h (seed {train.seed})")
     if "fewshot" in args.parts:
         rows = lf.fewshot_rows(args.ks, llm, args.stride, args.llm_precision)
-        every = [r for r in rows[2:] if r.params.get("examples") == 0]  # k = all: its own epoch cap
-        results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
-        results.update(g.train_rows([r for r in rows[2:] if r not in every], runs, args.seeds, llm_train, cache))
-        results.update(g.train_rows(every, runs, args.seeds, replace(llm_train, epochs=args.all_epochs)
-                                    if args.all_epochs else llm_train, cache))
+        results = lf.train_fewshot(rows, runs, args.seeds, train, llm_train, cache, args.all_epochs)
         table = lf.fewshot_table(runs, rows, results)
         out["fewshot"] = table
         print("\n" + lf.fewshot_markdown(table))

@@ -165,3 +165,20 @@ def test_the_benchmark_refuses_a_bad_dropout_in_one_line_before_training_anythin
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
         "--dropout and --lora-dropout must be in [0, 1), got 1.5 and 0.0")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_curve_trains_k_all_under_its_own_epoch_cap(monkeypatch):
+    from genrecsys.config import TrainConfig
+    from genrecsys.stages import generative as g
+
+    calls = []
+    monkeypatch.setattr(g, "train_rows", lambda rows, runs_dir, seeds, train, cache_dir=None:
+                        calls.append(([r.label for r in rows], train.epochs)) or {r.label: [] for r in rows})
+    rows = lf.fewshot_rows([16, 0], {})
+    out = lf.train_fewshot(rows, "runs", 1, TrainConfig(epochs=300), TrainConfig(epochs=10), all_epochs=2)
+    assert calls == [(["BPR (impressions)", "SASRec (impressions)"], 300),
+                     (["TALLRec k=0 (the prompted LLM)", "TALLRec k=16"], 10), (["TALLRec k=all (stride 10)"], 2)]
+    assert list(out) == [r.label for r in rows]
+    calls.clear()
+    lf.train_fewshot(rows, "runs", 1, TrainConfig(epochs=300), TrainConfig(epochs=10))
+    assert calls[-1] == (["TALLRec k=all (stride 10)"], 10)

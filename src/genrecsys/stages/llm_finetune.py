@@ -99,6 +99,25 @@ def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any], stride: int = 10
     return rows
 
 
+def train_fewshot(rows: list[Row], runs_dir: Path, seeds: int, train, llm_train, cache_dir: Path | None = None,
+                  all_epochs: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Train the curve's rows (:func:`fewshot_rows`): BPR and SASRec with ``train``, the
+    TALLRec rows with ``llm_train``, and k = all capped at ``all_epochs`` epochs where given
+    (its epoch is every transition, thousands of steps, where k = 16's is a couple). Label
+    -> the seeds' metrics, as :func:`genrecsys.stages.generative.train_rows`."""
+    from dataclasses import replace
+
+    from genrecsys.stages import generative as g
+
+    llm = [r for r in rows if r.model == "tallrec"]
+    every = [r for r in llm if r.params.get("examples") == 0]
+    results = g.train_rows([r for r in rows if r not in llm], runs_dir, seeds, train, cache_dir)
+    results.update(g.train_rows([r for r in llm if r not in every], runs_dir, seeds, llm_train, cache_dir))
+    results.update(g.train_rows(every, runs_dir, seeds, replace(llm_train, epochs=all_epochs) if all_epochs
+                                else llm_train, cache_dir))
+    return results
+
+
 def fewshot_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per row: AUC (and impression MRR / nDCG@10) mean ± std over seeds, train seconds, and
     the paired per-user test of AUC against SASRec and BPR on the same impressions."""
