@@ -560,9 +560,9 @@ class TALLRec(LLMRecommender):
         c, part = self.config, split.train
         rng = np.random.default_rng(c.seed)
         n = np.diff(part.indptr)
-        owners = np.repeat(np.arange(split.n_users), np.maximum(n - 1, 0))  # one per transition
-        steps = np.concatenate([np.arange(1, m) for m in n]) if len(n) else np.zeros(0, np.int64)
         if c.examples:
+            owners = np.repeat(np.arange(split.n_users), np.maximum(n - 1, 0))  # one per transition
+            steps = np.concatenate([np.arange(1, m) for m in n]) if len(n) else np.zeros(0, np.int64)
             pick = rng.choice(len(steps), size=min(len(steps), max(1, c.examples // 2)), replace=False)
             units = [(int(owners[i]), int(steps[i]), int(steps[i]) + 1) for i in pick]  # (user, first, end)
             width = c.recent + 1
