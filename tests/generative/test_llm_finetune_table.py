@@ -182,3 +182,15 @@ def test_the_curve_trains_k_all_under_its_own_epoch_cap(monkeypatch):
     calls.clear()
     lf.train_fewshot(rows, "runs", 1, TrainConfig(epochs=300), TrainConfig(epochs=10))
     assert calls[-1] == (["TALLRec k=all (stride 10)"], 10)
+
+
+def test_the_benchmark_refuses_a_bad_stride_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_finetune.py"
+    r = subprocess.run([sys.executable, str(script), "--stride", "0", "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--stride and --probe-strides must be >= 1" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()

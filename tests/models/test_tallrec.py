@@ -151,6 +151,8 @@ def test_bad_settings_fail_with_one_line(split, params):
         build_model("tallrec", {**params, "answers": ["zzzz", "qqqq"]}, split)  # both unknown to the vocabulary
     with pytest.raises(GenrecsysError, match="finetune must be one of"):
         build_model("tallrec", {**params, "finetune": "prefix"}, split)
+    with pytest.raises(GenrecsysError, match="stride >= 1"):
+        build_model("tallrec", {**params, "examples": 0, "stride": 0}, split)
 
 
 def test_the_frozen_llm_is_the_zero_shot_point_scored_without_training(split, params):
