@@ -33,6 +33,16 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert from_dict(TrainConfig, {"lr": 1}).lr == 1.0
 
 
+def test_yaml_exponent_without_a_dot_is_a_number_and_words_are_still_errors(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {lr: 3e-3, weight_decay: 1E-5}\n")  # YAML 1.1 leaves both as strings
+    cfg = load_experiment(path)
+    assert cfg.train.lr == 0.003 and cfg.train.weight_decay == 1e-5
+    for bad in ("fast", "1e", "nan", "3e-3x"):
+        with pytest.raises(GenrecsysError, match="train.lr: expected a number"):
+            from_dict(ExperimentConfig, {"train": {"lr": bad}})
+
+
 def test_invalid_values_are_rejected_in_post_init():
     with pytest.raises(GenrecsysError, match="ratios"):
         DataConfig(ratios=(0.5, 0.1, 0.1))

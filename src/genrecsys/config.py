@@ -9,6 +9,7 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ T = TypeVar("T")
 
 # train.precision's values, the one list the CLI and the benchmarks offer too
 TRAIN_PRECISIONS = ("float32", "bfloat16")
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -312,6 +314,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise GenrecsysError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 3e-3 (no dot) as a string; a user means the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise GenrecsysError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -30,6 +30,15 @@ def test_train_writes_metrics_and_prints_the_run_directory_last(block_dataset_di
     assert not list(tmp_path.glob(".*partial"))  # the work directory was renamed into place
 
 
+def test_eval_every_validates_every_n_epochs_and_after_the_last(block_dataset_dir, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, _, _ = _run(["train", "--model", "bpr", "--dataset", str(block_dataset_dir), "--epochs", "3",
+                       "--eval-every", "2", "--no-progress", "--output-dir", str(out_dir)], capsys)
+    assert code == 0
+    history = json.loads((out_dir / "history.json").read_text())
+    assert [r["epoch"] for r in history if "valid" in r] == [1, 2]  # 0-based: the 2nd and the 3rd (last)
+
+
 def test_train_into_a_directory_another_process_trains_stops_with_one_line(block_dataset_dir, tmp_path, capsys,
                                                                           other_process):
     out_dir = tmp_path / "run"

@@ -59,6 +59,7 @@ def _experiment_config(args: argparse.Namespace):
     data_over = {k: v for k, v in {"dataset": args.dataset, "path": args.data_path, "split": args.split}.items() if v is not None}
     train_over = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                     "weight_decay": args.weight_decay, "patience": args.patience,
+                                    "eval_every": args.eval_every,
                                     "seed": args.seed, "threads": args.threads, "device": args.device,
                                     "max_seconds": args.max_seconds,
                                     "pretrain_epochs": args.pretrain_epochs, "lr_schedule": args.lr_schedule,
@@ -322,6 +323,9 @@ def _experiment_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--batch-size", type=at_least(1))
     sp.add_argument("--weight-decay", type=NON_NEGATIVE)
     sp.add_argument("--patience", type=at_least(1))
+    sp.add_argument("--eval-every", type=at_least(1), metavar="N",
+                    help="validate every N epochs (and after the last): an LLM model's evaluation costs minutes "
+                         "(default 1)")
     sp.add_argument("--threads", type=at_least(1))
     sp.add_argument("--device", help="cpu or cuda")
     sp.add_argument("--max-seconds", type=POSITIVE, help="wall-clock guard on training")
