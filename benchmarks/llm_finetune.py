@@ -59,7 +59,8 @@ def main() -> None:
                    help="validate the LLM rows every N epochs (and after the last): one evaluation costs minutes")
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--llm-precision", default="float32", choices=TRAIN_PRECISIONS,
-                   help="the LLM rows' training precision (train.precision; evaluation stays float32)")
+                   help="the LLM rows' training precision (train.precision; evaluation stays float32); bfloat16 "
+                        "needs a GPU or a CPU with AVX512-BF16/AMX (the environment's bf16_kernels)")
     p.add_argument("--probe-precisions", nargs="+", choices=TRAIN_PRECISIONS, default=None,
                    help="with --probe: measure each of these training precisions side by side (default: --llm-precision)")
     p.add_argument("--probe-strides", type=int, nargs="+", default=None,

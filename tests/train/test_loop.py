@@ -195,3 +195,16 @@ def test_bfloat16_precision_trains_under_autocast_and_evaluates_in_float32():
     assert not all(torch.equal(a, b) for a, b in zip(runs["float32"].values(), runs["bfloat16"].values()))
     with pytest.raises(GenrecsysError, match="train.precision"):
         TrainConfig(precision="float16")
+
+
+def test_bfloat16_training_on_a_cpu_without_its_kernels_warns_once_and_still_trains(monkeypatch):
+    import warnings
+
+    from genrecsys.train import loop
+
+    monkeypatch.setattr(loop, "bf16_kernels", lambda: False)  # an AVX2 CPU, whatever this one is
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fit(_model("sasrec", _split(), max_len=8), _split(), _cfg(epochs=1, precision="bfloat16"), EVAL, max_len=8)
+    assert res.epochs_run == 1
+    assert sum("no bfloat16 matrix instructions" in str(w.message) for w in caught) == 1

@@ -337,7 +337,8 @@ def _experiment_flags(sp: argparse.ArgumentParser) -> None:
                          "with the same result (default: at epoch ends)")
     sp.add_argument("--precision", choices=TRAIN_PRECISIONS,
                     help="bfloat16: train under bfloat16 autocast (a GPU, or a CPU with AVX512-BF16/AMX: "
-                         "llmsid trains ~1.8x faster); evaluation stays float32 (default float32)")
+                         "llmsid trains ~1.8x faster; a CPU without them emulates it, ~25x slower, and a warning "
+                         "says so); evaluation stays float32 (default float32)")
     sp.add_argument("--nproc", type=at_least(1),
                     help="data-parallel training processes on this machine (PyTorch DDP: gloo on CPU, one GPU each "
                          "with --device cuda); the global batch stays --batch-size")

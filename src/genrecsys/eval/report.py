@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from genrecsys.machine import cpu_summary
+
 HEADLINE = ("hit@10", "ndcg@10", "mrr@10")
 
 
@@ -82,7 +84,7 @@ def run_environment(**extra: Any) -> dict[str, Any]:
         torch = None
     return {"command": " ".join(["python", *sys.argv]), "commit": commit, "python": platform.python_version(),
             "torch": torch, "numpy": np.__version__, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], **extra}
+            **cpu_summary(), "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], **extra}
 
 
 def _pyplot():
