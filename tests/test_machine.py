@@ -7,7 +7,6 @@ import warnings
 import pytest
 
 from genrecsys import machine
-from genrecsys.train import loop
 
 AVX2 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n"
         "flags\t\t: fpu sse sse2 avx f16c avx2 fma\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n"
@@ -28,12 +27,11 @@ def test_an_unreadable_cpuinfo_is_unknown_not_false(tmp_path):
     assert machine.cpu_summary(tmp_path / "missing") == {"cpu": None, "bf16_kernels": None}
 
 
-@pytest.mark.parametrize("native, precision, device, warned", [
-    (False, "bfloat16", "cpu", True), (True, "bfloat16", "cpu", False), (None, "bfloat16", "cpu", False),
-    (False, "float32", "cpu", False), (False, "bfloat16", "cuda", False)])
-def test_training_warns_only_before_emulated_bf16_on_a_cpu(monkeypatch, native, precision, device, warned):
-    monkeypatch.setattr(loop, "bf16_kernels", lambda: native)
+@pytest.mark.parametrize("native, device, warned", [
+    (False, "cpu", True), (True, "cpu", False), (None, "cpu", False), (False, "cuda", False), (False, "cuda:1", False)])
+def test_a_warning_only_before_emulated_bf16_on_a_cpu(monkeypatch, native, device, warned):
+    monkeypatch.setattr(machine, "bf16_kernels", lambda: native)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert loop.warn_emulated_bf16(precision, device) is warned
-    assert [str(w.message).split(":")[0] for w in caught] == (["train.precision bfloat16"] if warned else [])
+        assert machine.warn_emulated_bf16("llm.dtype bfloat16", device) is warned
+    assert [str(w.message).split(":")[0] for w in caught] == (["llm.dtype bfloat16"] if warned else [])

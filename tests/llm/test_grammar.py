@@ -83,9 +83,18 @@ def test_first_token_logprobs_under_a_choice_contract_cover_only_the_choices(tin
         assert c.text == max(c.top_logprobs, key=c.top_logprobs.get)  # greedy: the most likely letter
 
 
-def test_a_named_dtype_changes_the_model_id_and_so_the_cache_keys(tiny_model_dir):
-    b = LocalBackend(LLMConfig(model=str(tiny_model_dir), threads=1, dtype="bfloat16"), tiny_model_dir)
+def test_a_named_dtype_changes_the_model_id_and_so_the_cache_keys(tiny_model_dir, monkeypatch):
+    import warnings
+
     import torch
+
+    from genrecsys import machine
+
+    monkeypatch.setattr(machine, "bf16_kernels", lambda: False)  # an AVX2 CPU: bfloat16 is emulated, and said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        b = LocalBackend(LLMConfig(model=str(tiny_model_dir), threads=1, dtype="bfloat16"), tiny_model_dir)
+    assert sum(str(w.message).startswith("llm.dtype bfloat16: this CPU has no bfloat16") for w in caught) == 1
 
     assert b.model_id.endswith("+bfloat16") and next(b.model.parameters()).dtype == torch.bfloat16
     assert "+" not in LocalBackend(LLMConfig(model=str(tiny_model_dir), threads=1), tiny_model_dir).model_id

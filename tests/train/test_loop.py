@@ -200,11 +200,12 @@ def test_bfloat16_precision_trains_under_autocast_and_evaluates_in_float32():
 def test_bfloat16_training_on_a_cpu_without_its_kernels_warns_once_and_still_trains(monkeypatch):
     import warnings
 
-    from genrecsys.train import loop
+    from genrecsys import machine
 
-    monkeypatch.setattr(loop, "bf16_kernels", lambda: False)  # an AVX2 CPU, whatever this one is
+    monkeypatch.setattr(machine, "bf16_kernels", lambda: False)  # an AVX2 CPU, whatever this one is
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = fit(_model("sasrec", _split(), max_len=8), _split(), _cfg(epochs=1, precision="bfloat16"), EVAL, max_len=8)
     assert res.epochs_run == 1
-    assert sum("no bfloat16 matrix instructions" in str(w.message) for w in caught) == 1
+    assert [str(w.message).split(":")[0] for w in caught if "matrix instructions" in str(w.message)] == [
+        "train.precision bfloat16"]

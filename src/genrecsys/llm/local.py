@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from genrecsys.config import LLMConfig
 from genrecsys.errors import GenrecsysError
+from genrecsys.machine import warn_emulated_bf16
 from genrecsys.llm.backends import OnResult
 from genrecsys.llm.types import Completion, Message, Request, SamplingParams
 
@@ -145,6 +146,8 @@ class LocalBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        if cfg.dtype == "bfloat16":
+            warn_emulated_bf16("llm.dtype bfloat16", self.device)
         if cfg.dtype == "auto":
             dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         else:  # named: other weights' numbers, other answers -> other cache keys

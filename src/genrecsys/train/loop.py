@@ -11,7 +11,6 @@ import json
 import math
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from genrecsys.config import EvalConfig, TrainConfig
 from genrecsys.data.splits import SplitData
 from genrecsys.eval.ranking import RankingResult, evaluate_ranking
 from genrecsys.files import building_file
-from genrecsys.machine import bf16_kernels
+from genrecsys.machine import warn_emulated_bf16
 from genrecsys.models.base import Recommender
 
 
@@ -105,7 +104,8 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         torch.manual_seed(train_cfg.seed + rank)  # own dropout masks per rank; DDP syncs the weights
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
-    warn_emulated_bf16(train_cfg.precision, train_cfg.device)
+    if train_cfg.precision == "bfloat16":
+        warn_emulated_bf16("train.precision bfloat16", train_cfg.device)
     device = f"cuda:{rank}" if world > 1 and train_cfg.device.startswith("cuda") else train_cfg.device
     model.to(device)
     run_path = Path(run_dir) if run_dir else None
@@ -287,17 +287,6 @@ def _progress(cfg: TrainConfig, initial: int, pretrain: int = 0, disable: bool =
 
     return tqdm(total=pretrain + cfg.epochs, initial=initial, desc="train", unit="epoch",
                 disable=disable or not cfg.progress, dynamic_ncols=True, leave=False)
-
-
-def warn_emulated_bf16(precision: str, device: str = "cpu") -> bool:
-    """Warn (and say so) when bfloat16 training would run on a CPU without bfloat16 kernels:
-    autocast still works there, at a small fraction of float32's speed."""
-    if precision != "bfloat16" or torch.device(device).type != "cpu" or bf16_kernels() is not False:
-        return False
-    warnings.warn("train.precision bfloat16: this CPU has no bfloat16 matrix instructions (no avx512_bf16 / "
-                  "amx_bf16), so autocast emulates them and training runs far slower than in float32 (llmsid: "
-                  "0.04x the float32 tokens/s on an AVX2 EPYC); train in float32 here", RuntimeWarning, stacklevel=3)
-    return True
 
 
 def training_precision(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager:
