@@ -5,6 +5,7 @@ TALLRec few-shot curve vs BPR / SASRec (impressions), over seeds, with paired te
     python benchmarks/llm_finetune.py --seeds 3 --device cuda           # a GPU, when one is lent
     python benchmarks/llm_finetune.py --seeds 1 --layers 4 --epochs 5   # a CPU-sized run (first 4 blocks)
     python benchmarks/llm_finetune.py --probe 4 --layers 4              # cost of a run, from 4 steps
+    python benchmarks/llm_finetune.py --parts retrieval --rows sasrec tiger   # some rows now, llmsid on a GPU later
 
 Resumable: finished runs under --runs-dir are reused and an LLM run killed mid-epoch
 continues from its last step checkpoint (--checkpoint-steps). The LLM is the embedded
@@ -50,6 +51,11 @@ def main() -> None:
                    help="TALLRec k = all: consecutive transitions of a user trained in one pass over their titles")
     p.add_argument("--parts", nargs="+", default=["retrieval", "fewshot"], choices=["retrieval", "fewshot"],
                    help="retrieval: llmsid vs TIGER vs SASRec; fewshot: the TALLRec curve (with --probe: whose cost)")
+    p.add_argument("--rows", nargs="+", default=None, metavar="ROW",
+                   help="train and table only these rows (a label, a run-directory name or a model name: "
+                        "'--rows sasrec tiger' now, '--rows llmsid --device cuda' where a GPU is; default: all)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once (processes; give each --threads cores): seeds of a row in parallel")
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the train config's, 300)")
     p.add_argument("--llm-epochs", type=int, default=None, help="cap on the LLM rows' epochs (default: --epochs)")
     p.add_argument("--all-epochs", type=int, default=None,
@@ -78,12 +84,28 @@ def main() -> None:
         p.error(f"--stride and --probe-strides must be >= 1 and --ks >= 0, got {args.stride}, {args.probe_strides} "
                 f"and {args.ks}")
 
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
+    from genrecsys.errors import GenrecsysError
+    from genrecsys.stages import llm_finetune as lf
+
+    llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
+    llmsid = {**llm, "max_len": args.max_len, "titles": args.titles,
+              **{k: v for k, v in (("dropout", args.dropout), ("lora_dropout", args.lora_dropout)) if v}}
+    part_rows = {"retrieval": lf.retrieval_rows("codes", llmsid, args.align, args.llm_precision),
+                 "fewshot": lf.fewshot_rows(args.ks, llm, args.stride, args.llm_precision)}
+    try:  # every name must match a row of the parts asked for, before hours of training
+        lf.select_rows([r for part in args.parts for r in part_rows[part]], args.rows)
+    except GenrecsysError as exc:
+        p.error(str(exc))
+    if not args.probe:  # a part none of whose rows is asked for is not run
+        args.parts = [part for part in args.parts if lf.select_rows(part_rows[part], args.rows, strict=False)]
+
     import torch
 
     from genrecsys.config import ExperimentConfig, TrainConfig
     from genrecsys.experiment import load_split
     from genrecsys.stages import generative as g
-    from genrecsys.stages import llm_finetune as lf
 
     runs = Path(args.runs_dir)
     cache = Path(args.cache_dir) if args.cache_dir else None
@@ -97,9 +119,6 @@ def main() -> None:
     llm_train = replace(train, checkpoint_steps=args.checkpoint_steps, precision=args.llm_precision,
                         **({"eval_every": args.llm_eval_every} if args.llm_eval_every else {}),
                         **({"epochs": args.llm_epochs} if args.llm_epochs is not None else {}))
-    llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
-    llmsid = {**llm, "max_len": args.max_len, "titles": args.titles,
-              **{k: v for k, v in (("dropout", args.dropout), ("lora_dropout", args.lora_dropout)) if v}}
     out: dict = {}
     if args.probe:
         models = {}
@@ -128,9 +147,11 @@ def main() -> None:
         args.parts = []
     if "retrieval" in args.parts:
         codes = g.build_codes(split, runs, cache)
-        rows = lf.retrieval_rows(codes["rkmeans"]["dir"], llmsid, args.align, args.llm_precision)
-        results = g.train_rows(rows[:2], runs, args.seeds, train, cache)
-        results.update(g.train_rows(rows[2:], runs, args.seeds, llm_train, cache))
+        rows = lf.select_rows(lf.retrieval_rows(codes["rkmeans"]["dir"], llmsid, args.align, args.llm_precision),
+                               args.rows, strict=False)
+        results = g.train_rows([r for r in rows if r.model != "llmsid"], runs, args.seeds, train, cache, args.jobs)
+        results.update(g.train_rows([r for r in rows if r.model == "llmsid"], runs, args.seeds, llm_train, cache,
+                                    args.jobs))
         decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,
                                           device=args.device) for r in rows if r.model in ("tiger", "llmsid")}
         table = lf.retrieval_table(runs, rows, results, decode, codes)
@@ -144,8 +165,8 @@ def main() -> None:
                 print(f"{e['label']}: {e['tokens_per_epoch']} tokens/epoch, {e['train_tokens_per_s']:.0f} tokens/s, "
                       f"{e['train_hours']:.2f} h (seed {train.seed})")
     if "fewshot" in args.parts:
-        rows = lf.fewshot_rows(args.ks, llm, args.stride, args.llm_precision)
-        results = lf.train_fewshot(rows, runs, args.seeds, train, llm_train, cache, args.all_epochs)
+        rows = lf.select_rows(lf.fewshot_rows(args.ks, llm, args.stride, args.llm_precision), args.rows, strict=False)
+        results = lf.train_fewshot(rows, runs, args.seeds, train, llm_train, cache, args.all_epochs, args.jobs)
         table = lf.fewshot_table(runs, rows, results)
         out["fewshot"] = table
         print("\n" + lf.fewshot_markdown(table))

@@ -172,7 +172,7 @@ def test_the_curve_trains_k_all_under_its_own_epoch_cap(monkeypatch):
     from genrecsys.stages import generative as g
 
     calls = []
-    monkeypatch.setattr(g, "train_rows", lambda rows, runs_dir, seeds, train, cache_dir=None:
+    monkeypatch.setattr(g, "train_rows", lambda rows, runs_dir, seeds, train, cache_dir=None, jobs=1:
                         calls.append(([r.label for r in rows], train.epochs)) or {r.label: [] for r in rows})
     rows = lf.fewshot_rows([16, 0], {})
     out = lf.train_fewshot(rows, "runs", 1, TrainConfig(epochs=300), TrainConfig(epochs=10), all_epochs=2)
@@ -193,4 +193,42 @@ def test_the_benchmark_refuses_a_bad_stride_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(script), "--stride", "0", "--runs-dir", str(tmp_path / "runs")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--stride and --probe-strides must be >= 1" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rows_are_chosen_by_label_directory_or_model_and_an_unknown_name_is_one_line():
+    from genrecsys.errors import GenrecsysError
+
+    rows = lf.retrieval_rows("codes", {}, precision="bfloat16") + lf.fewshot_rows([16], {})
+    assert [r.label for r in lf.select_rows(rows, ["tiger", "llmsid-smollm2-135m-lora-bfloat16-training"])] == [
+        "TIGER (residual k-means)", "llmsid (SmolLM2-135M, LoRA, bfloat16 training)"]
+    assert [r.label for r in lf.select_rows(rows, ["SASRec (impressions)", "tallrec"])] == [
+        "SASRec (impressions)", "TALLRec k=0 (the prompted LLM)", "TALLRec k=16"]
+    assert lf.select_rows(rows, None) == rows and lf.select_rows(rows, ["tigr"], strict=False) == []
+    with pytest.raises(GenrecsysError, match=r"^--rows: no row is 'tigr'; the rows are 'SASRec', 'TIGER"):
+        lf.select_rows(rows, ["tiger", "tigr"])
+
+
+def test_a_retrieval_table_of_some_rows_tests_against_the_references_it_has(tmp_path):
+    rows = lf.retrieval_rows("codes", {"layers": 4})
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.0, 0.3, 50)
+    runs = {r.label: [_ranking_run(tmp_path / r.slug / "seed-1", 1, base + d + rng.normal(0, 0.002, 50))]
+            for r, d in zip(rows, (0.04, 0.0, -0.02))}
+    codes = {"rkmeans": {"stats": {"collision_rate": 0.5}}}
+    no_sasrec = lf.retrieval_table(tmp_path, rows[1:], {k: runs[k] for k in (rows[1].label, rows[2].label)}, {}, codes)
+    assert "vs_sasrec" not in no_sasrec[1] and no_sasrec[1]["vs_tiger"]["diff"] == pytest.approx(-0.02, abs=0.002)
+    no_tiger = lf.retrieval_table(tmp_path, rows[::2], {k: runs[k] for k in (rows[0].label, rows[2].label)}, {}, codes)
+    assert "vs_tiger" not in no_tiger[1] and no_tiger[1]["vs_sasrec"]["diff"] == pytest.approx(-0.06, abs=0.002)
+
+
+def test_the_benchmark_refuses_an_unknown_row_in_one_line_before_training_anything(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_finetune.py"
+    r = subprocess.run([sys.executable, str(script), "--parts", "fewshot", "--rows", "tiger", "--runs-dir",
+                        str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--rows: no row is 'tiger'; the rows are 'BPR (impressions)'" in r.stderr
     assert not (tmp_path / "runs").exists()

@@ -150,10 +150,12 @@ def _decode(run_dir: Path, cache_dir: Path | None, beam: int, users: int | None,
 def paired_vs_reference(runs_dir: Path, rows: list[Row], metric: str = "ndcg@10",
                         reference: str = REFERENCE) -> dict[str, dict[str, float]]:
     """label -> paired t-test and Wilcoxon p of ``metric`` per user (seed-averaged) vs the
-    ``reference`` row (SASRec)."""
+    ``reference`` row (SASRec); {} where ``rows`` do not include the reference."""
     from genrecsys.eval.compare import compare_runs
 
-    ref = next(r for r in rows if r.label == reference)
+    ref = next((r for r in rows if r.label == reference), None)
+    if ref is None:  # e.g. a benchmark asked for some rows only
+        return {}
     out = {}
     for row in rows:
         if row.label != reference:

@@ -70,9 +70,30 @@ def retrieval_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[s
     vs_tiger = paired_vs_reference(runs_dir, [r for r in rows if r.label == TIGER or r.model == "llmsid"],
                                    reference=TIGER)
     for entry, row in zip(table, rows):
-        if row.model == "llmsid":
+        if row.label in vs_tiger:
             entry["vs_tiger"] = vs_tiger[row.label]
     return table
+
+
+def select_rows(rows: list[Row], wanted: list[str] | None, strict: bool = True) -> list[Row]:
+    """The rows named in ``wanted`` (a label, a run-directory slug or a model name each;
+    None or empty: every row), in table order. ``strict``: a name that matches no row is a
+    one-line error naming the rows (check once over every part's rows, then select each
+    part's with ``strict=False``).
+
+    >>> [r.label for r in select_rows(retrieval_rows("codes", {}), ["tiger", "SASRec"])]
+    ['SASRec', 'TIGER (residual k-means)']
+    """
+    from genrecsys.errors import GenrecsysError
+
+    if not wanted:
+        return rows
+    named = [r for r in rows if any(w in (r.label, r.slug, r.model) for w in wanted)]
+    unknown = [w for w in wanted if not any(w in (r.label, r.slug, r.model) for r in rows)]
+    if strict and unknown:
+        raise GenrecsysError(f"--rows: no row is {', '.join(map(repr, unknown))}; the rows are "
+                             + ", ".join(repr(r.label) for r in rows) + " (or their model names)")
+    return named
 
 
 RETRIEVAL_REFERENCES = {"SASRec": "vs_sasrec", "TIGER": "vs_tiger"}
@@ -100,21 +121,22 @@ def fewshot_rows(ks: list[int], tallrec_params: dict[str, Any], stride: int = 10
 
 
 def train_fewshot(rows: list[Row], runs_dir: Path, seeds: int, train, llm_train, cache_dir: Path | None = None,
-                  all_epochs: int | None = None) -> dict[str, list[dict[str, Any]]]:
+                  all_epochs: int | None = None, jobs: int = 1) -> dict[str, list[dict[str, Any]]]:
     """Train the curve's rows (:func:`fewshot_rows`): BPR and SASRec with ``train``, the
     TALLRec rows with ``llm_train``, and k = all capped at ``all_epochs`` epochs where given
     (its epoch is every transition, thousands of steps, where k = 16's is a couple). Label
-    -> the seeds' metrics, as :func:`genrecsys.stages.generative.train_rows`."""
+    -> the seeds' metrics, as :func:`genrecsys.stages.generative.train_rows` (``jobs``
+    runs at once)."""
     from dataclasses import replace
 
     from genrecsys.stages import generative as g
 
     llm = [r for r in rows if r.model == "tallrec"]
     every = [r for r in llm if r.params.get("examples") == 0]
-    results = g.train_rows([r for r in rows if r not in llm], runs_dir, seeds, train, cache_dir)
-    results.update(g.train_rows([r for r in llm if r not in every], runs_dir, seeds, llm_train, cache_dir))
+    results = g.train_rows([r for r in rows if r not in llm], runs_dir, seeds, train, cache_dir, jobs)
+    results.update(g.train_rows([r for r in llm if r not in every], runs_dir, seeds, llm_train, cache_dir, jobs))
     results.update(g.train_rows(every, runs_dir, seeds, replace(llm_train, epochs=all_epochs) if all_epochs
-                                else llm_train, cache_dir))
+                                else llm_train, cache_dir, jobs))
     return results
 
 
