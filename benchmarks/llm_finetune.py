@@ -98,6 +98,10 @@ def main() -> None:
         lf.select_rows([r for part in args.parts for r in part_rows[part]], args.rows)
     except GenrecsysError as exc:
         p.error(str(exc))
+    if args.llm_precision == "bfloat16":  # said now, not when the LLM rows start after hours of others
+        from genrecsys.machine import warn_emulated_bf16
+
+        warn_emulated_bf16("--llm-precision bfloat16", args.device)
     if not args.probe:  # a part none of whose rows is asked for is not run
         args.parts = [part for part in args.parts if lf.select_rows(part_rows[part], args.rows, strict=False)]
 
