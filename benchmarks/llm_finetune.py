@@ -1,5 +1,6 @@
 """Fine-tuned LLM recommenders on ML-100K: llmsid vs TIGER vs SASRec (full ranking) and the
-TALLRec few-shot curve vs BPR / SASRec (impressions), over seeds, with paired tests.
+TALLRec few-shot curve vs BPR / SASRec (impressions), over seeds, with paired tests; each
+trained TALLRec is also scored as a re-ranker of SASRec's top 50 on full ranking (--rerank).
 
     python benchmarks/llm_finetune.py --seeds 3
     python benchmarks/llm_finetune.py --seeds 3 --device cuda           # a GPU, when one is lent
@@ -47,6 +48,9 @@ def main() -> None:
                    help="also train llmsid with LC-Rec's title <-> code alignment tasks at this weight (0: not)")
     p.add_argument("--ks", type=int, nargs="*", default=[16, 64, 256, 0],
                    help="TALLRec training examples (0 = every training transition)")
+    p.add_argument("--rerank", type=int, default=50, metavar="N",
+                   help="fewshot: also score each trained TALLRec run as a re-ranker of SASRec's top N on full "
+                        "ranking (one test pass per run, nothing retrained; 0: not)")
     p.add_argument("--stride", type=int, default=10,
                    help="TALLRec k = all: consecutive transitions of a user trained in one pass over their titles")
     p.add_argument("--parts", nargs="+", default=["retrieval", "fewshot"], choices=["retrieval", "fewshot"],
@@ -80,6 +84,8 @@ def main() -> None:
     args = p.parse_args()
     if not (0 <= args.dropout < 1 and 0 <= args.lora_dropout < 1):  # before hours of SASRec and TIGER rows
         p.error(f"--dropout and --lora-dropout must be in [0, 1), got {args.dropout} and {args.lora_dropout}")
+    if args.rerank < 0:
+        p.error(f"--rerank must be >= 0, got {args.rerank}")
     if min([args.stride, *(args.probe_strides or [1])]) < 1 or any(k < 0 for k in args.ks):
         p.error(f"--stride and --probe-strides must be >= 1 and --ks >= 0, got {args.stride}, {args.probe_strides} "
                 f"and {args.ks}")
@@ -174,6 +180,11 @@ def main() -> None:
         table = lf.fewshot_table(runs, rows, results)
         out["fewshot"] = table
         print("\n" + lf.fewshot_markdown(table))
+        if args.rerank and any(r.model == "tallrec" for r in rows):
+            rerank, results = lf.rerank_fewshot(rows, runs, args.seeds, train, cache, args.rerank, args.jobs)
+            out["rerank"] = lf.rerank_table(runs, rerank, results)
+            print(f"\nTALLRec re-ranking SASRec's top {args.rerank} (full ranking, test users):\n"
+                  + g.markdown(out["rerank"]))
     env = run_environment(device=args.device,
                           gpu=torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
                           threads=args.threads, seeds=args.seeds, wall_seconds=round(time.perf_counter() - t0),

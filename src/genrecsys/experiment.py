@@ -129,6 +129,53 @@ def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path |
     return metrics
 
 
+def reevaluate_run(run_dir: str | Path, output_dir: str | Path, *, cache_dir: str | Path | None = None,
+                   protocol: str | None = None, params: dict[str, Any] | None = None,
+                   stages: tuple[str, ...] = ("test",), device: str = "cpu",
+                   threads: int | None = None) -> dict[str, Any]:
+    """A finished run's weights evaluated again, under another ``protocol`` and/or with
+    model ``params`` that leave the weights as they are (``load_run``'s), written to
+    ``output_dir`` as a run directory without weights: metrics.json (the source's training
+    figures, the new ``stages``' metrics; an unevaluated stage is {}), per_user.parquet and
+    config.yaml, which ``compare``, the seed tables and the paired tests read like any run's.
+
+    E.g. a tallrec run trained and selected on impressions, scored as a re-ranker of a
+    SASRec run's top 50 on full ranking: ``params={"retriever": sasrec_run}``,
+    ``protocol="full"``. Reused when ``output_dir`` holds its metrics.json (under the
+    directory lock, as ``run_experiment(reuse=True)``); written in one rename.
+    """
+    import torch
+
+    from genrecsys.train.loop import evaluate
+
+    out = Path(output_dir)
+    with exclusive(out, "evaluating into"):
+        if (out / "metrics.json").is_file():
+            return json.loads((out / "metrics.json").read_text())
+        source = json.loads((Path(run_dir) / "metrics.json").read_text())
+        if threads:
+            torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        cfg, split, model = load_run(run_dir, cache_dir, params)
+        if protocol:
+            cfg = replace(cfg, eval=replace(cfg.eval, protocol=protocol))
+        model.to(device)
+        results = {stage: evaluate(model, split, stage, cfg.eval, cfg.data.max_seq_len, device) for stage in stages}
+        work = out.parent / f".{out.name}.partial"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        metrics = {**source, "protocol": _protocol(model, split, cfg),
+                   **{stage: results[stage].metrics if stage in results else {} for stage in ("valid", "test")},
+                   "evaluated_from": str(Path(run_dir).resolve()), "eval_params": dict(params or {}),
+                   "eval_seconds": time.perf_counter() - t0}
+        metrics.pop("total_seconds", None)
+        _write_per_user(work / "per_user.parquet", split, results)
+        (work / "config.yaml").write_text(_to_yaml(cfg))
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        publish(work, out)
+        return metrics
+
+
 def init_weights(model, name: str, run: str | Path, seed: int) -> list[str]:
     """Load a finished run's weights into ``model`` (train.init_from). A multi-seed run gives
     its ``seed-<seed>`` run. Every saved tensor must fit the model (same backbone); the

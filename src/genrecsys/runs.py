@@ -41,8 +41,11 @@ def load_split(cfg: ExperimentConfig, cache_dir: str | Path | None = None) -> Sp
     return split
 
 
-def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
-    """Rebuild (config, split, model) of a finished run directory."""
+def load_run(run_dir: str | Path, cache_dir: str | Path | None = None, params: dict[str, Any] | None = None):
+    """Rebuild (config, split, model) of a finished run directory. ``params`` override model
+    parameters that do not change its weights (e.g. tallrec's ``retriever`` and
+    ``candidates``: the trained LLM asked to re-rank another run's top items); the
+    returned config carries them."""
     import torch
 
     from genrecsys.config import load_experiment
@@ -55,6 +58,8 @@ def load_run(run_dir: str | Path, cache_dir: str | Path | None = None):
         raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
     cfg = load_experiment(d / "config.yaml")
     cfg = _resolve_side_inputs(cfg, d)
+    if params:
+        cfg = replace(cfg, model_params={**cfg.model_params, **params})
     split = load_split(cfg, cache_dir)
     model = build_model(cfg.model, cfg.model_params, split)
     saved = torch.load(d / "model.pt", map_location="cpu", weights_only=False)  # GPU-trained runs load anywhere

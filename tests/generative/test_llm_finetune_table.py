@@ -184,7 +184,7 @@ def test_the_curve_trains_k_all_under_its_own_epoch_cap(monkeypatch):
     assert calls[-1] == (["TALLRec k=all (stride 10)"], 10)
 
 
-def test_the_benchmark_refuses_a_bad_stride_in_one_line(tmp_path):
+def test_the_benchmark_refuses_a_bad_stride_or_rerank_in_one_line(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
@@ -193,6 +193,9 @@ def test_the_benchmark_refuses_a_bad_stride_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(script), "--stride", "0", "--runs-dir", str(tmp_path / "runs")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--stride and --probe-strides must be >= 1" in r.stderr.strip().splitlines()[-1]
+    r = subprocess.run([sys.executable, str(script), "--rerank", "-1", "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--rerank must be >= 0, got -1" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
 
 
@@ -232,3 +235,82 @@ def test_the_benchmark_refuses_an_unknown_row_in_one_line_before_training_anythi
                         str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--rows: no row is 'tiger'; the rows are 'BPR (impressions)'" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_trained_tallrec_runs_are_scored_as_rerankers_of_the_same_seeds_sasrec(tmp_path, block_dataset_dir,
+                                                                                tiny_causal_lm_dir, monkeypatch):
+    """The re-ranking table: each seed's trained TALLRec run (no retraining) re-ranks that
+    seed's SASRec top N on full ranking; its figures are what the trained model scores with
+    the retriever attached, kept as a run directory and tested per user against SASRec."""
+    from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+    from genrecsys.experiment import load_run, run_experiment
+    from genrecsys.train.loop import evaluate
+
+    runs = tmp_path / "runs"
+    data = DataConfig(dataset=str(block_dataset_dir))
+    tallrec = {"llm": str(tiny_causal_lm_dir), "answers": ["item", "group"], "recent": 4}
+    rows = lf.fewshot_rows([8], tallrec)
+    seeds = (0, 1)
+    for seed in seeds:  # what the curve and the retrieval part leave in the runs directory (tiny data here)
+        train = TrainConfig(epochs=2, progress=False, seed=seed)
+        run_experiment(ExperimentConfig(model="sasrec", data=data, train=train), runs / "sasrec" / f"seed-{seed}")
+        for r in rows[2:]:
+            cfg = ExperimentConfig(model="tallrec", model_params=r.params, data=data, train=train)
+            cfg.eval.protocol = "impressions"
+            run_experiment(cfg, runs / r.slug / f"seed-{seed}")
+    rerank, results = lf.rerank_fewshot(rows, runs, len(seeds), TrainConfig(progress=False, seed=0), candidates=5)
+    assert [r.label for r in rerank] == ["SASRec", "TALLRec k=0 (the prompted LLM) re-ranking SASRec's top 5",
+                                         "TALLRec k=8 re-ranking SASRec's top 5"]
+    k8 = results[rerank[2].label]
+    assert [m["seed"] for m in k8] == list(seeds) and k8[0]["protocol"]["ranking"] == "full" and k8[0]["valid"] == {}
+    # seed 1's figures are the seed-1 TALLRec re-ranking the seed-1 SASRec, evaluated directly
+    cfg, split, model = load_run(runs / rows[3].slug / "seed-1", None,
+                                 {"retriever": str(runs / "sasrec" / "seed-1"), "candidates": 5})
+    cfg.eval.protocol = "full"
+    direct = evaluate(model, split, "test", cfg.eval, cfg.data.max_seq_len).metrics
+    assert k8[1]["test"]["ndcg@10"] == pytest.approx(direct["ndcg@10"])
+    assert k8[1]["test"]["hit@10"] == pytest.approx(direct["hit@10"])
+    assert k8[1]["train_seconds"] == json.loads((runs / rows[3].slug / "seed-1" / "metrics.json").read_text())["train_seconds"]
+    # the LLM orders SASRec's top 5 only: the top 10 holds the same items, so HR@10 is SASRec's
+    for seed, m in zip(seeds, k8):
+        sasrec = json.loads((runs / "sasrec" / f"seed-{seed}" / "metrics.json").read_text())["test"]
+        assert m["test"]["hit@10"] == pytest.approx(sasrec["hit@10"]) and m["test"]["hit@1"] <= sasrec["hit@5"]
+    table = lf.rerank_table(runs, rerank, results)
+    assert table[0]["label"] == "SASRec" and "vs_sasrec" not in table[0]
+    assert table[2]["vs_sasrec"]["diff"] == pytest.approx(
+        np.mean([m["test"]["ndcg@10"] for m in k8]) - table[0]["test"]["ndcg@10"], abs=1e-9)
+    # a second call reuses every directory: nothing is evaluated again
+    import genrecsys.train.loop as loop
+
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("evaluated again")))
+    again = lf.rerank_fewshot(rows, runs, len(seeds), TrainConfig(progress=False, seed=0), candidates=5)[1]
+    assert again[rerank[2].label] == k8
+
+
+def test_evaluate_writes_a_rerank_run_directory_that_compare_reads(tmp_path, block_dataset_dir, tiny_causal_lm_dir,
+                                                                    capsys):
+    from genrecsys.cli.main import main
+    from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+    from genrecsys.experiment import run_experiment
+
+    data = DataConfig(dataset=str(block_dataset_dir))
+    train = TrainConfig(epochs=1, progress=False, seed=0)
+    run_experiment(ExperimentConfig(model="sasrec", data=data, train=train), tmp_path / "sasrec")
+    cfg = ExperimentConfig(model="tallrec", data=data, train=train,
+                           model_params={"llm": str(tiny_causal_lm_dir), "answers": ["item", "group"], "recent": 4,
+                                         "examples": 8})
+    run_experiment(cfg, tmp_path / "tallrec")
+    out = tmp_path / "tallrec-rerank"
+    assert main(["evaluate", str(tmp_path / "tallrec"), "--protocol", "full", "--param",
+                 f"retriever={tmp_path / 'sasrec'}", "--param", "candidates=5", "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip().endswith(str(out)) and '"ndcg@10"' in printed
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["protocol"]["ranking"] == "full" and saved["eval_params"] == {"retriever": str(tmp_path / "sasrec"),
+                                                                               "candidates": 5}
+    assert main(["compare", str(tmp_path / "sasrec"), str(out), "--metric", "ndcg@10"]) == 0
+    assert "ndcg@10" in capsys.readouterr().out
+    # a run directory holds the run's own metrics only: one line, nothing written
+    assert main(["evaluate", str(tmp_path / "tallrec"), "--sampled", "--output-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "drop --sampled" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from genrecsys.cli.args import NON_NEGATIVE, POSITIVE, at_least
 from genrecsys.config import TRAIN_PRECISIONS
@@ -68,17 +68,7 @@ def _experiment_config(args: argparse.Namespace):
                                     "init_from": args.init_from}.items() if v is not None}
     if args.no_progress:
         train_over["progress"] = False
-    model_params = dict(cfg.model_params)
-    for item in args.param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise GenrecsysError(f"--param expects key=value, got {item!r}")
-        *outer, last = key.split(".")  # llm.dtype=bfloat16 -> {"llm": {"dtype": "bfloat16"}}
-        node = model_params
-        for part in outer:
-            node[part] = dict(node.get(part) or {})
-            node = node[part]
-        node[last] = _parse_value(value)
+    model_params = _with_params(cfg.model_params, args.param)
     eval_over = {"mask_seen": False} if args.no_mask_seen else {}
     if args.protocol:
         eval_over["protocol"] = args.protocol
@@ -86,6 +76,22 @@ def _experiment_config(args: argparse.Namespace):
                    train=from_dict(type(cfg.train), {**_fields(cfg.train), **train_over}, "train"),
                    eval=from_dict(type(cfg.eval), {**_fields(cfg.eval), **eval_over}, "eval"),
                    model_params=model_params, reland=_reland_config(args, cfg.reland))
+
+
+def _with_params(params: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
+    """``params`` updated by ``--param KEY=VALUE`` items (a dotted key sets a nested one)."""
+    out = dict(params)
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise GenrecsysError(f"--param expects key=value, got {item!r}")
+        *outer, last = key.split(".")  # llm.dtype=bfloat16 -> {"llm": {"dtype": "bfloat16"}}
+        node = out
+        for part in outer:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[last] = _parse_value(value)
+    return out
 
 
 # flag -> RelandConfig key (the LLM's are genrecsys.cli.llm.LLM_FLAGS, named --llm-*)
@@ -213,11 +219,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             _print_holistic(args.run, res)
         return 0
+    params = _with_params({}, args.param)
+    if args.output_dir:  # a run directory of its own (no weights): `compare` and the seed tables read it
+        from genrecsys.experiment import reevaluate_run
+
+        if args.sampled or args.k or args.no_mask_seen:
+            raise GenrecsysError("evaluate --output-dir writes the run's own metrics: drop --sampled, -k and "
+                                 "--no-mask-seen")
+        metrics = reevaluate_run(args.run, args.output_dir, cache_dir=_cache_dir(args), protocol=args.protocol,
+                                 params=params, stages=tuple(args.stage))
+        print(json.dumps({stage: metrics[stage] for stage in args.stage}, indent=2))
+        print(args.output_dir)
+        return 0
     from genrecsys.config import EvalConfig
     from genrecsys.experiment import load_run
     from genrecsys.train.loop import evaluate
 
-    cfg, split, model = load_run(args.run, _cache_dir(args))
+    cfg, split, model = load_run(args.run, _cache_dir(args), params)
     eval_cfg = EvalConfig(ks=tuple(args.k) if args.k else cfg.eval.ks, mask_seen=not args.no_mask_seen,
                           protocol=args.protocol or cfg.eval.protocol, impressions=cfg.eval.impressions,
                           longtail_max_train=cfg.eval.longtail_max_train)
@@ -406,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "calibration) and every metric per user group (gender, age, occupation, activity, new/warm)")
     sp.add_argument("--json", action="store_true", help="with --beyond: one JSON object instead of tables")
     sp.add_argument("--protocol", choices=["full", "impressions"], help="default: the run's")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="a model parameter that keeps the weights (repeatable), e.g. a tallrec run re-ranking "
+                         "another run's top items: --protocol full --param retriever=RUN --param candidates=50")
+    sp.add_argument("--output-dir", help="also write the evaluation as a run directory without weights "
+                                         "(metrics.json, per_user.parquet, config.yaml) for `compare`")
 
     sp = add("compare", cmd_compare, "paired t-test and Wilcoxon test between two runs, per user")
     sp.add_argument("run_a")

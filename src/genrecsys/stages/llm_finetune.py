@@ -175,6 +175,53 @@ def fewshot_markdown(table: list[dict[str, Any]]) -> str:
     return markdown_table(header, lines)
 
 
+def rerank_rows(fewshot: list[Row], candidates: int = 50) -> list[Row]:
+    """The curve's TALLRec rows scored the other way the issue asks: as re-rankers of
+    SASRec's top ``candidates`` on full ranking (the retrieval table's SASRec, run directory
+    ``sasrec``). The first row is SASRec itself, the reference; then one row per TALLRec row
+    of ``fewshot``, in its order.
+
+    >>> [r.label for r in rerank_rows(fewshot_rows([64], {}))]
+    ['SASRec', "TALLRec k=0 (the prompted LLM) re-ranking SASRec's top 50", "TALLRec k=64 re-ranking SASRec's top 50"]
+    """
+    return [Row("SASRec", "sasrec")] + [
+        Row(f"{r.label} re-ranking SASRec's top {candidates}", "tallrec", {**r.params, "candidates": candidates},
+            protocol="full") for r in fewshot if r.model == "tallrec"]
+
+
+def rerank_fewshot(fewshot: list[Row], runs_dir: Path, seeds: int, train, cache_dir: Path | None = None,
+                   candidates: int = 50, jobs: int = 1) -> tuple[list[Row], dict[str, list[dict[str, Any]]]]:
+    """:func:`rerank_rows` of the curve, measured: SASRec trained on full ranking (reused
+    where the retrieval part trained it), then each seed's trained TALLRec run of the curve
+    scored as a re-ranker of the same seed's SASRec top ``candidates`` on the test users
+    (:func:`genrecsys.experiment.reevaluate_run`: nothing is trained again; the TALLRec
+    epoch is the one selected on impression AUC). Returns the rows and label -> the seeds'
+    metrics."""
+    from genrecsys.experiment import reevaluate_run
+    from genrecsys.stages import generative as g
+
+    rows = rerank_rows(fewshot, candidates)
+    ref = rows[0]
+    out = g.train_rows([ref], runs_dir, seeds, train, cache_dir, jobs)
+    for row, source in zip(rows[1:], [r for r in fewshot if r.model == "tallrec"]):
+        out[row.label] = [
+            reevaluate_run(Path(runs_dir) / source.slug / f"seed-{seed}", Path(runs_dir) / row.slug / f"seed-{seed}",
+                           cache_dir=cache_dir, protocol="full", device=train.device, threads=train.threads,
+                           params={"retriever": str(Path(runs_dir) / ref.slug / f"seed-{seed}"),
+                                   "candidates": candidates})
+            for seed in range(train.seed, train.seed + seeds)]
+    return rows, out
+
+
+def rerank_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The re-ranking rows as the retrieval table's (HR, NDCG, long-tail NDCG over seeds)
+    with each row's paired per-user NDCG@10 test against SASRec: print it with
+    ``generative.markdown(table)``."""
+    from genrecsys.stages.generative import paired_vs_reference, summarize
+
+    return summarize(rows, runs, paired_vs_reference(runs_dir, rows), {}, {})
+
+
 def llm_throughput(run_dir: Path, cache_dir: Path | None = None) -> dict[str, float]:
     """Training tokens per epoch, tokens/s and hours of a finished LLM run (one seed's
     directory), from its metrics and the tokens its epoch feeds the LLM."""
