@@ -152,6 +152,9 @@ def reevaluate_run(run_dir: str | Path, output_dir: str | Path, *, cache_dir: st
     with exclusive(out, "evaluating into"):
         if (out / "metrics.json").is_file():
             return json.loads((out / "metrics.json").read_text())
+        if not (Path(run_dir) / "metrics.json").is_file():
+            raise GenrecsysError(f"{run_dir}: not a finished run (no metrics.json; of a multi-seed run, name one "
+                                 "seed-N directory)")
         source = json.loads((Path(run_dir) / "metrics.json").read_text())
         if threads:
             torch.set_num_threads(threads)

@@ -314,3 +314,7 @@ def test_evaluate_writes_a_rerank_run_directory_that_compare_reads(tmp_path, blo
     assert main(["evaluate", str(tmp_path / "tallrec"), "--sampled", "--output-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "drop --sampled" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    assert main(["evaluate", str(tmp_path), "--output-dir", str(tmp_path / "x")]) == 2  # not a run
+    err = capsys.readouterr().err
+    assert "not a finished run (no metrics.json" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
