@@ -142,6 +142,59 @@ def test_per_user_parquet_carries_longtail_membership_and_metrics_json_its_means
     assert not math.isnan(row.mean_a)
 
 
+@pytest.mark.parametrize("train", [{"eval_every": 1}, {"eval_every": 2, "patience": 1}, {"epochs": 5, "eval_every": 2}])
+def test_the_valid_figures_are_the_best_epochs_validation_not_a_second_pass(block_dataset_dir, tmp_path, monkeypatch,
+                                                                            train):
+    """An LLM model's validation pass costs minutes: the run's valid metrics and per-user
+    rows are those of the validation that selected the restored weights, which is what a
+    fresh evaluation of the saved run gives."""
+    import pandas as pd
+
+    import genrecsys.train.loop as loop
+
+    calls = []
+    real = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda model, split, stage, *a, **k: calls.append(stage) or
+                        real(model, split, stage, *a, **k))
+    out = tmp_path / "run"
+    metrics = run_experiment(_cfg(block_dataset_dir, **train), out)
+    validated = sum("valid" in r for r in json.loads((out / "history.json").read_text()))
+    assert calls == ["valid"] * validated + ["test"]  # no valid pass after training
+    monkeypatch.undo()
+    cfg, split, model = load_run(out)
+    again = loop.evaluate(model, split, "valid", cfg.eval, cfg.data.max_seq_len)
+    assert again.metrics == pytest.approx(metrics["valid"])
+    rows = pd.read_parquet(out / "per_user.parquet").query("stage == 'valid'")
+    assert rows["ndcg@10"].to_numpy() == pytest.approx(again.per_user["ndcg@10"])
+
+
+def test_a_run_resumed_from_an_older_checkpoint_without_the_kept_validation_evaluates_again(block_dataset_dir,
+                                                                                           tmp_path, monkeypatch):
+    import torch
+
+    import genrecsys.eval.report as report
+    import genrecsys.train.loop as loop
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(report, "write_run_report", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+    with pytest.raises(RuntimeError):
+        run_experiment(_cfg(block_dataset_dir), out)
+    monkeypatch.undo()
+    ckpt = tmp_path / ".run.partial" / "checkpoint.pt"
+    saved = torch.load(ckpt, weights_only=False)
+    saved["state"].pop("best_result")  # as a checkpoint of an earlier genrecsys has it
+    torch.save(saved, ckpt)
+    calls = []
+    real = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda model, split, stage, *a, **k: calls.append(stage) or
+                        real(model, split, stage, *a, **k))
+    metrics = run_experiment(_cfg(block_dataset_dir), out, resume=True)
+    assert calls == ["valid", "test"]  # every epoch was done: only the run's own valid and test passes
+    monkeypatch.undo()
+    cfg, split, model = load_run(out)
+    assert loop.evaluate(model, split, "valid", cfg.eval, cfg.data.max_seq_len).metrics == pytest.approx(metrics["valid"])
+
+
 def test_beyond_accuracy_reads_the_lists_the_test_evaluation_ranked_instead_of_scoring_again(block_dataset_dir,
                                                                                             tmp_path, monkeypatch):
     import numpy as np

@@ -92,7 +92,8 @@ def _train_and_publish(cfg: ExperimentConfig, out: Path, cache_dir: str | Path |
         init_weights(model, cfg.model, cfg.train.init_from, cfg.train.seed)
     max_len = cfg.data.max_seq_len
     result = fit(model, split, cfg.train, cfg.eval, max_len=max_len, run_dir=work, resume=resume)
-    valid = evaluate(model, split, "valid", cfg.eval, max_len, cfg.train.device)
+    valid = result.best_result if result.best_result is not None else \
+        evaluate(model, split, "valid", cfg.eval, max_len, cfg.train.device)
     test = evaluate(model, split, "test", cfg.eval, max_len, cfg.train.device)
     n_epochs = max(result.epochs_run, 1)
     metrics = {

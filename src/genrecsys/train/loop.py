@@ -36,6 +36,10 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"  # epochs | early_stopping | max_seconds
     pretrain_epochs: int = 0  # leading epochs spent on the model's pretraining objective (no validation)
+    # the validation of the restored weights, per user too: the run's valid figures without
+    # evaluating again (one exact pass of an LLM model over the users costs minutes); None
+    # when not kept (resumed from a checkpoint written before it was)
+    best_result: Any = None
 
 
 def seed_everything(seed: int) -> None:
@@ -118,7 +122,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         elapsed = time.perf_counter() - start
         log.write({"epoch": 0, "valid": valid.metrics, "seconds": elapsed})
         return FitResult(0, 1 if not model.trainable else 0, valid.metrics, elapsed, elapsed,
-                         [{"epoch": 0, "loss": None, "valid": valid.metrics}])
+                         [{"epoch": 0, "loss": None, "valid": valid.metrics}], best_result=valid)
 
     lr = train_cfg.lr if train_cfg.lr is not None else model.default_lr
     wd = train_cfg.weight_decay if train_cfg.weight_decay is not None else model.default_weight_decay
@@ -158,7 +162,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         # A warm start is the first candidate: an epoch must beat it on validation to be
         # selected, so the run ends no worse than its start on validation (best_epoch -1).
         valid = evaluate(model, split, "valid", eval_cfg, max_len, device)
-        state.update(best_score=valid.metrics[metric], best_epoch=-1, best_valid=valid.metrics,
+        state.update(best_score=valid.metrics[metric], best_epoch=-1, best_valid=valid.metrics, best_result=valid,
                      best_state=copy.deepcopy(model.state_dict()))
     stopped_by = "epochs"
     bar = _progress(train_cfg, state["epoch"], pretrain, disable=rank != 0)
@@ -217,7 +221,7 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
             score = valid.metrics[metric]
             if score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch, bad_rounds=0, best_valid=valid.metrics,
-                             best_state=copy.deepcopy(model.state_dict()),
+                             best_result=valid, best_state=copy.deepcopy(model.state_dict()),
                              seconds_to_best=state["elapsed_before"] + time.perf_counter() - start)
             else:
                 state["bad_rounds"] += 1
@@ -250,7 +254,8 @@ def fit(model: Recommender, split: SplitData, train_cfg: TrainConfig, eval_cfg: 
         model.load_state_dict(state["best_state"])
     total_seconds = state["elapsed_before"] + time.perf_counter() - start
     return FitResult(state["best_epoch"], state["epoch"], state["best_valid"], total_seconds,
-                     state["seconds_to_best"], state["history"], stopped_by, pretrain)
+                     state["seconds_to_best"], state["history"], stopped_by, pretrain,
+                     state.get("best_result") if state["best_state"] is not None else None)
 
 
 def lr_factor(cfg: TrainConfig, epoch: int, step: int) -> float:
