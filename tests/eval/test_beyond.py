@@ -103,6 +103,43 @@ def test_evaluate_and_compare_beyond_on_runs(block_dataset_dir, tmp_path, capsys
     assert json.loads(capsys.readouterr().out)["summary"]["coverage"] < res["summary"]["coverage"]
 
 
+def test_beyond_of_a_run_without_weights_reads_its_saved_figures(block_dataset_dir, tmp_path, capsys):
+    """A benchmark's committed evidence keeps no weights: `evaluate --beyond` / `compare --beyond`
+    read the run's beyond.json, the same figures the recomputation gives (less ild_embedding,
+    which needs the model's vectors); a multi-seed directory of such runs is averaged."""
+    import json
+    import shutil
+
+    from genrecsys.cli.main import main
+    from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+    from genrecsys.errors import GenrecsysError
+    from genrecsys.experiment import run_experiment
+    from genrecsys.stages.holistic import run_holistic
+
+    cfg = ExperimentConfig(model="bpr", data=DataConfig(dataset=str(block_dataset_dir)),
+                           train=TrainConfig(progress=False, epochs=2))
+    run_experiment(cfg, tmp_path / "bpr")
+    full = run_holistic(tmp_path / "bpr")
+    for seed in ("seed-1", "seed-2"):
+        shutil.copytree(tmp_path / "bpr", tmp_path / "evidence" / seed)
+        (tmp_path / "evidence" / seed / "model.pt").unlink()
+    assert main(["evaluate", str(tmp_path / "evidence" / "seed-1"), "--beyond", "--json"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    assert saved["source"] == "beyond.json" and "ild_embedding" not in saved["summary"]
+    assert saved["summary"] == pytest.approx({m: v for m, v in full["summary"].items() if m != "ild_embedding"})
+    assert saved["groups"]["activity"]["ndcg@10"] == pytest.approx(full["groups"]["activity"]["ndcg@10"],
+                                                                   nan_ok=True)
+    both = run_holistic(tmp_path / "evidence", all_seeds=True)  # seed dirs found without model.pt
+    assert both["seeds"] == 2 and both["summary"]["coverage"] == pytest.approx(full["summary"]["coverage"])
+    assert main(["evaluate", str(tmp_path / "evidence"), "--beyond", "--all-seeds"]) == 0
+    printed = capsys.readouterr().out
+    assert "mean of 2 seeds" in printed and "ndcg@10 by activity: Q1" in printed
+    assert main(["compare", str(tmp_path / "bpr"), str(tmp_path / "evidence" / "seed-1"), "--beyond"]) == 0
+    assert "| coverage |" in capsys.readouterr().out
+    with pytest.raises(GenrecsysError, match="no weights"):  # saved at k = 10, asked at k = 5
+        run_holistic(tmp_path / "evidence" / "seed-1", k=5)
+
+
 def test_mean_over_seeds_and_the_holistic_table_by_hand():
     from genrecsys.stages.holistic import holistic_table, mean_over_seeds
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -196,7 +197,8 @@ def _print_holistic(name: str, res: dict) -> None:
     from genrecsys.eval.report import markdown_table
 
     s = res["summary"]
-    print(f"## {name}: beyond accuracy (top-{res['k']}, {res['users']} test users)\n")
+    seeds = f", mean of {res['seeds']} seeds" if res.get("seeds", 1) > 1 else ""
+    print(f"## {name}: beyond accuracy (top-{res['k']}, {res['users']} test users{seeds})\n")
     print(markdown_table(["metric", "value"], [[m, f"{v:.4f}"] for m, v in s.items()]))
     metric = next((m for m in (f"ndcg@{res['k']}", "novelty") if m in next(iter(res["groups"].values()), {})), None)
     for grouping, table in res["groups"].items():
@@ -205,7 +207,7 @@ def _print_holistic(name: str, res: dict) -> None:
             continue
         groups = [g for g in row if g not in ("gap", "p")]
         print(f"\n{metric} by {grouping}: " + ", ".join(f"{g} {row[g]:.4f}" for g in groups)
-              + f"; gap {row['gap']:.4f} (Kruskal–Wallis p {row['p']:.2g})")
+              + f"; gap {row['gap']:.4f}" + (f" (Kruskal–Wallis p {row['p']:.2g})" if math.isfinite(row["p"]) else ""))
     print()
 
 
@@ -213,7 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.beyond:
         from genrecsys.stages.holistic import run_holistic
 
-        res = run_holistic(args.run, _cache_dir(args), (args.k or [10])[0])
+        res = run_holistic(args.run, _cache_dir(args), (args.k or [10])[0], all_seeds=args.all_seeds)
         if args.json:
             print(json.dumps(res, indent=2, default=float))
         else:
@@ -423,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="beyond-accuracy metrics (coverage, Gini, novelty, ILD, popularity lift, long-tail share, "
                          "calibration) and every metric per user group (gender, age, occupation, activity, new/warm)")
     sp.add_argument("--json", action="store_true", help="with --beyond: one JSON object instead of tables")
+    sp.add_argument("--all-seeds", action="store_true",
+                    help="with --beyond on a multi-seed run directory (seed-N/): the mean over its seeds "
+                         "(default: the first seed)")
     sp.add_argument("--protocol", choices=["full", "impressions"], help="default: the run's")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE",
                     help="a model parameter that keeps the weights (repeatable), e.g. a tallrec run re-ranking "

@@ -15,9 +15,11 @@ TABLE_METRICS = ("ndcg@10", "coverage", "gini", "novelty", "ild_genre", "pop_lif
 
 
 def seed_dirs(run: str | Path) -> list[Path]:
-    """The seed runs of a multi-seed run directory (``seed-N``), else the run itself."""
+    """The seed runs of a multi-seed run directory (``seed-N``), else the run itself; a seed
+    run counts when it has its weights or, without them (a benchmark's committed evidence),
+    its saved ``beyond.json``."""
     d = Path(run)
-    seeds = sorted(p for p in d.glob("seed-*") if (p / "model.pt").is_file())
+    seeds = sorted(p for p in d.glob("seed-*") if (p / "model.pt").is_file() or (p / "beyond.json").is_file())
     return seeds or [d]
 
 
@@ -35,6 +37,17 @@ def _one_run(d: Path, cache_dir: str | Path | None, k: int) -> dict[str, Any]:
     import json
 
     import pandas as pd
+
+    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+    ranking = metrics.get("protocol", {}).get("ranking", "full")  # what the accuracy column measures
+    if not (d / "model.pt").is_file() and (d / "beyond.json").is_file():
+        # No weights to recompute from: the figures the run wrote when it finished, the same
+        # lists and groups, without what needs the model's vectors (ild_embedding).
+        saved = json.loads((d / "beyond.json").read_text())
+        if saved.get("k") != k:
+            raise GenrecsysError(f"{d} has no weights (model.pt) to recompute from, and its beyond.json is at "
+                                 f"k={saved.get('k')}, not k={k}")
+        return {**saved, "ranking": ranking, "seeds": 1, "source": "beyond.json"}
 
     from genrecsys.eval.holistic import holistic
     from genrecsys.experiment import load_run
@@ -58,8 +71,7 @@ def _one_run(d: Path, cache_dir: str | Path | None, k: int) -> dict[str, Any]:
                     if c in frame.columns}
     res = holistic(score_fn(model), split, vectors=vectors, per_user_accuracy=accuracy, k=k,
                    max_len=cfg.data.max_seq_len, mask_seen=cfg.eval.mask_seen)
-    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
-    res["ranking"] = metrics.get("protocol", {}).get("ranking", "full")  # what the accuracy column measures
+    res["ranking"] = ranking
     res["seeds"] = 1
     return res
 
