@@ -62,6 +62,30 @@ def test_multi_seed_runs_average_each_user_over_seeds_before_pairing(tmp_path):
     assert fields(res["ndcg@10"]) == pytest.approx(as_row(expected))
 
 
+def test_multi_seed_runs_are_paired_on_the_seeds_both_have(tmp_path):
+    """A row with seed 2020 only beside a reference with 2020-2022 (a curve still running):
+    the reference's other seeds would put seed-to-seed variance into the difference (the
+    TALLRec re-ranking table once reported SASRec's 3-seed mean against one seed)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_run(a / "seed-2020", ["u1", "u2", "u3"], [0.5, 0.6, 0.7])
+    write_run(a / "seed-2021", ["u1", "u2", "u3"], [0.1, 0.1, 0.1])
+    write_run(a / "seed-2022", ["u1", "u2", "u3"], [0.1, 0.1, 0.1])
+    write_run(b / "seed-2020", ["u1", "u2", "u3"], [0.4, 0.6, 0.9])
+    write_run(b / "seed-2023", ["u1", "u2", "u3"], [0.0, 0.0, 0.0])
+    res = compare_runs(a, b, metrics=("ndcg@10",))
+    assert (res.n_seeds_a, res.n_seeds_b) == (1, 1)
+    assert res.seeds_left_out == ("seed-2021", "seed-2022", "seed-2023")
+    expected = paired_tests(np.array([0.5, 0.6, 0.7]), np.array([0.4, 0.6, 0.9]))
+    assert fields(res["ndcg@10"]) == pytest.approx(as_row(expected))
+    assert "left out: seed-2021, seed-2022, seed-2023" in format_comparison(res)
+    # no seed in common: each run's mean over its own seeds, as before
+    c = tmp_path / "c"
+    write_run(c / "seed-7", ["u1", "u2", "u3"], [0.2, 0.2, 0.2])
+    res = compare_runs(a, c, metrics=("ndcg@10",))
+    assert (res.n_seeds_a, res.n_seeds_b, res.seeds_left_out) == (3, 1, ())
+    assert res["ndcg@10"].mean_a == pytest.approx((0.7 + 0.8 + 0.9) / 9)
+
+
 def test_seed_directories_win_over_an_earlier_single_runs_leftovers(tmp_path):
     """A 5-seed run written where a 1-seed run was leaves that run's per_user.parquet at the
     top: the seeds are the run now (RELAND's table once paired the stale file)."""

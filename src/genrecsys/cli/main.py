@@ -435,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--output-dir", help="also write the evaluation as a run directory without weights "
                                          "(metrics.json, per_user.parquet, config.yaml) for `compare`")
 
-    sp = add("compare", cmd_compare, "paired t-test and Wilcoxon test between two runs, per user")
+    sp = add("compare", cmd_compare, "paired t-test and Wilcoxon test between two runs, per user "
+                                     "(multi-seed runs: each user's mean over the seeds both runs have)")
     sp.add_argument("run_a")
     sp.add_argument("run_b")
     sp.add_argument("--stage", default="test", choices=["valid", "test"])

@@ -5,7 +5,10 @@ multi-seed run directory (from `run_seeds`) has none at its top; its seed-N
 subdirectories each have one. Then each user's value is the mean over the seeds in
 which that user was evaluated, *before* pairing: the test asks whether B beats A for
 the same users, and averaging over seeds keeps one pair per user instead of treating
-seeds as extra, non-independent users.
+seeds as extra, non-independent users. Two multi-seed runs that share some seeds but not
+all (a row still missing seeds beside a finished reference) are paired on the seeds they
+share: a mean over seeds the other run lacks would put seed-to-seed variance into the
+difference (the seeds left out are on the result).
 
 Users are matched by raw user id; only users present in both runs are compared (the
 counts left out are on the result). A per-user value may be NaN where the metric is not
@@ -59,6 +62,7 @@ class ComparisonResult:
     n_seeds_b: int = 1
     only_a: int = 0  # users evaluated in A but not in B
     only_b: int = 0
+    seeds_left_out: tuple[str, ...] = ()  # seed directories of either run not in the other, not paired
 
     def __getitem__(self, metric: str) -> MetricComparison:
         for row in self.rows:
@@ -67,13 +71,19 @@ class ComparisonResult:
         raise KeyError(metric)
 
 
-def per_user_files(run_dir: Path) -> list[Path]:
-    """per_user.parquet of each seed-N subdirectory of a multi-seed run, else of the run.
+def seed_dirs(run_dir: Path) -> list[Path]:
+    """The seed-N subdirectories of a multi-seed run, in seed order ([] for a single run)."""
+    return sorted((p for p in Path(run_dir).glob("seed-*") if p.is_dir()), key=_seed_number)
+
+
+def per_user_files(run_dir: Path, seeds: Sequence[str] | None = None) -> list[Path]:
+    """per_user.parquet of each seed-N subdirectory of a multi-seed run (only those named in
+    ``seeds``, e.g. ``["seed-2020"]``, where given), else of the run.
 
     Seed directories win: a multi-seed run written into a directory that held a single
     run leaves that run's per_user.parquet beside the new seeds, and it is not theirs."""
     d = Path(run_dir)
-    seeds = sorted((p for p in d.glob("seed-*") if p.is_dir()), key=_seed_number)
+    seeds = [p for p in seed_dirs(d) if seeds is None or p.name in seeds]
     if not seeds and (d / PER_USER).is_file():
         return [d / PER_USER]
     if not seeds:
@@ -84,14 +94,15 @@ def per_user_files(run_dir: Path) -> list[Path]:
     return [p / PER_USER for p in seeds]
 
 
-def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...]):
-    """Per-user metric values of one run and stage, averaged over seeds: (frame indexed by
-    user with one column per metric, number of seeds). NaN values are skipped in the mean
-    over seeds; a user with no value in any seed stays NaN."""
+def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...], seeds: Sequence[str] | None = None):
+    """Per-user metric values of one run and stage, averaged over seeds (those named in
+    ``seeds`` where given, see :func:`per_user_files`): (frame indexed by user with one
+    column per metric, number of seeds). NaN values are skipped in the mean over seeds; a
+    user with no value in any seed stays NaN."""
     import pandas as pd
 
     frames = []
-    for path in per_user_files(run_dir):
+    for path in per_user_files(run_dir, seeds):
         df = pd.read_parquet(path)
         lacking = [c for c in ("stage", "user", *metrics) if c not in df.columns]
         if lacking:
@@ -111,8 +122,12 @@ def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
     """Pair the per-user values of two runs by user and test B − A for each metric;
     ``users`` (raw ids): pair only these (e.g. the users an LLM re-ranker was run on)."""
     metrics = tuple(metrics)
-    a, n_seeds_a = load_per_user(Path(run_a), stage, metrics)
-    b, n_seeds_b = load_per_user(Path(run_b), stage, metrics)
+    names_a, names_b = ({p.name for p in seed_dirs(r)} for r in (run_a, run_b))
+    shared = names_a & names_b
+    seeds = sorted(shared, key=lambda n: _seed_number(Path(n))) if shared else None
+    left_out = tuple(sorted((names_a | names_b) - shared, key=lambda n: _seed_number(Path(n)))) if shared else ()
+    a, n_seeds_a = load_per_user(Path(run_a), stage, metrics, seeds)
+    b, n_seeds_b = load_per_user(Path(run_b), stage, metrics, seeds)
     common = a.index.intersection(b.index)
     if users is not None:
         common = common.intersection([str(u) for u in users])
@@ -130,7 +145,7 @@ def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
         rows.append(MetricComparison(m, t["mean_a"], t["mean_b"], t["mean_diff"], t["ci_low"], t["ci_high"],
                                      t["t_pvalue"], t["wilcoxon_pvalue"], t["n_nonzero"], int(both.sum())))
     return ComparisonResult(Path(run_a), Path(run_b), stage, len(common), rows, n_seeds_a, n_seeds_b,
-                            len(a) - len(common), len(b) - len(common))
+                            len(a) - len(common), len(b) - len(common), left_out)
 
 
 def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
@@ -141,6 +156,8 @@ def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
     lines = [f"A = `{result.run_a}`{seeds(result.n_seeds_a)}",
              f"B = `{result.run_b}`{seeds(result.n_seeds_b)}",
              f"Stage {result.stage}, {result.n_users} users paired; diff is B − A."]
+    if result.seeds_left_out:
+        lines.append(f"Paired on the seeds both runs have; left out: {', '.join(result.seeds_left_out)}.")
     if result.only_a or result.only_b:
         lines.append(f"Left out: {result.only_a} users only in A, {result.only_b} only in B.")
     lines += [f"{r.metric}: {r.n_users} users paired (those with a value in both runs)."
