@@ -83,15 +83,15 @@ def per_user_files(run_dir: Path, seeds: Sequence[str] | None = None) -> list[Pa
     Seed directories win: a multi-seed run written into a directory that held a single
     run leaves that run's per_user.parquet beside the new seeds, and it is not theirs."""
     d = Path(run_dir)
-    seeds = [p for p in seed_dirs(d) if seeds is None or p.name in seeds]
-    if not seeds and (d / PER_USER).is_file():
+    dirs = [p for p in seed_dirs(d) if seeds is None or p.name in seeds]
+    if not dirs and (d / PER_USER).is_file():
         return [d / PER_USER]
-    if not seeds:
+    if not dirs:
         raise GenrecsysError(f"{d}: no {PER_USER} (and no seed-N subdirectories holding one)")
-    missing = [p for p in seeds if not (p / PER_USER).is_file()]
+    missing = [p for p in dirs if not (p / PER_USER).is_file()]
     if missing:
         raise GenrecsysError(f"{missing[0]}: no {PER_USER} in this seed directory")
-    return [p / PER_USER for p in seeds]
+    return [p / PER_USER for p in dirs]
 
 
 def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...], seeds: Sequence[str] | None = None):
