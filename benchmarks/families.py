@@ -48,7 +48,7 @@ def main() -> None:
     rows = [r for r in f.default_rows(runs, args.llm_users or None, args.llm_dtype) if not args.rows or r.label in args.rows]
     train = TrainConfig(device=args.device, threads=args.threads, progress=False)
     results = g.train_rows(rows, runs, args.seeds, train, cache, jobs=args.jobs)
-    tests = g.paired_vs_reference(runs, rows)  # {} without the SASRec row
+    tests = g.paired_vs_reference(runs, rows, results)  # {} without the SASRec row
     table = g.summarize(rows, results, tests, {}, {}, metrics=f.METRICS)
     llm_table = f.llmrank_table(runs, rows, cache)
     env = run_environment(device=args.device, threads=args.threads, jobs=args.jobs, seeds=args.seeds,

@@ -54,7 +54,7 @@ def main() -> None:
     decode = {r.label: g.decode_stats(runs / r.slug / f"seed-{train.seed}", cache, users=args.decode_users,
                                       device=args.device)
               for r in rows if r.model in ("tiger", "genrec")}
-    tests = g.paired_vs_reference(runs, rows) if any(r.label == g.REFERENCE for r in rows) else {}
+    tests = g.paired_vs_reference(runs, rows, results) if any(r.label == g.REFERENCE for r in rows) else {}
     table = g.summarize(rows, results, tests, decode, codes)
     env = run_environment(device=args.device,
                           gpu=torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,

@@ -242,7 +242,7 @@ def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJob
                       sections: list[str] | tuple[str, ...] = (), timings: dict[str, float] | None = None) -> Path:
     """report.md: dataset, backbone table and plots, paired tests, then one section per stage."""
     from genrecsys.data.stats import format_stats_table
-    from genrecsys.eval.compare import compare_runs
+    from genrecsys.eval.compare import compare_runs, seeds_of
     from genrecsys.eval.peers import RECBOLE_ML100K
     from genrecsys.eval.report import fmt_mean_std, markdown_table, plot_curves, valid_curve, write_comparison_table
 
@@ -266,7 +266,8 @@ def write_main_report(output_dir: Path, results: dict, stats: dict, cfg: MainJob
     for name in results:
         if name == best:
             continue
-        cmp = compare_runs(output_dir / "runs" / name, output_dir / "runs" / best, metrics=("ndcg@10",))
+        cmp = compare_runs(output_dir / "runs" / name, output_dir / "runs" / best, metrics=("ndcg@10",),
+                           seeds=seeds_of(results[name], results[best]))  # the seeds of the table's means
         row = cmp.rows[0]  # diff = best - name
         sig_rows.append([f"{best} − {name}", f"{row.diff:+.4f}", f"{row.t_pvalue:.2g}", f"{row.wilcoxon_pvalue:.2g}"])
     text = (

@@ -75,6 +75,23 @@ def test_recommend_and_evaluate_and_compare_use_a_finished_run(block_dataset_dir
     assert code == 0 and "ndcg@10" in out
 
 
+def test_compare_pairs_on_the_seeds_asked_for(tmp_path, capsys):
+    import pandas as pd
+
+    for run, values in (("a", {2020: 0.1, 2021: 0.9}), ("b", {2020: 0.3, 2021: 0.0})):
+        for seed, v in values.items():
+            (tmp_path / run / f"seed-{seed}").mkdir(parents=True)
+            pd.DataFrame({"stage": "test", "user": ["u1", "u2"], "ndcg@10": [v, v + 0.1]}).to_parquet(
+                tmp_path / run / f"seed-{seed}" / "per_user.parquet", index=False)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    code, out, _ = _run(["compare", a, b, "--metric", "ndcg@10", "--seeds", "2020"], capsys)
+    assert code == 0 and "left out: seed-2021" in out and "| +0.2000 |" in out
+    code, out, _ = _run(["compare", a, b, "--metric", "ndcg@10"], capsys)
+    assert code == 0 and "| -0.3500 |" in out  # both seeds
+    code, _, err = _run(["compare", a, b, "--seeds", "2030"], capsys)
+    assert code == 2 and "any of seeds 2030" in err and len(err.strip().splitlines()) == 1
+
+
 def test_recommend_for_an_unknown_user_is_a_one_line_error(block_dataset_dir, tmp_path, capsys):
     d = tmp_path / "a"
     _run(["train", "--model", "pop", "--dataset", str(block_dataset_dir), "--output-dir", str(d)], capsys)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from genrecsys.errors import GenrecsysError
-from genrecsys.eval.compare import compare_runs, format_comparison
+from genrecsys.eval.compare import compare_runs, format_comparison, seeds_of
 from genrecsys.eval.significance import paired_tests
 
 METRICS = ("ndcg@10", "hit@10", "mrr@10")
@@ -84,6 +84,37 @@ def test_multi_seed_runs_are_paired_on_the_seeds_both_have(tmp_path):
     res = compare_runs(a, c, metrics=("ndcg@10",))
     assert (res.n_seeds_a, res.n_seeds_b, res.seeds_left_out) == (3, 1, ())
     assert res["ndcg@10"].mean_a == pytest.approx((0.7 + 0.8 + 0.9) / 9)
+
+
+def test_seeds_restrict_the_pairing_to_the_seeds_a_table_is_over(tmp_path):
+    """Runs directories with seeds 2020-2022, a table of seeds 2020-2021 (a `--seeds 2`
+    command reusing them): its Δ and p must be on those two seeds, as its means are."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for seed, (va, vb) in {2020: ([0.5, 0.6, 0.7], [0.4, 0.6, 0.9]), 2021: ([0.1, 0.3, 0.1], [0.3, 0.3, 0.2]),
+                           2022: ([0.9, 0.9, 0.9], [0.0, 0.0, 0.0])}.items():
+        write_run(a / f"seed-{seed}", ["u1", "u2", "u3"], va)
+        write_run(b / f"seed-{seed}", ["u1", "u2", "u3"], vb)
+    res = compare_runs(a, b, metrics=("ndcg@10",), seeds=[2021, 2020])
+    assert (res.n_seeds_a, res.n_seeds_b, res.seeds_left_out) == (2, 2, ("seed-2022",))
+    expected = paired_tests(np.array([0.3, 0.45, 0.4]), np.array([0.35, 0.45, 0.55]))
+    assert fields(res["ndcg@10"]) == pytest.approx(as_row(expected))
+    assert "(of those asked for); left out: seed-2022" in format_comparison(res)
+    assert compare_runs(a, b, metrics=("ndcg@10",))["ndcg@10"].diff < -0.2  # all three: seed 2022 swings it
+    # a seed neither run holds in both is one line, not a silent pairing on everything
+    with pytest.raises(GenrecsysError, match="any of seeds 2030"):
+        compare_runs(a, b, metrics=("ndcg@10",), seeds=[2030])
+    # single runs have no seeds to choose: the argument leaves them alone
+    c, d = write_run(tmp_path / "c", ["u1"], [0.1]), write_run(tmp_path / "d", ["u1"], [0.2])
+    assert compare_runs(c, d, metrics=("ndcg@10",), seeds=[2020])["ndcg@10"].diff == pytest.approx(0.1)
+
+
+def test_seeds_of_reads_seed_and_aggregate_metrics():
+    one = {"seed": 2020, "test": {}}
+    agg = {"seeds": [2020, 2021, 2022], "test": {}}
+    assert seeds_of(agg) == [2020, 2021, 2022]
+    assert seeds_of(agg, {"seeds": [2021, 2020]}) == [2020, 2021]  # the first's order, the seeds both have
+    assert seeds_of([one, {"seed": 2021}], agg) == [2020, 2021]  # a list of seeds' metrics
+    assert seeds_of(one, {"test": {}}) is None  # a run that names no seed: pair on every shared one
 
 
 def test_seed_directories_win_over_an_earlier_single_runs_leftovers(tmp_path):

@@ -45,6 +45,25 @@ def test_fewshot_table_pairs_every_row_with_sasrec_and_bpr_on_the_same_users(tmp
     assert len(md) == 6 and md[5].startswith("| TALLRec k=16 |") and f"{tall['vs']['SASRec (impressions)']['diff']:+.4f}" in md[5]
 
 
+def test_the_tables_pair_on_the_seeds_of_their_means_not_every_seed_directory(tmp_path):
+    """A `--seeds 2` table over a runs directory a `--seeds 3` command filled: the mean is
+    over seeds 1-2, so Δ and p must be too (they once came from all three)."""
+    rows = lf.fewshot_rows([16], {})
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.5, 0.9, 40)
+    shift = {rows[0].label: -0.05, rows[1].label: 0.0, rows[2].label: -0.2, rows[3].label: +0.03}
+    runs = {r.label: [_run(tmp_path / r.slug / f"seed-{s}", s,
+                           np.clip(base + shift[r.label] * (-10 if s == 3 else 1) + rng.normal(0, 0.01, 40), 0, 1))
+                      for s in (1, 2, 3)] for r in rows}
+    two = {label: metrics[:2] for label, metrics in runs.items()}
+    table = lf.fewshot_table(tmp_path, rows, two)
+    tall = table[3]
+    assert tall["seeds"] == [1, 2]
+    assert tall["vs"]["SASRec (impressions)"]["diff"] == pytest.approx(0.03, abs=0.01)  # seed 3 would flip it
+    assert tall["vs"]["BPR (impressions)"]["diff"] == pytest.approx(0.08, abs=0.01)
+    assert lf.fewshot_table(tmp_path, rows, runs)[3]["vs"]["SASRec (impressions)"]["diff"] < 0
+
+
 def test_tokens_per_epoch_counts_what_the_llm_is_fed(tiny_causal_lm_dir):
     """The throughput's numerator: tokens through the decoder in one training epoch."""
     split = leave_one_out(block_cycles())

@@ -58,3 +58,27 @@ def test_a_failing_run_and_unknown_names_are_one_line_errors(tmp_path, data_dir,
     with pytest.raises(GenrecsysError, match="unknown RELAND command"):
         run_command(RelandTables(command="table9"))
     assert RelandTables(command="sweep").resolved().models == ["sasrec"] and len(VARIANTS) == 5
+
+
+def test_p_values_are_on_the_seeds_of_the_aggregates_the_table_shows(tmp_path):
+    """A 1-seed table over directories a 2-seed command filled: p of seed 2020 only."""
+    import numpy as np
+    import pandas as pd
+
+    from genrecsys.eval.significance import paired_tests
+    from genrecsys.stages.reland_tables import p_values
+
+    users = [f"u{i}" for i in range(8)]
+    rng = np.random.default_rng(0)
+    values = {}
+    for run, shift in (("base", 0.0), ("other", 0.05)):
+        for seed in (2020, 2021):
+            v = np.clip(0.3 + shift * (1 if seed == 2020 else -4) + rng.normal(0, 0.02, 8), 0, 1)
+            values[run, seed] = v
+            d = tmp_path / run / f"seed-{seed}"
+            d.mkdir(parents=True)
+            pd.DataFrame({"stage": "test", "user": users, "ndcg@10": v, "hit@10": v}).to_parquet(
+                d / "per_user.parquet", index=False)
+        (tmp_path / run / "metrics.json").write_text(json.dumps({"seeds": [2020], "test": {}}))
+    p = p_values(tmp_path / "base", tmp_path / "other", ("ndcg@10",))
+    assert p["ndcg@10"] == pytest.approx(paired_tests(values["base", 2020], values["other", 2020])["t_pvalue"])

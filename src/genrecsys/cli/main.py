@@ -273,7 +273,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                                           for n in names)] for m in metrics]))
         return 0
 
-    res = compare_runs(Path(args.run_a), Path(args.run_b), stage=args.stage, metrics=tuple(args.metric))
+    res = compare_runs(Path(args.run_a), Path(args.run_b), stage=args.stage, metrics=tuple(args.metric),
+                       seeds=args.seeds)
     print(format_comparison(res), end="")
     return 0
 
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_b")
     sp.add_argument("--stage", default="test", choices=["valid", "test"])
     sp.add_argument("--metric", nargs="+", default=["ndcg@10", "hit@10", "mrr@10"])
+    sp.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                    help="multi-seed runs: pair on these seeds only (numbers, e.g. 2020 2021; default: every "
+                         "seed both runs have)")
     sp.add_argument("--beyond", action="store_true", help="beyond-accuracy metrics of both runs side by side")
     sp.add_argument("--json", action="store_true", help="with --beyond: one JSON object")
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -118,12 +118,22 @@ def load_per_user(run_dir: Path, stage: str, metrics: tuple[str, ...], seeds: Se
 
 def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
                  metrics: tuple[str, ...] = ("ndcg@10", "hit@10", "mrr@10"),
-                 users: Sequence[str] | None = None) -> ComparisonResult:
+                 users: Sequence[str] | None = None, seeds: Iterable[int] | None = None) -> ComparisonResult:
     """Pair the per-user values of two runs by user and test B − A for each metric;
-    ``users`` (raw ids): pair only these (e.g. the users an LLM re-ranker was run on)."""
+    ``users`` (raw ids): pair only these (e.g. the users an LLM re-ranker was run on).
+
+    ``seeds`` (seed numbers, of two multi-seed runs): pair on these of the seeds both runs
+    have, e.g. the seeds a table's means are over (:func:`seeds_of`) where the directories
+    hold more, left by a command that ran more seeds; the rest are on ``seeds_left_out``."""
     metrics = tuple(metrics)
     names_a, names_b = ({p.name for p in seed_dirs(r)} for r in (run_a, run_b))
     shared = names_a & names_b
+    if seeds is not None and shared:
+        wanted = sorted(set(seeds))
+        shared &= {f"seed-{s}" for s in wanted}
+        if not shared:
+            raise GenrecsysError(f"{run_a} and {run_b}: neither holds both runs of any of seeds "
+                                 f"{', '.join(map(str, wanted)) or '(none)'}")
     seeds = sorted(shared, key=lambda n: _seed_number(Path(n))) if shared else None
     left_out = tuple(sorted((names_a | names_b) - shared, key=lambda n: _seed_number(Path(n)))) if shared else ()
     a, n_seeds_a = load_per_user(Path(run_a), stage, metrics, seeds)
@@ -148,6 +158,23 @@ def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
                             len(a) - len(common), len(b) - len(common), left_out)
 
 
+def seeds_of(*runs: dict[str, Any] | list[dict[str, Any]]) -> list[int] | None:
+    """The seeds every one of ``runs`` (metrics dicts: a seed's ``metrics.json`` with its
+    ``seed``, an aggregate's with its ``seeds``, or a list of seeds' metrics) is over, in
+    order: what :func:`compare_runs` should pair on for a table of their means. None where
+    one of them names no seed (a run from before seeds were recorded): pair on all shared."""
+    common: list[int] | None = None
+    for run in runs:
+        if isinstance(run, list):
+            own = [r.get("seed") for r in run]
+        else:
+            own = run.get("seeds") if "seeds" in run else [run.get("seed")]
+        if not own or any(s is None for s in own):
+            return None
+        common = [int(s) for s in own] if common is None else [s for s in common if s in {int(x) for x in own}]
+    return common
+
+
 def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
     """Markdown: who A and B are, then one row per metric (means, B − A, p-values)."""
     def seeds(n: int) -> str:
@@ -157,7 +184,8 @@ def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
              f"B = `{result.run_b}`{seeds(result.n_seeds_b)}",
              f"Stage {result.stage}, {result.n_users} users paired; diff is B − A."]
     if result.seeds_left_out:
-        lines.append(f"Paired on the seeds both runs have; left out: {', '.join(result.seeds_left_out)}.")
+        lines.append(f"Paired on the seeds both runs have (of those asked for); left out: "
+                     f"{', '.join(result.seeds_left_out)}.")
     if result.only_a or result.only_b:
         lines.append(f"Left out: {result.only_a} users only in A, {result.only_b} only in B.")
     lines += [f"{r.metric}: {r.n_users} users paired (those with a value in both runs)."

@@ -147,11 +147,15 @@ def _decode(run_dir: Path, cache_dir: Path | None, beam: int, users: int | None,
     return out
 
 
-def paired_vs_reference(runs_dir: Path, rows: list[Row], metric: str = "ndcg@10",
-                        reference: str = REFERENCE) -> dict[str, dict[str, float]]:
+def paired_vs_reference(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str, Any]]],
+                        metric: str = "ndcg@10", reference: str = REFERENCE) -> dict[str, dict[str, float]]:
     """label -> paired t-test and Wilcoxon p of ``metric`` per user (seed-averaged) vs the
-    ``reference`` row (SASRec); {} where ``rows`` do not include the reference."""
-    from genrecsys.eval.compare import compare_runs
+    ``reference`` row (SASRec); {} where ``rows`` do not include the reference.
+
+    ``runs`` (label -> the seeds' metrics, :func:`train_rows`'s): each pair is on the seeds
+    of the two rows' means, not on every seed directory they share — a runs directory may
+    hold more seeds, trained by a command with a larger ``--seeds``."""
+    from genrecsys.eval.compare import compare_runs, seeds_of
 
     ref = next((r for r in rows if r.label == reference), None)
     if ref is None:  # e.g. a benchmark asked for some rows only
@@ -159,7 +163,9 @@ def paired_vs_reference(runs_dir: Path, rows: list[Row], metric: str = "ndcg@10"
     out = {}
     for row in rows:
         if row.label != reference:
-            c = compare_runs(Path(runs_dir) / ref.slug, Path(runs_dir) / row.slug, "test", (metric,))[metric]
+            seeds = seeds_of(runs[ref.label], runs[row.label])
+            c = compare_runs(Path(runs_dir) / ref.slug, Path(runs_dir) / row.slug, "test", (metric,),
+                             seeds=seeds)[metric]
             out[row.label] = {"diff": c.diff, "t_p": c.t_pvalue, "wilcoxon_p": c.wilcoxon_pvalue}
     return out
 

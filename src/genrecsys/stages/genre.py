@@ -150,10 +150,12 @@ def run_genre_stage(out: Path, llm: LLM, *, variants: tuple[str, ...], models: t
             _say(f"[main] GENRE: training {model} on {name} ({n_seeds} seed(s))")
             res["runs"].setdefault(name, {})[model] = _train(out, name, model, Path(res["variants"][name]["path"]),
                                                              train, n_seeds, cache_dir, fusion_form)
-    from genrecsys.eval.compare import compare_runs
+    from genrecsys.eval.compare import compare_runs, seeds_of
 
     def paired(base: str, other: str, model: str) -> dict[str, dict[str, float]]:
-        cmp = compare_runs(_run_dir(out, base, model), _run_dir(out, other, model), metrics=METRICS)
+        # on the seeds of the two means shown (the directories may hold more from a larger --seeds)
+        cmp = compare_runs(_run_dir(out, base, model), _run_dir(out, other, model), metrics=METRICS,
+                           seeds=seeds_of(res["runs"][base][model], res["runs"][other][model]))
         return {r.metric: {"diff": r.diff, "t_pvalue": r.t_pvalue, "wilcoxon_pvalue": r.wilcoxon_pvalue,
                            "n": cmp.n_users} for r in cmp.rows}
 

@@ -66,9 +66,9 @@ def retrieval_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[s
     or above TIGER. Print it with ``generative.markdown(table, RETRIEVAL_REFERENCES)``."""
     from genrecsys.stages.generative import paired_vs_reference, summarize
 
-    table = summarize(rows, runs, paired_vs_reference(runs_dir, rows), decode, codes)
+    table = summarize(rows, runs, paired_vs_reference(runs_dir, rows, runs), decode, codes)
     vs_tiger = paired_vs_reference(runs_dir, [r for r in rows if r.label == TIGER or r.model == "llmsid"],
-                                   reference=TIGER)
+                                   runs, reference=TIGER)
     for entry, row in zip(table, rows):
         if row.label in vs_tiger:
             entry["vs_tiger"] = vs_tiger[row.label]
@@ -147,7 +147,7 @@ def fewshot_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str
     from genrecsys.stages.generative import paired_vs_reference
 
     refs = [r for r in (SASREC_IMPRESSIONS, BPR_IMPRESSIONS) if any(x.label == r for x in rows)]
-    tests = {ref: paired_vs_reference(runs_dir, rows, "auc", reference=ref) for ref in refs}
+    tests = {ref: paired_vs_reference(runs_dir, rows, runs, "auc", reference=ref) for ref in refs}
     table = []
     for row in rows:
         agg = aggregate_seeds(runs[row.label])
@@ -219,7 +219,7 @@ def rerank_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str,
     ``generative.markdown(table)``."""
     from genrecsys.stages.generative import paired_vs_reference, summarize
 
-    return summarize(rows, runs, paired_vs_reference(runs_dir, rows), {}, {})
+    return summarize(rows, runs, paired_vs_reference(runs_dir, rows, runs), {}, {})
 
 
 def llm_throughput(run_dir: Path, cache_dir: Path | None = None) -> dict[str, float]:

@@ -39,7 +39,7 @@ def run_reland_stage(out: Path, *, models: tuple[str, ...], reland: RelandConfig
     the LLM block of the first +RELAND run and example explanations.
     """
     from genrecsys.config import ExperimentConfig
-    from genrecsys.eval.compare import compare_runs
+    from genrecsys.eval.compare import compare_runs, seeds_of
 
     baselines = baselines or {}
     res: dict[str, Any] = {"models": {}, "config": asdict(reland), "n_seeds": n_seeds}
@@ -71,7 +71,8 @@ def run_reland_stage(out: Path, *, models: tuple[str, ...], reland: RelandConfig
             entry = {"id_only_continued": _metrics(ref_dir), "id_only_continued_dir": str(ref_dir)}
         _say(f"[main] RELAND: training {name} +RELAND ({n_seeds} seed(s); the LLM pool is built once)")
         _train(ExperimentConfig(model=name, train=rel_train, reland=reland), rel_dir, n_seeds, split, cache_dir)
-        cmp = compare_runs(ref_dir, rel_dir, metrics=METRICS)
+        # on the seeds of this command's means: the directories may hold more from a larger --seeds
+        cmp = compare_runs(ref_dir, rel_dir, metrics=METRICS, seeds=seeds_of(_metrics(ref_dir), _metrics(rel_dir)))
         res["models"][name] = {
             "id_only": _metrics(id_dir), "reland": _metrics(rel_dir), "id_only_dir": str(id_dir),
             "reland_dir": str(rel_dir), **entry,

@@ -155,10 +155,12 @@ def metrics_of(run: Path) -> dict[str, Any]:
 
 
 def p_values(base: Path, other: Path, metrics=("ndcg@10", "hit@10")) -> dict[str, float]:
-    """Paired t-test p of other vs base, per user (each user averaged over seeds first)."""
-    from genrecsys.eval.compare import compare_runs
+    """Paired t-test p of other vs base, per user (each user averaged over seeds first), on
+    the seeds of the two runs' aggregates (:func:`metrics_of`'s means)."""
+    from genrecsys.eval.compare import compare_runs, seeds_of
 
-    res = compare_runs(base, other, "test", tuple(metrics))
+    aggs = [json.loads((r / "metrics.json").read_text()) for r in (base, other) if (r / "metrics.json").is_file()]
+    res = compare_runs(base, other, "test", tuple(metrics), seeds=seeds_of(*aggs) if len(aggs) == 2 else None)
     return {m: res[m].t_pvalue for m in metrics}
 
 
