@@ -89,7 +89,7 @@ def test_compare_pairs_on_the_seeds_asked_for(tmp_path, capsys):
     code, out, _ = _run(["compare", a, b, "--metric", "ndcg@10"], capsys)
     assert code == 0 and "| -0.3500 |" in out  # both seeds
     code, _, err = _run(["compare", a, b, "--seeds", "2030"], capsys)
-    assert code == 2 and "any of seeds 2030" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "no seed of 2030 has" in err and len(err.strip().splitlines()) == 1
 
 
 def test_recommend_for_an_unknown_user_is_a_one_line_error(block_dataset_dir, tmp_path, capsys):

@@ -98,10 +98,11 @@ def test_seeds_restrict_the_pairing_to_the_seeds_a_table_is_over(tmp_path):
     assert (res.n_seeds_a, res.n_seeds_b, res.seeds_left_out) == (2, 2, ("seed-2022",))
     expected = paired_tests(np.array([0.3, 0.45, 0.4]), np.array([0.35, 0.45, 0.55]))
     assert fields(res["ndcg@10"]) == pytest.approx(as_row(expected))
-    assert "(of those asked for); left out: seed-2022" in format_comparison(res)
+    assert res.seeds_paired == ("seed-2020", "seed-2021")
+    assert "Paired on seed-2020, seed-2021; left out: seed-2022." in format_comparison(res)
     assert compare_runs(a, b, metrics=("ndcg@10",))["ndcg@10"].diff < -0.2  # all three: seed 2022 swings it
     # a seed neither run holds in both is one line, not a silent pairing on everything
-    with pytest.raises(GenrecsysError, match="any of seeds 2030"):
+    with pytest.raises(GenrecsysError, match="no seed of 2030 has a seed-N directory in both runs"):
         compare_runs(a, b, metrics=("ndcg@10",), seeds=[2030])
     # single runs have no seeds to choose: the argument leaves them alone
     c, d = write_run(tmp_path / "c", ["u1"], [0.1]), write_run(tmp_path / "d", ["u1"], [0.2])

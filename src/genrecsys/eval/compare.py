@@ -62,7 +62,8 @@ class ComparisonResult:
     n_seeds_b: int = 1
     only_a: int = 0  # users evaluated in A but not in B
     only_b: int = 0
-    seeds_left_out: tuple[str, ...] = ()  # seed directories of either run not in the other, not paired
+    seeds_left_out: tuple[str, ...] = ()  # seed directories of either run not paired (not in both, or not asked for)
+    seeds_paired: tuple[str, ...] = ()  # the seed directories paired (empty: single runs, or no seed in common)
 
     def __getitem__(self, metric: str) -> MetricComparison:
         for row in self.rows:
@@ -132,12 +133,12 @@ def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
         wanted = sorted(set(seeds))
         shared &= {f"seed-{s}" for s in wanted}
         if not shared:
-            raise GenrecsysError(f"{run_a} and {run_b}: neither holds both runs of any of seeds "
-                                 f"{', '.join(map(str, wanted)) or '(none)'}")
-    seeds = sorted(shared, key=lambda n: _seed_number(Path(n))) if shared else None
+            raise GenrecsysError(f"{run_a} and {run_b}: no seed of {', '.join(map(str, wanted)) or '(none)'} "
+                                 "has a seed-N directory in both runs")
+    paired = sorted(shared, key=lambda n: _seed_number(Path(n))) if shared else None
     left_out = tuple(sorted((names_a | names_b) - shared, key=lambda n: _seed_number(Path(n)))) if shared else ()
-    a, n_seeds_a = load_per_user(Path(run_a), stage, metrics, seeds)
-    b, n_seeds_b = load_per_user(Path(run_b), stage, metrics, seeds)
+    a, n_seeds_a = load_per_user(Path(run_a), stage, metrics, paired)
+    b, n_seeds_b = load_per_user(Path(run_b), stage, metrics, paired)
     common = a.index.intersection(b.index)
     if users is not None:
         common = common.intersection([str(u) for u in users])
@@ -155,7 +156,7 @@ def compare_runs(run_a: Path, run_b: Path, stage: str = "test",
         rows.append(MetricComparison(m, t["mean_a"], t["mean_b"], t["mean_diff"], t["ci_low"], t["ci_high"],
                                      t["t_pvalue"], t["wilcoxon_pvalue"], t["n_nonzero"], int(both.sum())))
     return ComparisonResult(Path(run_a), Path(run_b), stage, len(common), rows, n_seeds_a, n_seeds_b,
-                            len(a) - len(common), len(b) - len(common), left_out)
+                            len(a) - len(common), len(b) - len(common), left_out, tuple(paired or ()))
 
 
 def seeds_of(*runs: dict[str, Any] | list[dict[str, Any]]) -> list[int] | None:
@@ -184,8 +185,7 @@ def format_comparison(result: ComparisonResult, digits: int = 4) -> str:
              f"B = `{result.run_b}`{seeds(result.n_seeds_b)}",
              f"Stage {result.stage}, {result.n_users} users paired; diff is B − A."]
     if result.seeds_left_out:
-        lines.append(f"Paired on the seeds both runs have (of those asked for); left out: "
-                     f"{', '.join(result.seeds_left_out)}.")
+        lines.append(f"Paired on {', '.join(result.seeds_paired)}; left out: {', '.join(result.seeds_left_out)}.")
     if result.only_a or result.only_b:
         lines.append(f"Left out: {result.only_a} users only in A, {result.only_b} only in B.")
     lines += [f"{r.metric}: {r.n_users} users paired (those with a value in both runs)."
