@@ -72,9 +72,10 @@ def run_reland_stage(out: Path, *, models: tuple[str, ...], reland: RelandConfig
         _say(f"[main] RELAND: training {name} +RELAND ({n_seeds} seed(s); the LLM pool is built once)")
         _train(ExperimentConfig(model=name, train=rel_train, reland=reland), rel_dir, n_seeds, split, cache_dir)
         # on the seeds of this command's means: the directories may hold more from a larger --seeds
-        cmp = compare_runs(ref_dir, rel_dir, metrics=METRICS, seeds=seeds_of(_metrics(ref_dir), _metrics(rel_dir)))
+        rel_metrics = _metrics(rel_dir)
+        cmp = compare_runs(ref_dir, rel_dir, metrics=METRICS, seeds=seeds_of(_metrics(ref_dir), rel_metrics))
         res["models"][name] = {
-            "id_only": _metrics(id_dir), "reland": _metrics(rel_dir), "id_only_dir": str(id_dir),
+            "id_only": _metrics(id_dir), "reland": rel_metrics, "id_only_dir": str(id_dir),
             "reland_dir": str(rel_dir), **entry,
             "tests": {r.metric: {"diff": r.diff, "t_pvalue": r.t_pvalue, "wilcoxon_pvalue": r.wilcoxon_pvalue,
                                  "n_users": cmp.n_users} for r in cmp.rows}}
