@@ -41,27 +41,33 @@ def load_split(cfg: ExperimentConfig, cache_dir: str | Path | None = None) -> Sp
     return split
 
 
-def load_run(run_dir: str | Path, cache_dir: str | Path | None = None, params: dict[str, Any] | None = None):
+def load_run(run_dir: str | Path, cache_dir: str | Path | None = None, params: dict[str, Any] | None = None,
+             weights: bool = True):
     """Rebuild (config, split, model) of a finished run directory. ``params`` override model
     parameters that do not change its weights (e.g. tallrec's ``retriever`` and
     ``candidates``: the trained LLM asked to re-rank another run's top items); the
-    returned config carries them."""
+    returned config carries them. ``weights=False`` builds the model of the run's config
+    untrained, which needs only its ``config.yaml``: enough for what does not depend on
+    the weights (the tokens an epoch feeds an LLM) of a run kept as evidence without them."""
     import torch
 
     from genrecsys.config import load_experiment
 
     d = Path(run_dir)
-    seeds = sorted(p for p in d.glob("seed-*") if (p / "model.pt").is_file())
+    needed = "model.pt" if weights else "config.yaml"
+    seeds = sorted(p for p in d.glob("seed-*") if (p / needed).is_file())
     if seeds:  # a multi-seed run: its first seed (top-level files, if any, are an earlier single run's)
         d = seeds[0]
-    elif not (d / "model.pt").is_file():
-        raise GenrecsysError(f"{run_dir}: not a run directory (no model.pt)")
+    elif not (d / needed).is_file():
+        raise GenrecsysError(f"{run_dir}: not a run directory (no {needed})")
     cfg = load_experiment(d / "config.yaml")
     cfg = _resolve_side_inputs(cfg, d)
     if params:
         cfg = replace(cfg, model_params={**cfg.model_params, **params})
     split = load_split(cfg, cache_dir)
     model = build_model(cfg.model, cfg.model_params, split)
+    if not weights:
+        return cfg, split, model
     saved = torch.load(d / "model.pt", map_location="cpu", weights_only=False)  # GPU-trained runs load anywhere
     model.load_state_dict(saved["state_dict"])
     model.eval()

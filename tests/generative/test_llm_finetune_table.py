@@ -337,3 +337,24 @@ def test_evaluate_writes_a_rerank_run_directory_that_compare_reads(tmp_path, blo
     err = capsys.readouterr().err
     assert "not a finished run (no metrics.json" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_throughput_of_a_run_kept_without_weights(block_dataset_dir, tiny_causal_lm_dir, tmp_path):
+    """A reused row from committed evidence has no model.pt: its tokens per epoch come from its
+    config, the same as while its weights were there (the table step crashed on such a row)."""
+    from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
+    from genrecsys.errors import GenrecsysError
+    from genrecsys.experiment import load_run, run_experiment
+
+    run = tmp_path / "llmsid" / "seed-0"
+    params = {"llm": str(tiny_causal_lm_dir), "codes": "digits", "max_len": 8, "align": 0.5, "align_items": 3}
+    run_experiment(ExperimentConfig(model="llmsid", model_params=params, data=DataConfig(dataset=str(block_dataset_dir)),
+                                    train=TrainConfig(epochs=1, progress=False, seed=0)), run)
+    with_weights = lf.llm_throughput(run)
+    (run / "model.pt").unlink()
+    assert lf.llm_throughput(run) == with_weights and with_weights["tokens_per_epoch"] > 0
+    with pytest.raises(GenrecsysError, match="no model.pt"):
+        load_run(run)
+    (run / "config.yaml").unlink()
+    with pytest.raises(GenrecsysError, match="no config.yaml"):
+        load_run(run, weights=False)

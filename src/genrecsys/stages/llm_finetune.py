@@ -224,11 +224,12 @@ def rerank_table(runs_dir: Path, rows: list[Row], runs: dict[str, list[dict[str,
 
 def llm_throughput(run_dir: Path, cache_dir: Path | None = None) -> dict[str, float]:
     """Training tokens per epoch, tokens/s and hours of a finished LLM run (one seed's
-    directory), from its metrics and the tokens its epoch feeds the LLM."""
+    directory), from its metrics and the tokens its epoch feeds the LLM (counted from its
+    config: a run reused from evidence kept without weights has its throughput too)."""
     from genrecsys.experiment import load_run
 
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-    cfg, split, model = load_run(run_dir, cache_dir)
+    cfg, split, model = load_run(run_dir, cache_dir, weights=False)
     tokens = tokens_per_epoch(model, split, cfg.train.batch_size)
     seconds = metrics["train_seconds"]
     return {"tokens_per_epoch": tokens, "train_tokens_per_s": tokens * metrics["epochs"] / seconds if seconds else
