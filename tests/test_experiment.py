@@ -44,6 +44,43 @@ def test_a_finished_run_reloads_with_identical_test_metrics(block_dataset_dir, t
     assert again == pytest.approx(metrics["test"])
 
 
+def test_a_moved_runs_directory_finds_its_semantic_ids_beside_the_rows_and_says_when_they_are_gone(block_dataset_dir,
+                                                                                                   tmp_path):
+    """A runs directory copied elsewhere (evidence, another machine): a TIGER run's
+    config names its codes by the path they had; loading finds them by name beside it."""
+    import shutil
+
+    import numpy as np
+
+    from genrecsys.errors import GenrecsysError
+    from genrecsys.experiment import load_split
+    from genrecsys.generative.semantic_ids import SemanticIDs, save_semantic_ids
+    from genrecsys.train.loop import evaluate
+
+    split = load_split(_cfg(block_dataset_dir))
+    n = split.n_items
+    codes = np.stack([np.arange(n + 1) % 4, np.arange(n + 1) // 4 % 4, np.arange(n + 1) // 16], 1)
+    codes[0] = 0
+    sids = SemanticIDs(codes=codes, sizes=(4, 4, int(codes[:, 2].max()) + 1),
+                       item_ids=np.asarray(split.item_ids, dtype=str), dataset=split.dataset.name, stats={})
+    trained = tmp_path / "there" / "runs"
+    save_semantic_ids(sids, trained / "codes-rkmeans")
+    cfg = ExperimentConfig(model="tiger", model_params={"codes": str(trained / "codes-rkmeans"), "d_model": 16,
+                                                        "ffn_dim": 32, "layers": 1, "heads": 2, "max_len": 8},
+                           data=DataConfig(dataset=str(block_dataset_dir)),
+                           train=TrainConfig(progress=False, epochs=1, batch_size=64), eval=EvalConfig(ks=(10,)))
+    run_seeds(cfg, trained / "tiger", 1)
+    metrics = json.loads((trained / "tiger" / "seed-2020" / "metrics.json").read_text())
+    moved = tmp_path / "here" / "runs"
+    shutil.move(str(trained), str(moved))
+    cfg2, split2, model = load_run(moved / "tiger")
+    assert cfg2.model_params["codes"] == str((moved / "codes-rkmeans").resolve())
+    assert evaluate(model, split2, "test", cfg2.eval, cfg2.data.max_seq_len).metrics == pytest.approx(metrics["test"])
+    shutil.rmtree(moved / "codes-rkmeans")
+    with pytest.raises(GenrecsysError, match=r"semantic IDs .*codes-rkmeans are gone and no codes-rkmeans/ is beside"):
+        load_run(moved / "tiger", weights=False)
+
+
 def test_run_seeds_resumed_after_every_seed_finished_reads_no_data(block_dataset_dir, tmp_path, monkeypatch):
     import genrecsys.experiment as experiment
 

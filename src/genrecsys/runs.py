@@ -75,10 +75,29 @@ def load_run(run_dir: str | Path, cache_dir: str | Path | None = None, params: d
 
 
 def _resolve_side_inputs(cfg: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
-    """Relative ``user_text`` / ``item_text`` paths (RELAND runs) point into the run directory."""
+    """Relative ``user_text`` / ``item_text`` paths (RELAND runs) point into the run directory.
+    A ``codes`` directory (TIGER, GenRec, llmsid) that is no longer where the run was
+    trained -- a runs directory copied to another machine or path, kept as evidence -- is
+    looked up by its name beside the run: in the run directory or one of its three
+    parents, where a benchmark's runs directory keeps its ``codes-*`` next to the rows."""
     params = dict(cfg.model_params)
     for key in ("user_text", "item_text"):
         value = params.get(key)
         if isinstance(value, str) and not Path(value).is_absolute() and (run_dir / value).is_file():
             params[key] = str((run_dir / value).resolve())
+    codes = params.get("codes")
+    if isinstance(codes, str) and codes != "digits" and not Path(codes).is_dir():
+        params["codes"] = str(_moved_codes(codes, run_dir))
     return replace(cfg, model_params=params)
+
+
+def _moved_codes(codes: str, run_dir: Path) -> Path:
+    # a directory of that name is enough here: loading it checks that it holds semantic IDs
+    # of the run's catalog, and loading the weights that its codebook sizes are the run's
+    name = Path(codes).name
+    places = [run_dir.resolve(), *run_dir.resolve().parents][:4]
+    for place in places:
+        if (place / name).is_dir():
+            return place / name
+    raise GenrecsysError(f"{run_dir}: the run's semantic IDs {codes} are gone and no {name}/ is beside it "
+                         f"(looked in {', '.join(str(p) for p in places)})")
