@@ -19,6 +19,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from genrecsys.errors import GenrecsysError
 from genrecsys.eval.report import run_environment
 
 
@@ -67,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GenrecsysError as exc:  # a reused run trained otherwise, a bad input file: one line, exit 1
+        raise SystemExit(f"families.py: {exc}") from None

@@ -17,6 +17,8 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from genrecsys.errors import GenrecsysError
 from genrecsys.eval.report import run_environment
 
 
@@ -69,4 +71,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GenrecsysError as exc:  # a reused run trained otherwise, a bad input file: one line, exit 1
+        raise SystemExit(f"generative.py: {exc}") from None

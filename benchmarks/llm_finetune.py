@@ -8,7 +8,8 @@ trained TALLRec is also scored as a re-ranker of SASRec's top 50 on full ranking
     python benchmarks/llm_finetune.py --probe 4 --layers 4              # cost of a run, from 4 steps
     python benchmarks/llm_finetune.py --parts retrieval --rows sasrec tiger   # some rows now, llmsid on a GPU later
 
-Resumable: finished runs under --runs-dir are reused and an LLM run killed mid-epoch
+Resumable: finished runs under --runs-dir are reused (only for the settings they were
+trained with, else a one-line error) and an LLM run killed mid-epoch
 continues from its last step checkpoint (--checkpoint-steps). The LLM is the embedded
 SmolLM2-135M-Instruct unless --llm names a Hugging Face directory or GGUF file. The logic
 lives in ``genrecsys.stages.llm_finetune`` and ``genrecsys.stages.generative``; this
@@ -22,7 +23,9 @@ import resource
 import time
 from dataclasses import replace
 from pathlib import Path
+
 from genrecsys.config import TRAIN_PRECISIONS
+from genrecsys.errors import GenrecsysError
 from genrecsys.eval.report import run_environment
 
 
@@ -92,7 +95,6 @@ def main() -> None:
 
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
-    from genrecsys.errors import GenrecsysError
     from genrecsys.stages import llm_finetune as lf
 
     llm = {"llm": args.llm, "finetune": args.finetune, "lora_r": args.lora_r, "layers": args.layers}
@@ -197,4 +199,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GenrecsysError as exc:  # a reused run trained otherwise, a bad input file: one line, exit 1
+        raise SystemExit(f"llm_finetune.py: {exc}") from None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -151,6 +152,37 @@ def test_reuse_returns_a_finished_run_without_training_it_again(block_dataset_di
     assert run_experiment(_cfg(block_dataset_dir, epochs=1), out, reuse=True) == json.loads(
         json.dumps(first))
     assert (out / "model.pt").stat().st_mtime_ns == before
+
+
+def test_reuse_refuses_a_finished_run_trained_with_other_settings_in_one_line_and_keeps_it(block_dataset_dir, tmp_path,
+                                                                                          monkeypatch):
+    """A benchmark reuses a finished row by its directory: asked with another setting that
+    changes what is learned (a LoRA rank, a learning rate, the number of blocks), it must
+    say so instead of returning the other run's figures as the asked one's."""
+    import shutil
+
+    import genrecsys.experiment as experiment
+    from genrecsys.errors import GenrecsysError
+
+    out = tmp_path / "run"
+    first = run_experiment(_cfg(block_dataset_dir, epochs=1), out)
+    monkeypatch.setattr(experiment, "load_split", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    asked = {"lr": replace(_cfg(block_dataset_dir, epochs=1), train=TrainConfig(progress=False, lr=0.01, epochs=1)),
+             "n_negatives": replace(_cfg(block_dataset_dir, epochs=1), model_params={"n_negatives": 1}),
+             "split": replace(_cfg(block_dataset_dir, epochs=1), data=DataConfig(str(block_dataset_dir), split="ratio")),
+             "epochs": _cfg(block_dataset_dir, epochs=2)}
+    for key, cfg in asked.items():
+        with pytest.raises(GenrecsysError, match=rf"^{out}: a finished run trained with other settings \(\S*{key} ") as e:
+            run_experiment(cfg, out, reuse=True)
+        assert "\n" not in str(e.value)
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(first))  # kept
+    # what does not change the weights is not compared: threads, device, progress, a
+    # model default written out, the evaluation, and where the dataset directory now is
+    moved = tmp_path / "elsewhere" / block_dataset_dir.name
+    shutil.copytree(block_dataset_dir, moved)
+    same = replace(_cfg(moved, epochs=1, threads=1), model_params={"n_negatives": 4}, eval=EvalConfig(ks=(5,)))
+    same = replace(same, train=replace(same.train, progress=True))
+    assert run_experiment(same, out, reuse=True) == json.loads(json.dumps(first))
 
 
 def test_per_user_parquet_carries_longtail_membership_and_metrics_json_its_means(block_dataset_dir, tmp_path):

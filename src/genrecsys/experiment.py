@@ -48,8 +48,57 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, *, cache_dir: 
         return _train_as_follower(cfg, out, cache_dir, resume, split)
     with exclusive(out, "training into"):
         if reuse and (out / "metrics.json").is_file():
+            _refuse_other_settings(cfg, out)
             return json.loads((out / "metrics.json").read_text())
         return _train_and_publish(cfg, out, cache_dir, resume, split)
+
+
+# Settings that say how a run executes, not what it learns: a run trained on a GPU, with
+# other threads or step checkpoints, is reused as it is.
+EXECUTION_ONLY = frozenset({"train.device", "train.threads", "train.progress", "train.checkpoint_steps",
+                            "train.nproc", "train.max_seconds"})
+
+
+def _refuse_other_settings(cfg: ExperimentConfig, out: Path) -> None:
+    """A finished run is reused only for the settings it was trained with: the asked
+    model, its parameters (the model's defaults filled in), data and training settings
+    must be the run's own, else a one-line error (a benchmark's `--lora-r 32` must not
+    come back as the r 8 run already in its runs directory). Evaluation settings and
+    `EXECUTION_ONLY` are not compared; paths are compared by their last component, so a
+    runs directory copied elsewhere is still reused."""
+    from genrecsys.config import load_experiment
+
+    if not (out / "config.yaml").is_file():
+        return
+    saved = load_experiment(out / "config.yaml")
+    there, asked = _learned_settings(saved), _learned_settings(cfg)
+    for key in sorted(set(there) | set(asked)):
+        if key not in EXECUTION_ONLY and _comparable(there.get(key)) != _comparable(asked.get(key)):
+            raise GenrecsysError(f"{out}: a finished run trained with other settings ({key} {there.get(key)!r} "
+                                 f"there, {asked.get(key)!r} asked); give this run another directory or remove that one")
+
+
+def _learned_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Flat ``section.field`` -> value of what determines a run's weights."""
+    from genrecsys.config import from_dict, to_dict
+    from genrecsys.registry import MODELS
+
+    params = to_dict(from_dict(MODELS.get(cfg.model).Config, dict(cfg.model_params), f"model_params ({cfg.model})"))
+    flat: dict[str, Any] = {"model": cfg.model}
+    for section, values in (("model_params", params), ("data", to_dict(cfg.data)), ("train", to_dict(cfg.train)),
+                            ("reland", to_dict(cfg.reland) if cfg.reland is not None else {})):
+        flat.update({f"{section}.{k}": v for k, v in values.items()})
+    return flat
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, str) and "/" in value:
+        return Path(value).name
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _comparable(v)) for k, v in value.items()))
+    return value
 
 
 def _train_as_follower(cfg: ExperimentConfig, out: Path, cache_dir: str | Path | None, resume: bool,

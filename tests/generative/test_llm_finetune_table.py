@@ -130,6 +130,22 @@ def test_a_dropout_row_gets_its_own_label_and_run_directory_and_the_plain_labels
     assert all(r.params["lora_dropout"] == 0.1 for r in dropped[2:])
 
 
+def test_full_fine_tuning_and_another_lora_rank_get_their_own_run_directories():
+    """--finetune full / --lora-r 32 in a runs directory that holds the LoRA r 8 rows
+    must train new rows, not reuse those (the labels once said "LoRA" for every mode)."""
+    from genrecsys.stages.llm_finetune import retrieval_rows
+
+    kinds = [{}, {"finetune": "lora", "lora_r": 8}, {"finetune": "full", "lora_r": 8}, {"finetune": "lora", "lora_r": 32},
+             {"finetune": "frozen"}]
+    slugs = [[r.slug for r in retrieval_rows("codes", {"layers": 4, **k}, align=0.5, precision="bfloat16")[2:]]
+             for k in kinds]
+    assert slugs[0] == slugs[1] == ["llmsid-smollm2-135m-lora-bfloat16-training",
+                                    "llmsid--lc-rec-alignment-0-5-bfloat16-training"]
+    assert len({s for row in slugs[1:] for s in row}) == 8
+    assert slugs[2] == ["llmsid-smollm2-135m-full-fine-tuning-bfloat16-training",
+                        "llmsid--lc-rec-alignment-0-5-full-fine-tuning-bfloat16-training"]
+
+
 def _ranking_run(d, seed, ndcg_per_user):
     d.mkdir(parents=True)
     ndcg = float(np.mean(ndcg_per_user))
@@ -277,7 +293,8 @@ def test_trained_tallrec_runs_are_scored_as_rerankers_of_the_same_seeds_sasrec(t
             cfg = ExperimentConfig(model="tallrec", model_params=r.params, data=data, train=train)
             cfg.eval.protocol = "impressions"
             run_experiment(cfg, runs / r.slug / f"seed-{seed}")
-    rerank, results = lf.rerank_fewshot(rows, runs, len(seeds), TrainConfig(progress=False, seed=0), candidates=5)
+    rerank, results = lf.rerank_fewshot(rows, runs, len(seeds), TrainConfig(epochs=2, progress=False, seed=0),
+                                        candidates=5, data=data)
     assert [r.label for r in rerank] == ["SASRec", "TALLRec k=0 (the prompted LLM) re-ranking SASRec's top 5",
                                          "TALLRec k=8 re-ranking SASRec's top 5"]
     k8 = results[rerank[2].label]
@@ -302,7 +319,8 @@ def test_trained_tallrec_runs_are_scored_as_rerankers_of_the_same_seeds_sasrec(t
     import genrecsys.train.loop as loop
 
     monkeypatch.setattr(loop, "evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("evaluated again")))
-    again = lf.rerank_fewshot(rows, runs, len(seeds), TrainConfig(progress=False, seed=0), candidates=5)[1]
+    again = lf.rerank_fewshot(rows, runs, len(seeds), TrainConfig(epochs=2, progress=False, seed=0), candidates=5,
+                              data=data)[1]
     assert again[rerank[2].label] == k8
 
 

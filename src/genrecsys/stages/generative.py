@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from genrecsys.config import ExperimentConfig, TrainConfig
+from genrecsys.config import DataConfig, ExperimentConfig, TrainConfig
 
 REFERENCE = "SASRec"
 METRICS = ("hit@1", "hit@5", "hit@10", "ndcg@5", "ndcg@10", "longtail_ndcg@10")
@@ -69,13 +69,13 @@ def build_codes(split, out_dir: Path, cache_dir: Path | None, seed: int = 0) -> 
     return out
 
 
-def _train_one(job: tuple[Row, int, str, TrainConfig, str | None]) -> dict[str, Any]:
-    row, seed, run_dir, train, cache_dir = job
+def _train_one(job: tuple[Row, int, str, TrainConfig, str | None, DataConfig]) -> dict[str, Any]:
+    row, seed, run_dir, train, cache_dir, data = job
     from genrecsys.experiment import run_experiment
 
     # "{seed}" in a string parameter names this seed's input (e.g. llmrank's retriever run)
     params = {k: v.replace("{seed}", str(seed)) if isinstance(v, str) else v for k, v in row.params.items()}
-    cfg = ExperimentConfig(model=row.model, model_params=params, train=replace(train, seed=seed))
+    cfg = ExperimentConfig(model=row.model, model_params=params, data=data, train=replace(train, seed=seed))
     if row.protocol:
         cfg.eval.protocol = row.protocol
     # resume: a run killed mid-way (a timeout, a lost machine) continues from its checkpoint
@@ -83,11 +83,12 @@ def _train_one(job: tuple[Row, int, str, TrainConfig, str | None]) -> dict[str, 
 
 
 def train_rows(rows: list[Row], runs_dir: Path, seeds: int, train: TrainConfig, cache_dir: Path | None = None,
-               jobs: int = 1) -> dict[str, list[dict[str, Any]]]:
-    """Train every (row, seed) not finished yet; label -> the seeds' metrics, in seed order."""
+               jobs: int = 1, data: DataConfig | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Train every (row, seed) not finished yet on ``data`` (default: ML-100K, leave-one-out);
+    label -> the seeds' metrics, in seed order."""
     # seed-major: an interrupted run leaves every row with the same seeds done
     todo = [(row, train.seed + i, str(Path(runs_dir) / row.slug / f"seed-{train.seed + i}"), train,
-             str(cache_dir) if cache_dir else None) for i in range(seeds) for row in rows]
+             str(cache_dir) if cache_dir else None, data or DataConfig()) for i in range(seeds) for row in rows]
     if jobs > 1:  # spawn: a forked torch process can deadlock in its thread pools
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             results = list(pool.map(_train_one, todo))

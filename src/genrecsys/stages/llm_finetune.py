@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genrecsys.stages.generative import Row
+
+if TYPE_CHECKING:
+    from genrecsys.config import DataConfig
 
 TIGER = "TIGER (residual k-means)"  # the goal's reference: llmsid at or above it
 SASREC_IMPRESSIONS = "SASRec (impressions)"
@@ -36,24 +39,31 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float =
                    precision: str = "float32") -> list[Row]:
     """SASRec (the reference), TIGER and llmsid on the same semantic IDs; with ``align`` > 0
     also llmsid taught LC-Rec's title <-> code alignment tasks at that weight. ``precision``
-    is the LLM rows' training precision (``train.precision``). A precision other than
-    float32 and an input or LoRA dropout other than 0 are named in the LLM rows' labels: a
-    run is reused by its directory, named after the label, so runs trained differently
-    never mix in one runs directory.
+    is the LLM rows' training precision (``train.precision``). Full or frozen fine-tuning,
+    a LoRA rank other than 8, a precision other than float32 and an input or LoRA dropout
+    other than 0 are named in the LLM rows' labels: a run is reused by its directory, named
+    after the label, so such runs have their own directories in one runs directory (any
+    other difference, e.g. ``layers``, is refused when a finished run would be reused).
 
     >>> [r.label for r in retrieval_rows("codes", {}, precision="bfloat16")][2]
     'llmsid (SmolLM2-135M, LoRA, bfloat16 training)'
     >>> [r.label for r in retrieval_rows("codes", {"dropout": 0.1, "lora_dropout": 0.1}, precision="bfloat16")][2]
     'llmsid (SmolLM2-135M, LoRA, dropout 0.1, LoRA dropout 0.1, bfloat16 training)'
+    >>> [r.label for r in retrieval_rows("codes", {"finetune": "full"}) + retrieval_rows("codes", {"lora_r": 32})][2::3]
+    ['llmsid (SmolLM2-135M, full fine-tuning)', 'llmsid (SmolLM2-135M, LoRA r 32)']
     """
+    how = {"full": "full fine-tuning", "frozen": "frozen LLM"}.get(llmsid_params.get("finetune") or "lora", "LoRA")
+    if how == "LoRA" and llmsid_params.get("lora_r", 8) != 8:
+        how += f" r {llmsid_params['lora_r']}"
     trained = "".join(f", {name} {llmsid_params[key]:g}" for key, name in (("dropout", "dropout"),
                                                                           ("lora_dropout", "LoRA dropout"))
                       if llmsid_params.get(key)) + ("" if precision == "float32" else f", {precision} training")
     rows = [Row("SASRec", "sasrec"),
             Row(TIGER, "tiger", {"codes": codes_dir}, "rkmeans"),
-            Row(f"llmsid (SmolLM2-135M, LoRA{trained})", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
+            Row(f"llmsid (SmolLM2-135M, {how}{trained})", "llmsid", {"codes": codes_dir, **llmsid_params}, "rkmeans")]
     if align:
-        rows.append(Row(f"llmsid + LC-Rec alignment ({align:g}{trained})", "llmsid",
+        other = "" if how == "LoRA" else f", {how}"
+        rows.append(Row(f"llmsid + LC-Rec alignment ({align:g}{other}{trained})", "llmsid",
                         {"codes": codes_dir, **llmsid_params, "align": align}, "rkmeans"))
     return rows
 
@@ -190,19 +200,19 @@ def rerank_rows(fewshot: list[Row], candidates: int = 50) -> list[Row]:
 
 
 def rerank_fewshot(fewshot: list[Row], runs_dir: Path, seeds: int, train, cache_dir: Path | None = None,
-                   candidates: int = 50, jobs: int = 1) -> tuple[list[Row], dict[str, list[dict[str, Any]]]]:
+                   candidates: int = 50, jobs: int = 1, data: DataConfig | None = None) -> tuple[list[Row], dict[str, list[dict[str, Any]]]]:
     """:func:`rerank_rows` of the curve, measured: SASRec trained on full ranking (reused
     where the retrieval part trained it), then each seed's trained TALLRec run of the curve
     scored as a re-ranker of the same seed's SASRec top ``candidates`` on the test users
     (:func:`genrecsys.experiment.reevaluate_run`: nothing is trained again; the TALLRec
     epoch is the one selected on impression AUC). Returns the rows and label -> the seeds'
-    metrics."""
+    metrics. ``data``: the curve's dataset (default ML-100K)."""
     from genrecsys.experiment import reevaluate_run
     from genrecsys.stages import generative as g
 
     rows = rerank_rows(fewshot, candidates)
     ref = rows[0]
-    out = g.train_rows([ref], runs_dir, seeds, train, cache_dir, jobs)
+    out = g.train_rows([ref], runs_dir, seeds, train, cache_dir, jobs, data)
     for row, source in zip(rows[1:], [r for r in fewshot if r.model == "tallrec"]):
         out[row.label] = [
             reevaluate_run(Path(runs_dir) / source.slug / f"seed-{seed}", Path(runs_dir) / row.slug / f"seed-{seed}",
