@@ -200,7 +200,8 @@ def rerank_rows(fewshot: list[Row], candidates: int = 50) -> list[Row]:
 
 
 def rerank_fewshot(fewshot: list[Row], runs_dir: Path, seeds: int, train, cache_dir: Path | None = None,
-                   candidates: int = 50, jobs: int = 1, data: DataConfig | None = None) -> tuple[list[Row], dict[str, list[dict[str, Any]]]]:
+                   candidates: int = 50, jobs: int = 1,
+                   data: DataConfig | None = None) -> tuple[list[Row], dict[str, list[dict[str, Any]]]]:
     """:func:`rerank_rows` of the curve, measured: SASRec trained on full ranking (reused
     where the retrieval part trained it), then each seed's trained TALLRec run of the curve
     scored as a re-ranker of the same seed's SASRec top ``candidates`` on the test users
