@@ -54,3 +54,17 @@ def make_tiny_causal_lm(directory: Path, layers: int = 2) -> Path:
                       tie_word_embeddings=True)
     LlamaForCausalLM(cfg).save_pretrained(directory)
     return directory
+
+
+def make_toy_semantic_ids(split, directory: Path) -> str:
+    """Three-level codes for the split's items (3 x 3 x 3, not all used): prefixes with one,
+    two and three continuations, so llmsid's exact scoring and beam walk a real tree."""
+    import numpy as np
+
+    from genrecsys.generative.semantic_ids import SemanticIDs, save_semantic_ids
+
+    idx = np.arange(split.n_items)
+    codes = np.vstack([np.zeros((1, 3), np.int64), np.stack([idx % 3, (idx // 3) % 3, idx // 9], 1)])
+    sids = SemanticIDs(codes=codes, sizes=(3, 3, 3), item_ids=np.asarray(split.item_ids, dtype=str),
+                       dataset=split.dataset.name, stats={})
+    return str(save_semantic_ids(sids, directory).directory)

@@ -19,15 +19,9 @@ def split():
 
 @pytest.fixture(scope="module")
 def codes_dir(split, tmp_path_factory):
-    """Three-level codes for the 20 items (3 x 3 x 3, not all used): prefixes with one, two
-    and three continuations, so exact scoring and the beam walk a real tree."""
-    from genrecsys.generative.semantic_ids import SemanticIDs, save_semantic_ids
+    from newsfixtures import make_toy_semantic_ids
 
-    idx = np.arange(split.n_items)
-    codes = np.vstack([np.zeros((1, 3), np.int64), np.stack([idx % 3, (idx // 3) % 3, idx // 9], 1)])
-    sids = SemanticIDs(codes=codes, sizes=(3, 3, 3), item_ids=np.asarray(split.item_ids, dtype=str),
-                       dataset=split.dataset.name, stats={})
-    return str(save_semantic_ids(sids, tmp_path_factory.mktemp("sid") / "codes").directory)
+    return make_toy_semantic_ids(split, tmp_path_factory.mktemp("sid") / "codes")
 
 
 @pytest.fixture(scope="module")

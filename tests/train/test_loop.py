@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from genrecsys.config import EvalConfig, TrainConfig
@@ -79,17 +80,34 @@ def test_a_scheduled_run_killed_mid_epoch_resumes_on_the_same_learning_rate_curv
     assert not all(torch.allclose(a, b) for a, b in zip(straight.state_dict().values(), constant.state_dict().values()))
 
 
-def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_the_same_result(tmp_path):
+def _resumable(case, split, request, tmp_path):
+    """(model name, its parameters) of a mid-epoch resume case: SASRec, and the fine-tuned
+    LLMs on a tiny random Llama, whose checkpoints hold the trained weights only."""
+    if case == "sasrec":
+        return "sasrec", {"max_len": 8}
+    llm = str(request.getfixturevalue("tiny_causal_lm_dir"))
+    if case == "tallrec":
+        return "tallrec", {"llm": llm, "answers": ["item", "group"], "recent": 4}
+    from newsfixtures import make_toy_semantic_ids
+
+    params = {"llm": llm, "codes": make_toy_semantic_ids(split, tmp_path / "codes"), "max_len": 8}
+    return "llmsid", {**params, **{"llmsid-lora": {}, "llmsid-full": {"finetune": "full"},
+                                   "llmsid-lora-dropout": {"dropout": 0.1, "align": 0.5}}[case]}
+
+
+@pytest.mark.parametrize("case", ["sasrec", "llmsid-lora", "llmsid-full", "llmsid-lora-dropout", "tallrec"])
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_the_same_result(case, request, tmp_path):
     """train.checkpoint_steps: the killed epoch is not redone from its start; it continues
-    from the last step checkpoint (the same batches, dropout draws and optimizer state)."""
+    from the last step checkpoint (the same batches, dropout draws and optimizer state).
+    The LLM cases rebuild the base model and load only their adapters / trained weights."""
     import numpy as np
-    import pytest
 
     split = _split()
+    name, params = _resumable(case, split, request, tmp_path)
     cfg = _cfg(epochs=3, patience=100, checkpoint_steps=2, batch_size=4)
-    straight = _model("sasrec", split, max_len=8)
+    straight = _model(name, split, **params)
     r1 = fit(straight, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "a")
-    crashing = _model("sasrec", split, max_len=8)
+    crashing = _model(name, split, **params)
     per_epoch = len(list(crashing.batches(split, 4, np.random.default_rng(0))))
     assert per_epoch >= 4
     calls, loss = [0], crashing.loss
@@ -105,7 +123,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_the_same_r
         fit(crashing, split, cfg, EVAL, max_len=8, run_dir=tmp_path / "b")
     saved = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert saved["state"]["epoch"] == 1 and saved["state"]["epoch_step"] == 2  # inside the second epoch
-    fresh = _model("sasrec", split, max_len=8)
+    fresh = _model(name, split, **params)
     steps = [0]
     counted = fresh.loss
 
