@@ -130,18 +130,18 @@ def test_a_dropout_row_gets_its_own_label_and_run_directory_and_the_plain_labels
     assert all(r.params["lora_dropout"] == 0.1 for r in dropped[2:])
 
 
-def test_full_fine_tuning_and_another_lora_rank_get_their_own_run_directories():
-    """--finetune full / --lora-r 32 in a runs directory that holds the LoRA r 8 rows
+def test_full_fine_tuning_another_lora_rank_and_titles_get_their_own_run_directories():
+    """--finetune full / --lora-r 32 / --titles 4 in a runs directory that holds the LoRA r 8 rows
     must train new rows, not reuse those (the labels once said "LoRA" for every mode)."""
     from genrecsys.stages.llm_finetune import retrieval_rows
 
     kinds = [{}, {"finetune": "lora", "lora_r": 8}, {"finetune": "full", "lora_r": 8}, {"finetune": "lora", "lora_r": 32},
-             {"finetune": "frozen"}]
+             {"finetune": "frozen"}, {"finetune": "full", "titles": 4}, {"titles": 0}]
     slugs = [[r.slug for r in retrieval_rows("codes", {"layers": 4, **k}, align=0.5, precision="bfloat16")[2:]]
              for k in kinds]
-    assert slugs[0] == slugs[1] == ["llmsid-smollm2-135m-lora-bfloat16-training",
-                                    "llmsid--lc-rec-alignment-0-5-bfloat16-training"]
-    assert len({s for row in slugs[1:] for s in row}) == 8
+    assert slugs[0] == slugs[1] == slugs[6] == ["llmsid-smollm2-135m-lora-bfloat16-training",
+                                                "llmsid--lc-rec-alignment-0-5-bfloat16-training"]
+    assert len({s for row in slugs[1:6] for s in row}) == 10
     assert slugs[2] == ["llmsid-smollm2-135m-full-fine-tuning-bfloat16-training",
                         "llmsid--lc-rec-alignment-0-5-full-fine-tuning-bfloat16-training"]
 

@@ -40,8 +40,8 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float =
     """SASRec (the reference), TIGER and llmsid on the same semantic IDs; with ``align`` > 0
     also llmsid taught LC-Rec's title <-> code alignment tasks at that weight. ``precision``
     is the LLM rows' training precision (``train.precision``). Full or frozen fine-tuning,
-    a LoRA rank other than 8, a precision other than float32 and an input or LoRA dropout
-    other than 0 are named in the LLM rows' labels: a run is reused by its directory, named
+    a LoRA rank other than 8, a precision other than float32, titles in the history and an
+    input or LoRA dropout other than 0 are named in the LLM rows' labels: a run is reused by its directory, named
     after the label, so such runs have their own directories in one runs directory (any
     other difference, e.g. ``layers``, is refused when a finished run would be reused).
 
@@ -51,11 +51,14 @@ def retrieval_rows(codes_dir: str, llmsid_params: dict[str, Any], align: float =
     'llmsid (SmolLM2-135M, LoRA, dropout 0.1, LoRA dropout 0.1, bfloat16 training)'
     >>> [r.label for r in retrieval_rows("codes", {"finetune": "full"}) + retrieval_rows("codes", {"lora_r": 32})][2::3]
     ['llmsid (SmolLM2-135M, full fine-tuning)', 'llmsid (SmolLM2-135M, LoRA r 32)']
+    >>> retrieval_rows("codes", {"finetune": "full", "titles": 4})[2].label
+    'llmsid (SmolLM2-135M, full fine-tuning, title tokens 4)'
     """
     how = {"full": "full fine-tuning", "frozen": "frozen LLM"}.get(llmsid_params.get("finetune") or "lora", "LoRA")
     if how == "LoRA" and llmsid_params.get("lora_r", 8) != 8:
         how += f" r {llmsid_params['lora_r']}"
-    trained = "".join(f", {name} {llmsid_params[key]:g}" for key, name in (("dropout", "dropout"),
+    trained = "".join(f", {name} {llmsid_params[key]:g}" for key, name in (("titles", "title tokens"),
+                                                                          ("dropout", "dropout"),
                                                                           ("lora_dropout", "LoRA dropout"))
                       if llmsid_params.get(key)) + ("" if precision == "float32" else f", {precision} training")
     rows = [Row("SASRec", "sasrec"),
