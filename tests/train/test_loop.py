@@ -92,10 +92,10 @@ def _resumable(case, split, request, tmp_path):
 
     params = {"llm": llm, "codes": make_toy_semantic_ids(split, tmp_path / "codes"), "max_len": 8}
     return "llmsid", {**params, **{"llmsid-lora": {}, "llmsid-full": {"finetune": "full"},
-                                   "llmsid-lora-dropout": {"dropout": 0.1, "align": 0.5}}[case]}
+                                   "llmsid-dropout-align": {"dropout": 0.1, "align": 0.5}}[case]}
 
 
-@pytest.mark.parametrize("case", ["sasrec", "llmsid-lora", "llmsid-full", "llmsid-lora-dropout", "tallrec"])
+@pytest.mark.parametrize("case", ["sasrec", "llmsid-lora", "llmsid-full", "llmsid-dropout-align", "tallrec"])
 def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_the_same_result(case, request, tmp_path):
     """train.checkpoint_steps: the killed epoch is not redone from its start; it continues
     from the last step checkpoint (the same batches, dropout draws and optimizer state).
