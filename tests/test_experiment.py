@@ -51,21 +51,14 @@ def test_a_moved_runs_directory_finds_its_semantic_ids_beside_the_rows_and_says_
     config names its codes by the path they had; loading finds them by name beside it."""
     import shutil
 
-    import numpy as np
-
     from genrecsys.errors import GenrecsysError
     from genrecsys.experiment import load_split
-    from genrecsys.generative.semantic_ids import SemanticIDs, save_semantic_ids
     from genrecsys.train.loop import evaluate
+    from newsfixtures import make_toy_semantic_ids
 
     split = load_split(_cfg(block_dataset_dir))
-    n = split.n_items
-    codes = np.stack([np.arange(n + 1) % 4, np.arange(n + 1) // 4 % 4, np.arange(n + 1) // 16], 1)
-    codes[0] = 0
-    sids = SemanticIDs(codes=codes, sizes=(4, 4, int(codes[:, 2].max()) + 1),
-                       item_ids=np.asarray(split.item_ids, dtype=str), dataset=split.dataset.name, stats={})
     trained = tmp_path / "there" / "runs"
-    save_semantic_ids(sids, trained / "codes-rkmeans")
+    make_toy_semantic_ids(split, trained / "codes-rkmeans")
     cfg = ExperimentConfig(model="tiger", model_params={"codes": str(trained / "codes-rkmeans"), "d_model": 16,
                                                         "ffn_dim": 32, "layers": 1, "heads": 2, "max_len": 8},
                            data=DataConfig(dataset=str(block_dataset_dir)),
